@@ -1,0 +1,54 @@
+# The two commands in the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Development defaults; production sets DJANGO_DEBUG=0 and SECRET_KEY itself.
+export DJANGO_DEBUG ?= 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test setup venv models migrate lint format bench serve worker lock clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+models: venv
+	$(PY) manage.py install_models
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+setup: venv models migrate
+
+run: setup
+	@$(PY) manage.py ensure_demo_account
+	@echo "Serving API, web page and admin on http://$(HOST):$(PORT) with a worker (Ctrl-C stops both)"
+	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py qcluster & worker=$$!; \
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+# Re-pin requirements.txt from what the virtualenv has.
+lock: venv
+	$(PY) -m pip freeze --exclude-editable > requirements.txt
+
+clean:
+	rm -rf $(VENV) var staticfiles

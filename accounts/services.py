@@ -1,0 +1,44 @@
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from accounts.models import Account, ApiKey, Member
+from billing.services import grant_credits
+from revid.errors import ApplicationError
+
+
+@transaction.atomic
+def create_account(*, name: str, credits: int = 0, note: str = "Initial credits") -> Account:
+    name = name.strip()
+    if not name:
+        raise ApplicationError("An account needs a name.", code="invalid_name")
+    if Account.objects.filter(name=name).exists():
+        raise ApplicationError(f"An account named {name!r} already exists.", code="account_exists")
+    account = Account.objects.create(name=name)
+    if credits:
+        grant_credits(account=account, amount=credits, note=note)
+        account.refresh_from_db()
+    return account
+
+
+def create_api_key(*, account: Account, name: str = "default") -> tuple[ApiKey, str]:
+    """Returns the key object and the plaintext key, which is never stored."""
+    return ApiKey.objects.create_key(account=account, name=name or "default")
+
+
+def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
+    """Revocation is one-way: a revoked key never works again."""
+    if not api_key.revoked:
+        ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
+        api_key.revoked = True
+    return api_key
+
+
+@transaction.atomic
+def add_member(*, account: Account, username: str, password: str | None = None) -> Member:
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(username=username)
+    if password is not None:
+        user.set_password(password)
+        user.save()
+    member, _ = Member.objects.update_or_create(user=user, defaults={"account": account})
+    return member

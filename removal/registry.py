@@ -1,0 +1,114 @@
+"""The six models of the API contract, where their weights are, and one
+ONNX Runtime session per model per process.
+
+Weights are never fetched at request time: ``install_models`` puts them in
+``U2NET_HOME`` ahead of time, and a model whose file is absent is reported
+unavailable (503 on use, nothing charged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    best_for: str
+    speed: str
+    quality: str
+    md5: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "u2net", "General use (default)", "Fast", "High", "60024c5c889badc19c04ad937298a77b"
+        ),
+        ModelSpec(
+            "u2net_human_seg", "Human portraits", "Fast", "High", "c09ddc2e0104f800e3e1bb4652583d1f"
+        ),
+        ModelSpec(
+            "u2netp", "Fast processing", "Very Fast", "Medium", "8e83ca70e441ab06c318d82300c84806"
+        ),
+        ModelSpec(
+            "u2net_cloth_seg", "Clothing items", "Fast", "High", "2434d1f3cb744e0e49386c906e5a08bb"
+        ),
+        ModelSpec("silueta", "Portraits", "Fast", "High", "55e59e0d8062d2f5d013f4725ee84782"),
+        ModelSpec(
+            "isnet-general-use",
+            "Highest quality",
+            "Slower",
+            "Very High",
+            "fc16ebd8b0c10d971d3513d564d01e29",
+        ),
+    )
+}
+
+
+def weights_path(name: str) -> Path:
+    return Path(settings.U2NET_HOME) / f"{name}.onnx"
+
+
+def is_available(name: str) -> bool:
+    path = weights_path(name)
+    return path.is_file() and path.stat().st_size > 0
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_sessions: dict[str, object] = {}
+_lock = threading.Lock()
+_pid = os.getpid()
+
+
+def get_session(name: str):
+    """The rembg session for ``name``, created once per process and reused.
+
+    A forked child must not reuse its parent's ONNX Runtime session (its
+    thread pool did not survive the fork), hence the pid check.
+    """
+    global _pid
+    with _lock:
+        if os.getpid() != _pid:
+            _sessions.clear()
+            _pid = os.getpid()
+        session = _sessions.get(name)
+        if session is None:
+            session = _new_session(name)
+            _sessions[name] = session
+        return session
+
+
+def loaded_models() -> list[str]:
+    return sorted(_sessions)
+
+
+def _new_session(name: str):
+    import onnxruntime as ort
+    from rembg import new_session
+
+    if name not in MODELS:
+        raise KeyError(name)
+    if not is_available(name):
+        raise FileNotFoundError(f"Weights for {name} are not installed at {weights_path(name)}")
+    options = ort.SessionOptions()
+    if settings.ORT_INTRA_OP_THREADS:
+        options.intra_op_num_threads = settings.ORT_INTRA_OP_THREADS
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    os.environ["U2NET_HOME"] = str(settings.U2NET_HOME)
+    return new_session(name, sess_opts=options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,130 @@
+"""Input and output shapes of the API, field for field as the contract says.
+
+The output serializers are also what drf-spectacular turns into the
+OpenAPI schema.
+"""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from removal.models import RemovalJob
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # UTC, as in the contract's examples
+
+
+class RemoveBackgroundInputSerializer(serializers.Serializer):
+    file = serializers.FileField(required=True, help_text="PNG, JPEG, WEBP or BMP image")
+    model = serializers.CharField(required=False, default="u2net", help_text="Model name")
+
+
+class EndpointsSerializer(serializers.Serializer):
+    check_status = serializers.CharField()
+    download_image = serializers.CharField()
+
+
+class TaskCreatedSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    task_id = serializers.UUIDField()
+    status = serializers.CharField()
+    message = serializers.CharField()
+    endpoints = EndpointsSerializer()
+
+
+class ResultSerializer(serializers.Serializer):
+    image_url = serializers.URLField(required=False)
+    image_filename = serializers.CharField(required=False)
+    input_size = serializers.IntegerField(required=False)
+    output_size = serializers.IntegerField(required=False)
+    input_size_kb = serializers.FloatField(required=False)
+    output_size_kb = serializers.FloatField(required=False)
+    elapsed_seconds = serializers.FloatField(required=False)
+    model = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+    expired = serializers.BooleanField(required=False)
+
+
+class TaskStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RemovalJob.Status.choices)
+    message = serializers.CharField()
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    created_at = serializers.CharField()
+    completed_at = serializers.CharField(allow_null=True)
+    result = ResultSerializer(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    success = serializers.BooleanField(default=False)
+    error = serializers.CharField()
+    code = serializers.CharField()
+
+
+class ModelInfoSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    available = serializers.BooleanField()
+    best_for = serializers.CharField()
+    speed = serializers.CharField()
+    quality = serializers.CharField()
+
+
+def _time(value) -> str | None:
+    return value.strftime(TIME_FORMAT) if value is not None else None
+
+
+def _kb(size: int) -> float:
+    return round(size / 1024, 1)
+
+
+def status_url(job: RemovalJob) -> str:
+    return f"/api/get/{job.id}"
+
+
+def download_path(job: RemovalJob) -> str:
+    return f"/output/{job.output_filename}"
+
+
+def task_created_payload(job: RemovalJob) -> dict:
+    return {
+        "success": True,
+        "task_id": str(job.id),
+        "status": job.status,
+        "message": "Background removal started",
+        "endpoints": {
+            "check_status": status_url(job),
+            "download_image": f"{download_path(job)} (after completion)",
+        },
+    }
+
+
+def task_status_payload(job: RemovalJob, *, request) -> dict:
+    result = None
+    if job.status == RemovalJob.Status.COMPLETED:
+        result = {
+            "image_url": request.build_absolute_uri(download_path(job)),
+            "image_filename": job.output_filename,
+            "input_size": job.input_size,
+            "output_size": job.output_size,
+            "input_size_kb": _kb(job.input_size),
+            "output_size_kb": _kb(job.output_size or 0),
+            "elapsed_seconds": round(job.elapsed_seconds or 0.0, 2),
+            "model": job.model_name,
+        }
+        if job.is_expired:
+            result["expired"] = True
+    elif job.status == RemovalJob.Status.FAILED:
+        result = {"error": job.error}
+    message = job.message
+    if job.status == RemovalJob.Status.PENDING:
+        message = "Waiting for a worker..."
+    elif job.status == RemovalJob.Status.COMPLETED and job.is_expired:
+        message = (
+            f"Background removal completed successfully; the result expired after "
+            f"{settings.OUTPUT_TTL_HOURS} hours and was deleted"
+        )
+    return {
+        "status": job.status,
+        "message": message,
+        "progress": job.progress,
+        "created_at": _time(job.created_at),
+        "completed_at": _time(job.completed_at),
+        "result": result,
+    }

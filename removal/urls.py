@@ -1,0 +1,12 @@
+from django.urls import path
+
+from removal import apis
+
+urlpatterns = [
+    path(
+        "paid/image/remove/background", apis.RemoveBackgroundApi.as_view(), name="remove-background"
+    ),
+    path("api/get/<str:task_id>", apis.TaskStatusApi.as_view(), name="task-status"),
+    path("api/models", apis.ModelListApi.as_view(), name="model-list"),
+    path("output/<str:filename>", apis.download_output, name="download-output"),
+]

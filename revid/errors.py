@@ -1,0 +1,90 @@
+"""One application error type, mapped to one JSON error shape.
+
+Services raise ``ApplicationError`` (or a subclass); the API, the web page
+and the admin turn it into a response or a message. The DRF exception
+handler below also maps DRF's own errors (parse errors, auth, throttling) to
+the same ``{"success": false, "error": ..., "code": ...}`` shape, so no
+request is ever answered with HTML or a 500 page.
+"""
+
+import logging
+from typing import Any
+
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+
+
+def error_body(message: str, code: str) -> dict[str, Any]:
+    return {"success": False, "error": message, "code": code}
+
+
+def error_response(message: str, code: str, status_code: int) -> JsonResponse:
+    return JsonResponse(error_body(message, code), status=status_code)
+
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: (
+        "missing_api_key",
+        "Missing API key: send it in the x-api-key header.",
+    ),
+    exceptions.AuthenticationFailed: ("invalid_api_key", "Invalid or revoked API key."),
+    exceptions.PermissionDenied: ("forbidden", "You do not have permission to do this."),
+    exceptions.NotFound: ("not_found", "Not found."),
+    exceptions.MethodNotAllowed: ("method_not_allowed", None),
+    exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
+    exceptions.ParseError: ("malformed_request", None),
+    exceptions.Throttled: ("rate_limited", None),
+    exceptions.NotAcceptable: ("not_acceptable", None),
+}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.message, exc.code), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = exception_handler(exc, context)
+    if response is None:
+        # Anything else is a bug; log it and still answer in our JSON shape.
+        logger.exception("Unhandled error in API view", exc_info=exc)
+        return Response(
+            error_body("Internal error; nothing was charged for this request.", "internal_error"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    code, message = "bad_request", None
+    for exc_type, (drf_code, drf_message) in _DRF_CODES.items():
+        if isinstance(exc, exc_type):
+            code, message = drf_code, drf_message
+            break
+    if message is None:
+        detail = getattr(exc, "detail", None)
+        message = _flatten_detail(detail) if detail is not None else str(exc)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        message = f"Too many requests; retry in {int(exc.wait) + 1} seconds."
+    response.data = error_body(message, code)
+    return response
+
+
+def _flatten_detail(detail: Any) -> str:
+    if isinstance(detail, list):
+        return " ".join(_flatten_detail(item) for item in detail)
+    if isinstance(detail, dict):
+        return " ".join(f"{key}: {_flatten_detail(value)}" for key, value in detail.items())
+    return str(detail)
