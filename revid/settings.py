@@ -153,6 +153,8 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # --- Static and uploaded files ------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The web page's own CSS and script (plain files, no front-end build).
+STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # Never served directly: outputs go through /output/<filename>, which checks
 # that the file is a live result of this service.

@@ -8,6 +8,8 @@ from revid.errors import error_response
 
 urlpatterns = [
     path("", include("removal.urls")),
+    path("", include("removal.web_urls")),
+    path("", include("accounts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,100 @@
+"""The customer dashboard: balance, recent jobs and the account's API keys.
+
+Keys are created and revoked through ``accounts.services``; a new key's
+plaintext is rendered in the response to the POST that made it and never
+stored, so it is shown exactly once.
+"""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import Account, ApiKey
+from accounts.selectors import account_for_user, api_keys_for_account
+from accounts.services import create_api_key, revoke_api_key
+from removal.selectors import jobs_for_account
+from removal.views import NO_ACCOUNT_MESSAGE, has_live_input, has_live_output
+
+RECENT_JOBS = 20
+KEY_NAME_MAX_LENGTH = 50
+
+
+def _render_dashboard(
+    request: HttpRequest,
+    account: Account | None,
+    *,
+    new_key: str | None = None,
+    new_key_name: str = "",
+    key_error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    context = {"account": account, "no_account_message": NO_ACCOUNT_MESSAGE}
+    if account is not None:
+        jobs = list(jobs_for_account(account=account, limit=RECENT_JOBS))
+        for job in jobs:
+            job.live_output = has_live_output(job)
+            job.live_input = has_live_input(job)
+        price = settings.REMOVAL_PRICE_CREDITS
+        context.update(
+            price=price,
+            images_left=account.credit_balance // price if price else "Unlimited",
+            jobs=jobs,
+            api_keys=api_keys_for_account(account=account),
+            new_key=new_key,
+            new_key_name=new_key_name,
+            key_error=key_error,
+            key_name_max_length=KEY_NAME_MAX_LENGTH,
+        )
+    response = render(request, "accounts/dashboard.html", context, status=status)
+    if new_key:
+        # The only copy of the key: keep it out of every cache.
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _render_dashboard(request, account_for_user(user=request.user))
+
+
+@login_required
+@require_POST
+def create_key(request: HttpRequest) -> HttpResponse:
+    account = account_for_user(user=request.user)
+    if account is None:
+        return _render_dashboard(request, None, status=403)
+    name = request.POST.get("name", "").strip()
+    if len(name) > KEY_NAME_MAX_LENGTH:
+        return _render_dashboard(
+            request,
+            account,
+            key_error=f"A key name can be at most {KEY_NAME_MAX_LENGTH} characters long.",
+            status=400,
+        )
+    api_key, plaintext = create_api_key(account=account, name=name or "default")
+    return _render_dashboard(request, account, new_key=plaintext, new_key_name=api_key.name)
+
+
+@login_required
+@require_POST
+def revoke_key(request: HttpRequest, prefix: str) -> HttpResponse:
+    # Keys are addressed by their public prefix: the primary key embeds the
+    # hash, which never leaves the server.
+    account = account_for_user(user=request.user)
+    api_key = ApiKey.objects.filter(account=account, prefix=prefix).first() if account else None
+    if api_key is None:
+        messages.error(request, "That API key does not exist in your account.")
+        return redirect("dashboard")
+    if api_key.revoked:
+        messages.info(request, f"The key “{api_key.name}” was already revoked.")
+    else:
+        revoke_api_key(api_key=api_key)
+        messages.success(
+            request,
+            f"The key “{api_key.name}” ({api_key.prefix}…) is revoked and stops working now.",
+        )
+    return redirect("dashboard")

@@ -1,0 +1,177 @@
+"""The web upload page and the JSON endpoints its script calls.
+
+These views parse and format only: accepting an upload is
+``services.submit_job`` (the same validation, charge and refund as the
+API). The JSON endpoints authenticate with the login session and Django's
+CSRF check instead of an API key, and only ever show the owner's jobs.
+"""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import Account
+from accounts.selectors import account_for_user
+from removal import selectors, serializers, services
+from removal.models import RemovalJob
+from revid.errors import ApplicationError, error_response
+
+NO_ACCOUNT_MESSAGE = (
+    "Your login is not linked to a customer account yet; ask an administrator to add you to one."
+)
+
+INPUT_CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+}
+
+
+def _session_account(request: HttpRequest) -> Account | None:
+    if not request.user.is_authenticated:
+        return None
+    return account_for_user(user=request.user)
+
+
+def _json_login_required(request: HttpRequest) -> JsonResponse | None:
+    """A script gets a JSON answer, not the login page's HTML, when signed out."""
+    if not request.user.is_authenticated:
+        return error_response("Your session has ended; log in again.", "login_required", 401)
+    if account_for_user(user=request.user) is None:
+        return error_response(NO_ACCOUNT_MESSAGE, "no_account", 403)
+    return None
+
+
+def default_model_choice(catalogue: list[dict]) -> str | None:
+    """The default model if it is installed, else the first one that is."""
+    available = [model["name"] for model in catalogue if model["available"]]
+    if settings.REMOVAL_DEFAULT_MODEL in available:
+        return settings.REMOVAL_DEFAULT_MODEL
+    return available[0] if available else None
+
+
+@login_required
+@require_GET
+def upload_page(request: HttpRequest) -> HttpResponse:
+    catalogue = selectors.model_catalogue()
+    return render(
+        request,
+        "removal/upload.html",
+        {
+            "account": _session_account(request),
+            "no_account_message": NO_ACCOUNT_MESSAGE,
+            "models": catalogue,
+            "default_model": default_model_choice(catalogue),
+            "price": settings.REMOVAL_PRICE_CREDITS,
+            "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1048576),
+        },
+    )
+
+
+@login_required
+@require_GET
+def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
+    account = _session_account(request)
+    job = selectors.get_job(task_id=task_id, account=account) if account else None
+    if job is None:
+        return render(request, "removal/job_missing.html", status=404)
+    return render(request, "removal/job.html", {"account": account, "job": job})
+
+
+@require_POST
+def submit_upload(request: HttpRequest) -> JsonResponse:
+    """Accepts the upload form's file; answers 202 with the job, or the error."""
+    refusal = _json_login_required(request)
+    if refusal is not None:
+        return refusal
+    account = _session_account(request)
+    try:
+        job = services.submit_job(
+            account=account,
+            upload=request.FILES.get("file"),
+            model_name=request.POST.get("model"),
+        )
+    except ApplicationError as exc:
+        return error_response(exc.message, exc.code, exc.status_code)
+    account.refresh_from_db(fields=["credit_balance"])
+    return JsonResponse(job_payload(job, request=request, account=account), status=202)
+
+
+@require_GET
+def job_status(request: HttpRequest, task_id: str) -> JsonResponse:
+    refusal = _json_login_required(request)
+    if refusal is not None:
+        return refusal
+    account = _session_account(request)
+    job = selectors.get_job(task_id=task_id, account=account)
+    if job is None:
+        return error_response("This job does not exist in your account.", "task_not_found", 404)
+    return JsonResponse(job_payload(job, request=request, account=account))
+
+
+@login_required
+@require_GET
+def job_input(request: HttpRequest, task_id: str) -> HttpResponse:
+    """The uploaded photo, for its owner only (the 'before' picture)."""
+    account = _session_account(request)
+    job = selectors.get_job(task_id=task_id, account=account) if account else None
+    if job is None:
+        return error_response("This job does not exist in your account.", "task_not_found", 404)
+    return stream_input(job)
+
+
+def stream_input(job: RemovalJob) -> HttpResponse:
+    """Streams a job's stored upload; shared with the admin's thumbnails."""
+    if job.files_deleted_at is not None or not job.input_file.name:
+        return error_response("This upload has expired and was deleted.", "expired", 410)
+    try:
+        handle = job.input_file.open("rb")
+    except OSError:
+        return error_response("File not found.", "file_not_found", 404)
+    response = FileResponse(
+        handle, content_type=INPUT_CONTENT_TYPES.get(job.input_format, "application/octet-stream")
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def has_live_output(job: RemovalJob) -> bool:
+    return (
+        job.status == RemovalJob.Status.COMPLETED
+        and bool(job.output_file.name)
+        and (not job.is_expired)
+    )
+
+
+def has_live_input(job: RemovalJob) -> bool:
+    return bool(job.input_file.name) and job.files_deleted_at is None
+
+
+def job_payload(job: RemovalJob, *, request: HttpRequest, account: Account) -> dict:
+    """The API's status JSON plus what the page shows: image links and the balance."""
+    payload = serializers.task_status_payload(job, request=request)
+    payload.update(
+        task_id=str(job.id),
+        model=job.model_name,
+        original_filename=job.original_filename,
+        width=job.width,
+        height=job.height,
+        input_size=job.input_size,
+        output_size=job.output_size,
+        elapsed_seconds=job.elapsed_seconds,
+        error=job.error,
+        expired=job.is_expired,
+        status_url=reverse("web-job-status", args=[job.id]),
+        page_url=reverse("web-job", args=[job.id]),
+        input_url=reverse("web-job-input", args=[job.id]) if has_live_input(job) else None,
+        output_url=serializers.download_path(job) if has_live_output(job) else None,
+        output_filename=job.output_filename,
+        balance=account.credit_balance,
+    )
+    return payload

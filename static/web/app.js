@@ -1,0 +1,239 @@
+// The upload page, the job page and the dashboard's copy button.
+// Plain JavaScript: no framework, no build step.
+(function () {
+  "use strict";
+
+  var POLL_MS = 400;
+
+  function $(id) { return document.getElementById(id); }
+
+  function formatBytes(bytes) {
+    if (bytes == null) return "–";
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1048576) return (bytes / 1024).toFixed(1) + " KB";
+    return (bytes / 1048576).toFixed(2) + " MB";
+  }
+
+  // Service messages are sentences, some without their final full stop.
+  function sentence(text) {
+    text = String(text || "").trim();
+    return /[.!?]$/.test(text) ? text : text + ".";
+  }
+
+  function setBalance(value) {
+    var el = $("balance");
+    if (el && value != null) el.textContent = value;
+  }
+
+  // --- job panel: progress, then before/after --------------------------
+  function showProgress(progress, message) {
+    var pct = Math.max(0, Math.min(100, progress | 0));
+    $("job-progress-fill").style.width = pct + "%";
+    $("job-percent").textContent = pct + " %";
+    $("job-progressbar").setAttribute("aria-valuenow", String(pct));
+    if (message) $("job-message").textContent = message;
+  }
+
+  function showResult(job) {
+    $("job-result").hidden = false;
+    if (job.input_url) $("job-before").src = job.input_url;
+    var download = $("job-download");
+    if (job.output_url) {
+      $("job-after").src = job.output_url;
+      download.href = job.output_url;
+      download.setAttribute("download", job.output_filename);
+      download.removeAttribute("aria-disabled");
+    } else {
+      download.removeAttribute("href");
+      download.setAttribute("aria-disabled", "true");
+      $("job-expired").hidden = false;
+    }
+    $("job-output-size").textContent = formatBytes(job.output_size);
+    $("job-dimensions").textContent = job.width + " × " + job.height;
+    $("job-elapsed").textContent = job.elapsed_seconds != null ? job.elapsed_seconds.toFixed(2) + " s" : "–";
+    $("job-model").textContent = job.model;
+  }
+
+  function showFailure(job) {
+    var box = $("job-failed");
+    box.textContent = sentence(job.error || "The background could not be removed") +
+      " The credits for this image were refunded.";
+    box.hidden = false;
+    $("job-progress").hidden = true;
+  }
+
+  function render(job) {
+    setBalance(job.balance);
+    if (job.status === "failed") { showFailure(job); return true; }
+    showProgress(job.progress, job.message);
+    if (job.status === "completed") { showResult(job); return true; }
+    return false;
+  }
+
+  function poll(statusUrl) {
+    fetch(statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (reply) {
+        if (!reply.ok) {
+          showFailure({ error: reply.body.error });
+          return;
+        }
+        if (!render(reply.body)) setTimeout(function () { poll(statusUrl); }, POLL_MS);
+      })
+      .catch(function () {
+        // A dropped connection is not a failed job: keep asking.
+        setTimeout(function () { poll(statusUrl); }, POLL_MS * 5);
+      });
+  }
+
+  function resetPanel(fileName) {
+    var panel = $("job-panel");
+    panel.hidden = false;
+    $("job-heading").textContent = fileName || "Your image";
+    $("job-progress").hidden = false;
+    $("job-failed").hidden = true;
+    $("job-result").hidden = true;
+    $("job-expired").hidden = true;
+    showProgress(0, "Uploading…");
+  }
+
+  // --- upload form -------------------------------------------------------
+  function setupUpload(form) {
+    var input = $("file-input");
+    var dropzone = $("dropzone");
+    var chosen = $("file-chosen");
+    var errorBox = $("upload-error");
+    var button = $("submit-button");
+    var previewUrl = null;
+
+    function showError(text) {
+      errorBox.textContent = text;
+      errorBox.hidden = false;
+      errorBox.scrollIntoView({ block: "nearest" });
+    }
+
+    function describeChoice() {
+      chosen.textContent = "";
+      errorBox.hidden = true;
+      if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
+      var file = input.files && input.files[0];
+      if (!file) return;
+      if (/^image\//.test(file.type)) {
+        previewUrl = URL.createObjectURL(file);
+        var img = document.createElement("img");
+        img.src = previewUrl;
+        img.alt = "";
+        chosen.appendChild(img);
+      }
+      var label = document.createElement("span");
+      label.textContent = file.name + " (" + formatBytes(file.size) + ")";
+      chosen.appendChild(label);
+    }
+
+    input.addEventListener("change", describeChoice);
+
+    ["dragenter", "dragover"].forEach(function (type) {
+      dropzone.addEventListener(type, function (event) {
+        event.preventDefault();
+        dropzone.classList.add("dragging");
+      });
+    });
+    ["dragleave", "drop"].forEach(function (type) {
+      dropzone.addEventListener(type, function (event) {
+        event.preventDefault();
+        dropzone.classList.remove("dragging");
+      });
+    });
+    dropzone.addEventListener("drop", function (event) {
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        input.files = event.dataTransfer.files;
+        describeChoice();
+      }
+    });
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      errorBox.hidden = true;
+      var file = input.files && input.files[0];
+      if (!file) {
+        showError("Choose a photo first: drop it on the box or use the file picker.");
+        input.focus();
+        return;
+      }
+      button.disabled = true;
+      button.textContent = "Uploading…";
+      fetch(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      })
+        .then(function (response) {
+          return response.json().then(
+            function (body) { return { ok: response.ok, body: body }; },
+            function () { return { ok: false, body: { error: "The server answered with status " + response.status + "." } }; }
+          );
+        })
+        .then(function (reply) {
+          button.disabled = false;
+          button.textContent = "Remove background";
+          if (!reply.ok) {
+            showError(sentence(reply.body.error) + " Nothing was charged.");
+            return;
+          }
+          resetPanel(file.name);
+          render(reply.body);
+          $("job-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+          poll(reply.body.status_url);
+        })
+        .catch(function () {
+          button.disabled = false;
+          button.textContent = "Remove background";
+          showError("The upload did not reach the server; check your connection and try again. Nothing was charged.");
+        });
+    });
+  }
+
+  // --- dashboard: copy the new key --------------------------------------
+  function setupCopy(button) {
+    button.addEventListener("click", function () {
+      var target = $(button.getAttribute("data-copy-target"));
+      var text = target.textContent.trim();
+      var done = function () {
+        button.textContent = "Copied";
+        setTimeout(function () { button.textContent = "Copy"; }, 2000);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done, function () { selectText(target); });
+      } else {
+        selectText(target);
+        try { document.execCommand("copy"); done(); } catch (e) { /* selected for Ctrl+C */ }
+      }
+    });
+  }
+
+  function selectText(element) {
+    var range = document.createRange();
+    range.selectNodeContents(element);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  function setupConfirm(form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = $("upload-form");
+    if (form) setupUpload(form);
+    var panel = $("job-panel");
+    if (panel && panel.getAttribute("data-status-url")) poll(panel.getAttribute("data-status-url"));
+    Array.prototype.forEach.call(document.querySelectorAll("[data-copy-target]"), setupCopy);
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), setupConfirm);
+  });
+})();
