@@ -9,7 +9,7 @@ PORT ?= 8000
 export DJANGO_DEBUG ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup venv models migrate lint format bench serve worker lock clean
+.PHONY: run test setup venv models migrate chromium lint format bench serve worker lock clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,15 @@ run: setup
 	$(PY) manage.py qcluster & worker=$$!; \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
-test: setup
+# The browser tests drive Debian's chromium through Playwright (never
+# `playwright install`, which downloads a browser build of its own).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	}
+
+test: setup chromium
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
