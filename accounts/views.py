@@ -5,11 +5,15 @@ plaintext is rendered in the response to the POST that made it and never
 stored, so it is shown exactly once.
 """
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Account, ApiKey
@@ -20,6 +24,13 @@ from removal.views import NO_ACCOUNT_MESSAGE, has_live_input, has_live_output
 
 RECENT_JOBS = 20
 KEY_NAME_MAX_LENGTH = 50
+
+
+def describe_age(moment: datetime) -> str:
+    """'just now' rather than '0 minutes ago'."""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"
 
 
 def _render_dashboard(
@@ -37,12 +48,16 @@ def _render_dashboard(
         for job in jobs:
             job.live_output = has_live_output(job)
             job.live_input = has_live_input(job)
+            job.age = describe_age(job.created_at)
+        api_keys = list(api_keys_for_account(account=account))
+        for api_key in api_keys:
+            api_key.last_used = describe_age(api_key.last_used_at) if api_key.last_used_at else ""
         price = settings.REMOVAL_PRICE_CREDITS
         context.update(
             price=price,
             images_left=account.credit_balance // price if price else "Unlimited",
             jobs=jobs,
-            api_keys=api_keys_for_account(account=account),
+            api_keys=api_keys,
             new_key=new_key,
             new_key_name=new_key_name,
             key_error=key_error,
