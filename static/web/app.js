@@ -36,7 +36,12 @@
 
   function showResult(job) {
     $("job-result").hidden = false;
-    if (job.input_url) $("job-before").src = job.input_url;
+    var before = $("job-before");
+    if (job.input_url) {
+      before.src = job.input_url;
+    } else {
+      before.replaceWith(document.createTextNode("The original was deleted when it expired."));
+    }
     var download = $("job-download");
     if (job.output_url) {
       $("job-after").src = job.output_url;
@@ -55,9 +60,13 @@
   }
 
   function showFailure(job) {
+    showPanelError(sentence(job.error || "The background could not be removed") +
+      " The credits for this image were refunded.");
+  }
+
+  function showPanelError(text) {
     var box = $("job-failed");
-    box.textContent = sentence(job.error || "The background could not be removed") +
-      " The credits for this image were refunded.";
+    box.textContent = text;
     box.hidden = false;
     $("job-progress").hidden = true;
   }
@@ -77,7 +86,9 @@
       })
       .then(function (reply) {
         if (!reply.ok) {
-          showFailure({ error: reply.body.error });
+          // The status request itself was refused (e.g. the session ended);
+          // the job is unaffected.
+          showPanelError(sentence(reply.body.error));
           return;
         }
         if (!render(reply.body)) setTimeout(function () { poll(statusUrl); }, POLL_MS);
@@ -153,6 +164,10 @@
       }
     });
 
+    ["dragover", "drop"].forEach(function (type) {
+      window.addEventListener(type, function (event) { event.preventDefault(); });
+    });
+
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       errorBox.hidden = true;
@@ -173,7 +188,12 @@
         .then(function (response) {
           return response.json().then(
             function (body) { return { ok: response.ok, body: body }; },
-            function () { return { ok: false, body: { error: "The server answered with status " + response.status + "." } }; }
+            function () {
+              var text = response.status === 403
+                ? "Your session has expired; reload the page and try again."
+                : "The server could not take the upload (status " + response.status + ").";
+              return { ok: false, body: { error: text } };
+            }
           );
         })
         .then(function (reply) {
@@ -223,6 +243,10 @@
   }
 
   function setupConfirm(form) {
+    ["dragover", "drop"].forEach(function (type) {
+      window.addEventListener(type, function (event) { event.preventDefault(); });
+    });
+
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
     });

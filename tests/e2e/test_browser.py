@@ -173,9 +173,14 @@ def test_a_customer_removes_a_background_and_downloads_a_transparent_png(
 
     # A phone-width screen: nothing is wider than the screen.
     page.set_viewport_size({"width": 375, "height": 800})
-    for path in ("/", "/dashboard/"):
+    for path in ("/", "/dashboard/", f"/jobs/{job.id}/"):
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+    # The job's own page (linked from the dashboard) shows the same result.
+    page.locator("#job-result").wait_for(state="visible")
+    page.wait_for_function("document.getElementById('job-after').naturalWidth === 512")
+    page.wait_for_timeout(400)
+    screenshot(page, "result-phone.png")
 
     customer.refresh_from_db()
     assert customer.credit_balance == 975
