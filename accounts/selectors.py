@@ -14,3 +14,14 @@ def account_for_user(*, user) -> Account | None:
 
 def api_keys_for_account(*, account: Account) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(account=account).order_by("-created")
+
+
+def account_summary(*, account: Account, price: int) -> dict:
+    """Balance and price as the account's key holder sees them (read fresh)."""
+    balance = Account.objects.values_list("credit_balance", flat=True).get(pk=account.pk)
+    return {
+        "account": account.name,
+        "credit_balance": balance,
+        "price_per_request": price,
+        "requests_affordable": balance // price if price else None,
+    }

@@ -1,9 +1,10 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import apis, views
 
 urlpatterns = [
+    path("api/account", apis.AccountApi.as_view(), name="account"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(

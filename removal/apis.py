@@ -1,44 +1,100 @@
 """The HTTP API. Views parse and format; services decide."""
 
-from django.http import FileResponse, HttpRequest, HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
 from removal import selectors, serializers, services
-from revid.errors import error_response
+from removal.throttling import SubmissionRateThrottle
+from removal.uploads import limit_upload_size
+from revid.errors import ApplicationError
 
+_ERROR_TEXT = {
+    400: "Bad request: unknown model, no file, several files, an undecodable or damaged "
+    "image, a malformed body or Idempotency-Key. Nothing is charged.",
+    401: "Missing, wrong or revoked API key. Nothing is charged.",
+    402: "Insufficient credits for this request. Nothing is charged.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    409: "This Idempotency-Key was already used for a different request. Nothing is charged.",
+    410: "The result expired and was deleted.",
+    413: "File over MAX_UPLOAD_BYTES or image over MAX_IMAGE_PIXELS. Nothing is charged.",
+    415: "Unsupported image format (or a body that is not multipart/form-data). "
+    "Nothing is charged.",
+    429: "Too many submissions with this key; retry after Retry-After seconds. Nothing is charged.",
+    503: "The model's weights are not installed on this server. Nothing is charged.",
+}
 ERRORS = {
     code: OpenApiResponse(serializers.ErrorSerializer, description=text)
-    for code, text in {
-        400: "Bad request (unknown model, no file, undecodable image, malformed body)",
-        401: "Missing, wrong or revoked API key",
-        402: "Insufficient credits",
-        404: "Not found",
-        413: "File or image too large",
-        415: "Unsupported image format",
-        429: "Rate limited",
-        503: "Model not available",
-    }.items()
+    for code, text in _ERROR_TEXT.items()
 }
 
 
+def errors(*codes: int) -> dict:
+    return {code: ERRORS[code] for code in codes}
+
+
 class RemoveBackgroundApi(APIView):
+    throttle_classes = [SubmissionRateThrottle]
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        # Authentication, permission and rate limit come first and read no
+        # body; the size guard must be in place before the body is parsed.
+        super().initial(request, *args, **kwargs)
+        limit_upload_size(request._request)
+
     @extend_schema(
         operation_id="remove_background",
         request={"multipart/form-data": serializers.RemoveBackgroundInputSerializer},
-        responses={202: serializers.TaskCreatedSerializer, **ERRORS},
-        description="Accepts an image, charges 25 credits and queues the removal.",
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Optional. A retry with the same key and the same file and model "
+                "returns the same task and is not charged again; the same key with a "
+                "different request is refused with 409. Up to 255 visible ASCII characters.",
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[429],
+                description="Seconds to wait before submitting again.",
+            ),
+        ],
+        responses={
+            202: serializers.TaskCreatedSerializer,
+            **errors(400, 401, 402, 409, 413, 415, 429, 503),
+        },
+        description="Accepts an image, charges 25 credits (REMOVAL_PRICE_CREDITS) and queues "
+        "the removal. Everything is validated before the charge; a refused request costs "
+        "nothing, and a job that fails later is refunded.",
     )
     def post(self, request: Request) -> Response:
+        files = request.FILES.getlist("file")
+        if len(files) > 1:
+            raise ApplicationError(
+                "Send exactly one image in the multipart field 'file'.", code="multiple_files"
+            )
+        model_name = request.data.get("model")
+        if model_name is not None and not isinstance(model_name, str):
+            raise ApplicationError(
+                "The 'model' field must be a text field, not a file.", code="invalid_model_field"
+            )
         job = services.submit_job(
             account=request.auth.account,
             api_key=request.auth,
-            upload=request.FILES.get("file"),
-            model_name=request.data.get("model"),
+            upload=files[0] if files else None,
+            model_name=model_name,
+            idempotency_key=request.headers.get("Idempotency-Key"),
         )
         return Response(serializers.task_created_payload(job), status=status.HTTP_202_ACCEPTED)
 
@@ -51,7 +107,15 @@ class TaskStatusApi(APIView):
 
     @extend_schema(
         operation_id="get_task",
-        responses={200: serializers.TaskStatusSerializer, 401: ERRORS[401], 404: ERRORS[404]},
+        parameters=[
+            OpenApiParameter(
+                "task_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The task_id"
+            )
+        ],
+        responses={200: serializers.TaskStatusSerializer, **errors(401, 404)},
+        description="The task's status, progress and, when completed, where to download the "
+        "PNG (result.expired is true once the file has been deleted). Anyone with the "
+        "task id may poll it; with an x-api-key, only that account's tasks are found.",
     )
     def get(self, request: Request, task_id: str) -> Response:
         account = request.auth.account if isinstance(request.auth, ApiKey) else None
@@ -73,35 +137,78 @@ class ModelListApi(APIView):
     authentication_classes = []
 
     @extend_schema(
-        operation_id="list_models", responses={200: serializers.ModelInfoSerializer(many=True)}
+        operation_id="list_models",
+        responses={200: serializers.ModelListSerializer},
+        description="The six models and whether their weights are installed here.",
     )
     def get(self, request: Request) -> Response:
         return Response({"success": True, "models": selectors.model_catalogue()})
 
 
-def download_output(request: HttpRequest, filename: str) -> HttpResponse:
-    """Serves a finished PNG; only ``<uuid>_output.png`` of a live job."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response("Method not allowed.", "method_not_allowed", 405)
-    if not filename.endswith("_output.png"):
-        return error_response("File not found.", "file_not_found", 404)
-    job = selectors.get_job(task_id=filename[: -len("_output.png")])
-    if (
-        job is None
-        or filename != job.output_filename
-        or job.status != job.Status.COMPLETED
-        or not job.output_file.name
-    ):
-        return error_response("File not found.", "file_not_found", 404)
-    if job.is_expired:
-        return error_response(
-            "This result has expired and was deleted; submit the image again.", "expired", 410
-        )
-    try:
-        handle = job.output_file.open("rb")
-    except (FileNotFoundError, OSError):
-        return error_response("File not found.", "file_not_found", 404)
-    response = FileResponse(handle, content_type="image/png", filename=job.output_filename)
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+class IgnoreAcceptHeader(BaseContentNegotiation):
+    """A download is a PNG or a JSON error whatever the client accepts."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class DownloadOutputApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes = []
+    content_negotiation_class = IgnoreAcceptHeader
+
+    @extend_schema(
+        operation_id="download_output",
+        parameters=[
+            OpenApiParameter(
+                "filename",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                description="<task_id>_output.png, as in result.image_filename",
+            )
+        ],
+        responses={
+            (200, "image/png"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The cut-out: an RGBA PNG."
+            ),
+            **errors(404, 410),
+        },
+        description="Serves a finished PNG until it expires (OUTPUT_TTL_HOURS); 410 after.",
+    )
+    def get(self, request: Request, filename: str):
+        if not filename.endswith("_output.png"):
+            return _file_not_found()
+        job = selectors.get_job(task_id=filename[: -len("_output.png")])
+        if (
+            job is None
+            or filename != job.output_filename
+            or job.status != job.Status.COMPLETED
+            or not job.output_file.name
+        ):
+            return _file_not_found()
+        if job.is_expired:
+            return Response(
+                {
+                    "success": False,
+                    "error": "This result has expired and was deleted; submit the image again.",
+                    "code": "expired",
+                },
+                status=status.HTTP_410_GONE,
+            )
+        try:
+            handle = job.output_file.open("rb")
+        except OSError:
+            return _file_not_found()
+        response = FileResponse(handle, content_type="image/png", filename=job.output_filename)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+def _file_not_found() -> Response:
+    return Response(
+        {"success": False, "error": "File not found.", "code": "file_not_found"},
+        status=status.HTTP_404_NOT_FOUND,
+    )

@@ -52,6 +52,15 @@ class TooManyPixels(PipelineError):
         )
 
 
+class DecompressionBomb(TooManyPixels):
+    """Pillow's own guard fired while reading the header: far too many pixels."""
+
+    def __init__(self):
+        PipelineError.__init__(
+            self, "The image declares an absurd number of pixels and was refused unread."
+        )
+
+
 class DeadlineExceeded(PipelineError):
     pass
 
@@ -132,7 +141,7 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=[fmt.upper()])
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise UndecodableImage("The image declares an absurd size and was refused.") from None
+        raise DecompressionBomb() from None
     except Exception as exc:
         raise UndecodableImage(f"The {fmt.upper()} file could not be read: {exc}") from None
     width, height = img.size

@@ -13,8 +13,16 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # UTC, as in the contract's examples
 
 
 class RemoveBackgroundInputSerializer(serializers.Serializer):
-    file = serializers.FileField(required=True, help_text="PNG, JPEG, WEBP or BMP image")
-    model = serializers.CharField(required=False, default="u2net", help_text="Model name")
+    file = serializers.FileField(
+        required=True,
+        help_text="PNG, JPEG, WEBP or BMP image (format sniffed from the bytes); "
+        "an animated WEBP is processed from its first frame",
+    )
+    model = serializers.CharField(
+        required=False,
+        default="u2net",
+        help_text="u2net, u2net_human_seg, u2netp, u2net_cloth_seg, silueta or isnet-general-use",
+    )
 
 
 class EndpointsSerializer(serializers.Serializer):
@@ -53,9 +61,11 @@ class TaskStatusSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=False)
-    error = serializers.CharField()
-    code = serializers.CharField()
+    """Every error of the API, whatever the status code."""
+
+    success = serializers.BooleanField(help_text="Always false")
+    error = serializers.CharField(help_text="A sentence for humans")
+    code = serializers.CharField(help_text="A stable slug for programs, e.g. insufficient_credits")
 
 
 class ModelInfoSerializer(serializers.Serializer):
@@ -64,6 +74,11 @@ class ModelInfoSerializer(serializers.Serializer):
     best_for = serializers.CharField()
     speed = serializers.CharField()
     quality = serializers.CharField()
+
+
+class ModelListSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    models = ModelInfoSerializer(many=True)
 
 
 def _time(value) -> str | None:

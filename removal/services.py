@@ -6,6 +6,7 @@ the django-q2 tasks in ``tasks.py`` only fetch an id and call them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -14,7 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
@@ -25,9 +26,11 @@ from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
-# How long past the job timeout a job may sit in "processing" before the
-# reaper decides its worker is gone.
-STALE_GRACE = timedelta(seconds=30)
+
+def stale_grace() -> timedelta:
+    """How long past the job timeout a job may sit in "processing" before the
+    reaper decides its worker is gone (REMOVAL_STALE_GRACE)."""
+    return timedelta(seconds=settings.REMOVAL_STALE_GRACE)
 
 
 class UnknownModel(ApplicationError):
@@ -62,6 +65,18 @@ class ImageTooLarge(ApplicationError):
     code = "image_too_large"
 
 
+class InvalidIdempotencyKey(ApplicationError):
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyConflict(ApplicationError):
+    status_code = 409
+    code = "idempotency_conflict"
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
 def validate_model_name(model_name: str | None) -> str:
     """Unknown names are a client error (400); known but missing weights, ours (503)."""
     name = (model_name or "").strip() or settings.REMOVAL_DEFAULT_MODEL
@@ -83,17 +98,19 @@ def read_upload(upload: UploadedFile | None) -> bytes:
         raise FileRequired("No file uploaded: send the image in the multipart field 'file'.")
     limit = settings.MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
-        raise FileTooLarge(_too_large_message(upload.size, limit))
+        raise FileTooLarge(too_large_message(upload.size, limit))
     upload.seek(0)
     data = upload.read(limit + 1)
     if len(data) > limit:
-        raise FileTooLarge(_too_large_message(len(data), limit))
+        raise FileTooLarge(too_large_message(len(data), limit, at_least=True))
     if not data:
         raise InvalidImage("The uploaded file is empty.")
     return data
 
 
-def _too_large_message(size: int, limit: int) -> str:
+def too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
+    if at_least:
+        return f"File too large: the limit is {limit / 1048576:.1f} MB."
     return f"File too large: {size / 1048576:.1f} MB; the limit is {limit / 1048576:.1f} MB."
 
 
@@ -108,24 +125,63 @@ def validate_image(data: bytes) -> pipeline.ImageInfo:
         raise InvalidImage(str(exc)) from None
 
 
+def validate_idempotency_key(value: str | None) -> str:
+    """Empty means none; otherwise 1-255 visible ASCII characters."""
+    key = (value or "").strip()
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not all(33 <= ord(c) <= 126 for c in key):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be at most {IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII "
+            "characters (a UUID is a good choice)."
+        )
+    return key
+
+
+def request_fingerprint(*, model_name: str, data: bytes) -> str:
+    """What makes two submissions "the same request" for an idempotency key."""
+    digest = hashlib.sha256()
+    digest.update(model_name.encode())
+    digest.update(b"\0")
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def _replay(*, account: Account, idempotency_key: str, fingerprint: str) -> RemovalJob | None:
+    """The job already accepted under this key, if the request is the same one."""
+    job = RemovalJob.objects.filter(account=account, idempotency_key=idempotency_key).first()
+    if job is not None and job.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used for a different request (another file "
+            "or model); use a new key for a new request."
+        )
+    return job
+
+
 def submit_job(
     *,
     account: Account,
     upload: UploadedFile | None,
     model_name: str | None = None,
     api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
 ) -> RemovalJob:
     """Validates, charges and queues one removal.
 
     Steps:
     1. Validate model, size, format and pixels; any refusal charges nothing.
-    2. In one transaction: create the job, charge it (402 if short), store
+    2. With an Idempotency-Key already used by this account: the same
+       request gets the job it created (not charged again), a different
+       one is refused (409).
+    3. In one transaction: create the job, charge it (402 if short), store
        the upload. If anything fails, nothing of it remains.
-    3. After commit, enqueue the worker task (a task must never run against
+    4. After commit, enqueue the worker task (a task must never run against
        a job that was rolled back).
     """
+    key = validate_idempotency_key(idempotency_key)
     name = validate_model_name(model_name)
     data = read_upload(upload)
+    fingerprint = request_fingerprint(model_name=name, data=data) if key else ""
+    if key and (existing := _replay(account=account, idempotency_key=key, fingerprint=fingerprint)):
+        return existing
     info = validate_image(data)
 
     job = RemovalJob(
@@ -139,6 +195,8 @@ def submit_job(
         width=info.width,
         height=info.height,
         expires_at=timezone.now() + timedelta(hours=settings.OUTPUT_TTL_HOURS),
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
     )
     stored_name = None
     try:
@@ -149,6 +207,16 @@ def submit_job(
             stored_name = job.input_file.name
             job.save(update_fields=["input_file"])
             transaction.on_commit(lambda: enqueue_job(job_id=job.id))
+    except IntegrityError:
+        if stored_name:
+            job.input_file.storage.delete(stored_name)
+        # Two retries with the same Idempotency-Key raced; the unique
+        # constraint let one in and rolled this one back, uncharged.
+        if key and (
+            existing := _replay(account=account, idempotency_key=key, fingerprint=fingerprint)
+        ):
+            return existing
+        raise
     except Exception:
         if stored_name:
             job.input_file.storage.delete(stored_name)
@@ -181,7 +249,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
         logger.warning("Job %s does not exist; nothing to do", job_id)
         return None
     timeout = settings.REMOVAL_JOB_TIMEOUT
-    stale_before = timezone.now() - timedelta(seconds=timeout) - STALE_GRACE
+    stale_before = timezone.now() - timedelta(seconds=timeout) - stale_grace()
     if not job.mark_processing(stale_before=stale_before):
         logger.info("Job %s is %s; not processing it again", job.id, job.status)
         return job
@@ -222,7 +290,8 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
 
 def describe_failure(exc: BaseException, *, timeout: int) -> str:
     if isinstance(exc, pipeline.DeadlineExceeded) or type(exc).__name__ == "TimeoutException":
-        return f"Processing timed out after {timeout} seconds"
+        unit = "second" if timeout == 1 else "seconds"
+        return f"Processing timed out after {timeout} {unit}"
     if isinstance(exc, pipeline.PipelineError):
         return str(exc)
     if isinstance(exc, FileNotFoundError):
@@ -246,7 +315,7 @@ def fail_job(*, job: RemovalJob, error: str) -> bool:
 
 def fail_stale_jobs() -> int:
     """Fails jobs whose worker died mid-run (killed, OOM, machine lost)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT) - STALE_GRACE
+    cutoff = timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT) - stale_grace()
     count = 0
     for job in RemovalJob.objects.filter(
         status=RemovalJob.Status.PROCESSING, started_at__lt=cutoff

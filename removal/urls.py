@@ -8,5 +8,5 @@ urlpatterns = [
     ),
     path("api/get/<str:task_id>", apis.TaskStatusApi.as_view(), name="task-status"),
     path("api/models", apis.ModelListApi.as_view(), name="model-list"),
-    path("output/<str:filename>", apis.download_output, name="download-output"),
+    path("output/<str:filename>", apis.DownloadOutputApi.as_view(), name="download-output"),
 ]

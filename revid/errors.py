@@ -10,6 +10,7 @@ request is ever answered with HTML or a 500 page.
 import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -60,6 +61,18 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(error_body(exc.message, exc.code), status=exc.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("The request body is too large.", "request_too_large"),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        # Too many fields or files, a bad multipart header, ...: the
+        # client's fault, so a 400, never a 500.
+        return Response(
+            error_body(f"Malformed request: {exc}", "malformed_request"),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     response = exception_handler(exc, context)
     if response is None:
         # Anything else is a bug; log it and still answer in our JSON shape.

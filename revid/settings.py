@@ -6,6 +6,7 @@ silently falling back, as healthchecks.io's settings do.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -61,6 +62,27 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# --- Transport security -------------------------------------------------------
+# Headers that are right on plain http as well are always on. The
+# https-only ones (redirect, HSTS, secure cookies) follow SECURE_HTTPS, set
+# by a deployment that is served over TLS, so `make run` keeps working on
+# http://127.0.0.1:8000.
+SECURE_HTTPS = env_bool("SECURE_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SECURE_HTTPS)
+SESSION_COOKIE_SECURE = SECURE_HTTPS
+CSRF_COOKIE_SECURE = SECURE_HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if SECURE_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HTTPS)
+# Behind a TLS-terminating proxy, trust its X-Forwarded-Proto (only then:
+# a client could otherwise claim https itself).
+if env_bool("SECURE_PROXY_SSL_HEADER", SECURE_HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
 
 # Everything the embedded default writes (database, uploads, outputs,
 # model weights) lives under one folder that is easy to back up or wipe.
@@ -175,6 +197,19 @@ REMOVAL_DEFAULT_MODEL = env_str("REMOVAL_DEFAULT_MODEL", "u2net")
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
 REMOVAL_JOB_TIMEOUT = env_int("REMOVAL_JOB_TIMEOUT", 60, minimum=1)
+# How long past REMOVAL_JOB_TIMEOUT a job may sit in "processing" before the
+# reaper (a django-q2 schedule, every minute) decides its worker died and
+# fails and refunds it, or a redelivered task claims it again.
+REMOVAL_STALE_GRACE = env_int("REMOVAL_STALE_GRACE", 30, minimum=1)
+# Per-key limit on submissions, in DRF's "N/second|minute|hour|day" form;
+# empty turns it off. Checked before anything is read or charged.
+REMOVAL_RATE_LIMIT = env_str("REMOVAL_RATE_LIMIT", "60/minute").strip()
+if REMOVAL_RATE_LIMIT and not re.fullmatch(
+    r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", REMOVAL_RATE_LIMIT
+):
+    raise ImproperlyConfigured(
+        f"REMOVAL_RATE_LIMIT must look like 60/minute (or be empty), got {REMOVAL_RATE_LIMIT!r}"
+    )
 OUTPUT_TTL_HOURS = env_int("OUTPUT_TTL_HOURS", 24, minimum=1)
 DEMO_ACCOUNT_CREDITS = env_int("DEMO_ACCOUNT_CREDITS", 1000, minimum=0)
 
@@ -200,9 +235,10 @@ Q_CLUSTER = {
     "workers": Q_WORKERS,
     # The worker enforces REMOVAL_JOB_TIMEOUT itself; django-q2's hard
     # timeout is a backstop a little later, and retry (redelivery of a task
-    # whose worker died) must be longer than it.
-    "timeout": REMOVAL_JOB_TIMEOUT + 15,
-    "retry": REMOVAL_JOB_TIMEOUT + 45,
+    # whose worker died) must be longer than it and than the stale grace,
+    # so a redelivered job can be claimed again.
+    "timeout": REMOVAL_JOB_TIMEOUT + max(1, REMOVAL_STALE_GRACE // 2),
+    "retry": REMOVAL_JOB_TIMEOUT + REMOVAL_STALE_GRACE + 15,
     "max_attempts": 2,
     "recycle": 500,
     "save_limit": 1000,
@@ -216,6 +252,15 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# The rate limit's counters. One process (make run) can keep them in
+# memory; several web processes must share them, in Redis.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
@@ -227,6 +272,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "revid.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
 }
 API_KEY_CUSTOM_HEADER = "HTTP_X_API_KEY"
@@ -235,6 +281,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Remove Background API",
     "DESCRIPTION": "Remove the background of an image with rembg's U2-Net models.",
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 LOGGING = {

@@ -1,0 +1,26 @@
+"""Assertions shared by the hardening tests."""
+
+from accounts.models import Account
+from billing.models import LedgerEntry
+from billing.selectors import ledger_sum
+from removal.models import RemovalJob
+
+
+def assert_json_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert body["success"] is False
+    assert isinstance(body["error"], str) and body["error"]
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+def assert_nothing_charged(account: Account, *, balance: int) -> None:
+    """No job, no charge: the balance is untouched and matches the ledger."""
+    account.refresh_from_db()
+    assert account.credit_balance == balance
+    assert ledger_sum(account=account) == balance
+    assert not LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.CHARGE).exists()
+    assert not RemovalJob.objects.filter(account=account).exists()
