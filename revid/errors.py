@@ -8,6 +8,7 @@ request is ever answered with HTML or a 500 page.
 """
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -90,7 +91,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = getattr(exc, "detail", None)
         message = _flatten_detail(detail) if detail is not None else str(exc)
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        message = f"Too many requests; retry in {int(exc.wait) + 1} seconds."
+        # Round up, and say the same number in the header and the sentence.
+        seconds = max(1, math.ceil(exc.wait))
+        response["Retry-After"] = str(seconds)
+        message = f"Too many requests; retry in {seconds} seconds. Nothing was charged."
     response.data = error_body(message, code)
     return response
 
