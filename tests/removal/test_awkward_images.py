@@ -83,7 +83,9 @@ def png16(array: np.ndarray) -> bytes:
     raw = b"".join(b"\x00" + array[row].astype(">u2").tobytes() for row in range(height))
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
     return (
@@ -128,7 +130,9 @@ def test_rgba_input_alpha_is_respected(session):
     assert (out[200:300, 100:200, 3] <= 128).all()
 
 
-@pytest.mark.parametrize(("fmt", "params", "tolerance"), [("BMP", {}, 1), ("WEBP", {"quality": 90}, 12)])
+@pytest.mark.parametrize(
+    ("fmt", "params", "tolerance"), [("BMP", {}, 1), ("WEBP", {"quality": 90}, 12)]
+)
 def test_bmp_and_webp(session, fmt, params, tolerance):
     original = photo("astronaut")
     out = cut(encode(original, fmt, **params), session)
