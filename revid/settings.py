@@ -238,7 +238,7 @@ Q_CLUSTER = {
     # whose worker died) must be longer than it and than the stale grace,
     # so a redelivered job can be claimed again.
     "timeout": REMOVAL_JOB_TIMEOUT + max(1, REMOVAL_STALE_GRACE // 2),
-    "retry": REMOVAL_JOB_TIMEOUT + REMOVAL_STALE_GRACE + 15,
+    "retry": REMOVAL_JOB_TIMEOUT + REMOVAL_STALE_GRACE + 5,
     "max_attempts": 2,
     "recycle": 500,
     "save_limit": 1000,
