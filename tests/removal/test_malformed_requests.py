@@ -157,3 +157,10 @@ def test_it_refuses_garbage_api_keys_with_401(anon_client, account, key):
 def test_other_methods_get_a_json_405(api_client, method):
     response = getattr(api_client, method)(URL)
     assert_json_error(response, 405, "method_not_allowed")
+
+
+def test_it_refuses_a_huge_text_field_with_413(api_client, account):
+    body = multipart([("file", "a.png", solid_png()), ("model", None, b"m" * 3_000_000)])
+    response = raw_post(api_client, body, "multipart/form-data; boundary=XyZ123")
+    assert_json_error(response, 413, "request_too_large")
+    assert_nothing_charged(account, balance=1000)
