@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.models import ApiKey
 from removal import selectors, serializers, services
 from removal.throttling import SubmissionRateThrottle
-from removal.uploads import limit_upload_size
+from removal.uploads import uploaded_image
 from revid.errors import ApplicationError
 
 _ERROR_TEXT = {
@@ -42,12 +42,6 @@ def errors(*codes: int) -> dict:
 
 class RemoveBackgroundApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
-
-    def initial(self, request: Request, *args, **kwargs) -> None:
-        # Authentication, permission and rate limit come first and read no
-        # body; the size guard must be in place before the body is parsed.
-        super().initial(request, *args, **kwargs)
-        limit_upload_size(request._request)
 
     @extend_schema(
         operation_id="remove_background",
@@ -79,11 +73,9 @@ class RemoveBackgroundApi(APIView):
         "nothing, and a job that fails later is refunded.",
     )
     def post(self, request: Request) -> Response:
-        files = request.FILES.getlist("file")
-        if len(files) > 1:
-            raise ApplicationError(
-                "Send exactly one image in the multipart field 'file'.", code="multiple_files"
-            )
+        # Authentication, permission and the rate limit (in initial()) read
+        # no body; this is the first read, guarded by MaxUploadSizeHandler.
+        upload = uploaded_image(request)
         model_name = request.data.get("model")
         if model_name is not None and not isinstance(model_name, str):
             raise ApplicationError(
@@ -92,7 +84,7 @@ class RemoveBackgroundApi(APIView):
         job = services.submit_job(
             account=request.auth.account,
             api_key=request.auth,
-            upload=files[0] if files else None,
+            upload=upload,
             model_name=model_name,
             idempotency_key=request.headers.get("Idempotency-Key"),
         )

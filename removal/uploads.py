@@ -1,34 +1,49 @@
 """Refusing an oversized upload while it is read, never after.
 
-Django spools a large upload to a temporary file as it arrives; this
-handler sits first in the chain and stops the read as soon as the file
-part passes MAX_UPLOAD_BYTES, so an endless body costs at most the limit
-in disk and one chunk in memory. A body whose Content-Length alone is
-over the limit is refused before a byte of it is read.
+``MaxUploadSizeHandler`` is first in FILE_UPLOAD_HANDLERS, so it guards
+every multipart body Django parses: the API, the web page (whose body the
+CSRF middleware parses before the view runs) and the admin. A body whose
+Content-Length alone is over the limit is not read at all; otherwise the
+read stops as soon as a file part passes MAX_UPLOAD_BYTES, so an endless
+body costs at most the limit on disk and one chunk in memory.
+
+The handler cannot answer the request itself (it may run inside a
+middleware), so it marks the request and stops the parse;
+``uploaded_image`` turns the mark into the 413 in the view.
 """
 
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler
-from django.http import HttpRequest
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest, QueryDict
+from django.utils.datastructures import MultiValueDict
 
 from removal.services import FileTooLarge, too_large_message
+from revid.errors import ApplicationError
 
 # Room for the multipart envelope (boundaries, part headers, the model
 # field) on top of the file itself before the Content-Length check fires.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+REFUSAL_ATTRIBUTE = "upload_refused_message"
 
 
 class MaxUploadSizeHandler(FileUploadHandler):
-    """Counts the bytes of each file part and aborts past the limit."""
+    """Counts the bytes of each file part and stops the parse past the limit."""
 
     def __init__(self, request: HttpRequest | None = None, *, limit: int | None = None):
         super().__init__(request)
         self.limit = limit if limit is not None else settings.MAX_UPLOAD_BYTES
         self.received = 0
 
+    def _refuse(self, message: str) -> None:
+        if self.request is not None:
+            setattr(self.request, REFUSAL_ATTRIBUTE, message)
+
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if content_length is not None and content_length > self.limit + MULTIPART_OVERHEAD_BYTES:
-            raise FileTooLarge(too_large_message(content_length, self.limit))
+            self._refuse(too_large_message(content_length, self.limit))
+            # Returning a result skips Django's parse: not a byte is read.
+            return QueryDict(encoding=encoding), MultiValueDict()
         return None
 
     def new_file(self, *args, **kwargs):
@@ -38,13 +53,40 @@ class MaxUploadSizeHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
         if self.received > self.limit:
-            raise FileTooLarge(too_large_message(self.received, self.limit, at_least=True))
+            self._refuse(too_large_message(self.received, self.limit, at_least=True))
+            # connection_reset: leave the rest of the body unread.
+            raise StopUpload(connection_reset=True)
         return raw_data
 
     def file_complete(self, file_size: int):
         return None
 
 
-def limit_upload_size(request: HttpRequest) -> None:
-    """Puts the size guard in front of Django's own handlers; call before parsing."""
-    request.upload_handlers.insert(0, MaxUploadSizeHandler(request))
+def uploaded_image(request) -> UploadedFile | None:
+    """The one file in the multipart field ``file``; 413 if it was cut off.
+
+    Takes a Django or a DRF request.
+    """
+    files = request.FILES.getlist("file")
+    django_request = getattr(request, "_request", request)
+    refused = getattr(django_request, REFUSAL_ATTRIBUTE, None)
+    if refused:
+        raise FileTooLarge(refused)
+    if len(files) > 1:
+        raise ApplicationError(
+            "Send exactly one image in the multipart field 'file'.", code="multiple_files"
+        )
+    return files[0] if files else None
+
+
+def csrf_failure(request: HttpRequest, reason: str = ""):
+    """An oversized upload to the web page was never read, so its CSRF token
+    was not either: say what really happened (413), not "CSRF failed"."""
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    from revid.errors import error_response
+
+    refused = getattr(request, REFUSAL_ATTRIBUTE, None)
+    if refused:
+        return error_response(refused, FileTooLarge.code, FileTooLarge.status_code)
+    return django_csrf_failure(request, reason=reason)

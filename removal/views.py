@@ -17,6 +17,7 @@ from accounts.models import Account
 from accounts.selectors import account_for_user
 from removal import selectors, serializers, services
 from removal.models import RemovalJob
+from removal.uploads import uploaded_image
 from revid.errors import ApplicationError, error_response
 
 NO_ACCOUNT_MESSAGE = (
@@ -93,7 +94,7 @@ def submit_upload(request: HttpRequest) -> JsonResponse:
     try:
         job = services.submit_job(
             account=account,
-            upload=request.FILES.get("file"),
+            upload=uploaded_image(request),
             model_name=request.POST.get("model"),
         )
     except ApplicationError as exc:

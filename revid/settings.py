@@ -226,6 +226,12 @@ WARM_MODELS = env_list("WARM_MODELS", "u2net")
 # bodies are refused by the upload handler while they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+CSRF_FAILURE_VIEW = "removal.uploads.csrf_failure"
+FILE_UPLOAD_HANDLERS = [
+    "removal.uploads.MaxUploadSizeHandler",  # first: it stops the read at MAX_UPLOAD_BYTES
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- Queue (django-q2) ------------------------------------------------------
 Q_WORKERS = env_int("Q_WORKERS", 1, minimum=1)

@@ -8,10 +8,11 @@ from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import MemoryFileUploadHandler, StopUpload
 from PIL import Image, ImageFile
 
 from removal import pipeline
-from removal.uploads import MaxUploadSizeHandler
+from removal.uploads import REFUSAL_ATTRIBUTE, MaxUploadSizeHandler
 from tests.images import encode, photo, photo_bytes, solid_png
 from tests.removal.helpers import assert_json_error, assert_nothing_charged
 
@@ -172,13 +173,56 @@ def test_it_stops_reading_a_file_part_once_it_passes_the_limit(api_client, accou
     assert_nothing_charged(account, balance=1000)
 
 
-def test_the_size_guard_raises_on_the_first_chunk_past_the_limit():
-    handler = MaxUploadSizeHandler(limit=10)
+def test_the_size_guard_stops_the_parse_on_the_first_chunk_past_the_limit(rf):
+    request = rf.post("/")
+    handler = MaxUploadSizeHandler(request, limit=10)
     handler.new_file("file", "a.png", "image/png", 100)
     assert handler.receive_data_chunk(b"12345", 0) == b"12345"
     assert handler.receive_data_chunk(b"12345", 5) == b"12345"
-    with pytest.raises(Exception, match="File too large"):
+    with pytest.raises(StopUpload) as stop:
         handler.receive_data_chunk(b"1", 10)
+    assert stop.value.connection_reset  # the rest of the body stays unread
+    assert getattr(request, REFUSAL_ATTRIBUTE) == "File too large: the limit is 0.0 MB."
+
+
+@pytest.fixture
+def web_client(account):
+    """A logged-in customer whose client enforces CSRF like a browser."""
+    from django.test import Client
+
+    from accounts.services import add_member
+
+    member = add_member(account=account, username="alice", password="pw-alice-123")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member.user)
+    client.get("/")  # sets the csrftoken cookie
+    return client
+
+
+@pytest.mark.parametrize("size", [1_000_000, 150_000])
+def test_the_web_page_refuses_an_oversized_upload_with_413_not_a_csrf_error(
+    web_client, account, settings, size
+):
+    """The CSRF middleware parses the body before the view: the guard holds there too."""
+    settings.MAX_UPLOAD_BYTES = 100_000
+    token = web_client.cookies["csrftoken"].value
+    upload = SimpleUploadedFile("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * size)
+    stored = []
+    original = MemoryFileUploadHandler.receive_data_chunk
+
+    def counting(self, raw_data, start):
+        stored.append(len(raw_data))
+        return original(self, raw_data, start)
+
+    with mock.patch.object(MemoryFileUploadHandler, "receive_data_chunk", counting):
+        response = web_client.post(
+            "/jobs/",
+            {"csrfmiddlewaretoken": token, "file": upload, "model": "u2netp"},
+            HTTP_ACCEPT="application/json",
+        )
+    assert_json_error(response, 413, "file_too_large")
+    assert sum(stored) <= 100_000  # never more than the limit was kept
+    assert_nothing_charged(account, balance=1000)
 
 
 def test_a_file_at_exactly_the_limit_is_accepted(api_client, account, settings):
