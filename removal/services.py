@@ -320,7 +320,9 @@ def fail_stale_jobs() -> int:
     for job in RemovalJob.objects.filter(
         status=RemovalJob.Status.PROCESSING, started_at__lt=cutoff
     ).select_related("account"):
-        if fail_job(job=job, error="The worker processing this image stopped; the charge was refunded"):
+        if fail_job(
+            job=job, error="The worker processing this image stopped; the charge was refunded"
+        ):
             count += 1
     return count
 
