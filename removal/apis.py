@@ -1,6 +1,7 @@
 """The HTTP API. Views parse and format; services decide."""
 
-from django.http import FileResponse
+from botocore.exceptions import BotoCoreError, ClientError
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -10,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from removal import selectors, serializers, services
+from removal import health, selectors, serializers, services
 from removal.throttling import SubmissionRateThrottle
 from removal.uploads import uploaded_image
 from revid.errors import ApplicationError
@@ -166,7 +167,14 @@ class DownloadOutputApi(APIView):
             (200, "image/png"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The cut-out: an RGBA PNG."
             ),
+            302: OpenApiResponse(
+                description="With OUTPUT_REDIRECT_TO_STORAGE: a redirect to a presigned URL "
+                "of the PNG in the bucket, valid OUTPUT_URL_EXPIRE_SECONDS."
+            ),
             **errors(404, 410),
+            503: OpenApiResponse(
+                serializers.ErrorSerializer, description="The storage is not reachable."
+            ),
         },
         description="Serves a finished PNG until it expires (OUTPUT_TTL_HOURS); 410 after.",
     )
@@ -190,10 +198,27 @@ class DownloadOutputApi(APIView):
                 },
                 status=status.HTTP_410_GONE,
             )
+        redirect_url = selectors.output_redirect_url(job=job)
+        if redirect_url:
+            # The bucket serves the bytes; the signed URL must not be cached
+            # past its own short life.
+            response = HttpResponseRedirect(redirect_url)
+            response["Cache-Control"] = "no-store"
+            return response
         try:
             handle = job.output_file.open("rb")
         except OSError:
             return _file_not_found()
+        except (BotoCoreError, ClientError):
+            return Response(
+                {
+                    "success": False,
+                    "error": "The result is stored but storage is not reachable; "
+                    "try again shortly.",
+                    "code": "storage_unavailable",
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
         response = FileResponse(handle, content_type="image/png", filename=job.output_filename)
         response["Cache-Control"] = "private, max-age=3600"
         return response
@@ -204,3 +229,28 @@ def _file_not_found() -> Response:
         {"success": False, "error": "File not found.", "code": "file_not_found"},
         status=status.HTTP_404_NOT_FOUND,
     )
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers HTTP. Checks nothing else on purpose,
+    so an orchestrator never restarts a web server for a database outage."""
+    response = JsonResponse({"status": "ok"})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: 200 when database, broker, storage and models are all
+    usable from this machine, else 503; each check's result in the body."""
+    ready, results = health.readiness()
+    response = JsonResponse(
+        {
+            "status": "ready" if ready else "not_ready",
+            "checks": {
+                name: {"ok": result.ok, "detail": result.detail} for name, result in results.items()
+            },
+        },
+        status=200 if ready else 503,
+    )
+    response["Cache-Control"] = "no-store"
+    return response

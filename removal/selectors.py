@@ -1,6 +1,9 @@
 import uuid
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
+from storages.backends.s3 import S3Storage
 
 from accounts.models import Account
 from removal import registry
@@ -40,3 +43,27 @@ def model_catalogue() -> list[dict]:
         }
         for spec in registry.MODELS.values()
     ]
+
+
+def output_redirect_url(*, job: RemovalJob) -> str | None:
+    """A short-lived presigned URL of the job's PNG, or None to stream it.
+
+    Only with OUTPUT_REDIRECT_TO_STORAGE and S3 storage. The URL lives
+    OUTPUT_URL_EXPIRE_SECONDS, never past the result's own expiry, and makes
+    the bucket answer with the same type and file name as streaming does.
+    """
+    storage = job.output_file.storage
+    if not settings.OUTPUT_REDIRECT_TO_STORAGE or not isinstance(storage, S3Storage):
+        return None
+    expire = settings.OUTPUT_URL_EXPIRE_SECONDS
+    if job.expires_at is not None:
+        remaining = int((job.expires_at - timezone.now()).total_seconds())
+        expire = max(1, min(expire, remaining))
+    return storage.url(
+        job.output_file.name,
+        expire=expire,
+        parameters={
+            "ResponseContentType": "image/png",
+            "ResponseContentDisposition": f'inline; filename="{job.output_filename}"',
+        },
+    )

@@ -249,7 +249,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
         logger.warning("Job %s does not exist; nothing to do", job_id)
         return None
     timeout = settings.REMOVAL_JOB_TIMEOUT
-    stale_before = timezone.now() - timedelta(seconds=timeout) - stale_grace()
+    stale_before = _stale_cutoff()
     if not job.mark_processing(stale_before=stale_before):
         logger.info("Job %s is %s; not processing it again", job.id, job.status)
         return job
@@ -313,15 +313,37 @@ def fail_job(*, job: RemovalJob, error: str) -> bool:
     return failed
 
 
+def _stale_cutoff():
+    """Jobs started before this, still processing, have lost their worker."""
+    return timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT) - stale_grace()
+
+
 def fail_stale_jobs() -> int:
-    """Fails jobs whose worker died mid-run (killed, OOM, machine lost)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT) - stale_grace()
+    """Fails (and refunds) jobs that will never finish on their own.
+
+    Steps:
+    1. Processing past the timeout plus a grace: the worker died mid-run
+       (killed, out of memory, machine lost).
+    2. Pending past REMOVAL_QUEUE_TIMEOUT: no worker ever started it. With
+       the Redis broker a task taken off the queue by a qcluster that was
+       then killed is gone (Redis has no acknowledgements), so its job would
+       otherwise wait forever.
+    A worker that later receives such a job finds it failed and does nothing.
+    """
     count = 0
     for job in RemovalJob.objects.filter(
-        status=RemovalJob.Status.PROCESSING, started_at__lt=cutoff
+        status=RemovalJob.Status.PROCESSING, started_at__lt=_stale_cutoff()
     ).select_related("account"):
         if fail_job(
             job=job, error="The worker processing this image stopped; the charge was refunded"
+        ):
+            count += 1
+    queued_before = timezone.now() - timedelta(seconds=settings.REMOVAL_QUEUE_TIMEOUT)
+    for job in RemovalJob.objects.filter(
+        status=RemovalJob.Status.PENDING, created_at__lt=queued_before
+    ).select_related("account"):
+        if fail_job(
+            job=job, error="No worker could start this image in time; the charge was refunded"
         ):
             count += 1
     return count

@@ -9,4 +9,6 @@ urlpatterns = [
     path("api/get/<str:task_id>", apis.TaskStatusApi.as_view(), name="task-status"),
     path("api/models", apis.ModelListApi.as_view(), name="model-list"),
     path("output/<str:filename>", apis.DownloadOutputApi.as_view(), name="download-output"),
+    path("healthz", apis.healthz, name="healthz"),
+    path("readyz", apis.readyz, name="readyz"),
 ]

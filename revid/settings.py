@@ -8,6 +8,7 @@ silently falling back, as healthchecks.io's settings do.
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
@@ -174,7 +175,7 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- Static and uploaded files ------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))).resolve()
 # The web page's own CSS and script (plain files, no front-end build).
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
@@ -186,6 +187,67 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# How long a presigned download URL stays valid, when downloads redirect
+# (and of any URL the S3 storage makes).
+OUTPUT_URL_EXPIRE_SECONDS = env_int("OUTPUT_URL_EXPIRE_SECONDS", 300, minimum=1)
+
+
+def s3_storage(environ: Mapping[str, str]) -> dict | None:
+    """The S3-compatible default storage that ``environ`` asks for, or None.
+
+    A function (not inline) so a test can configure its own process exactly
+    as the worker processes it starts are configured from their environment.
+    """
+    bucket = environ.get("AWS_STORAGE_BUCKET_NAME", "")
+    if not bucket:
+        return None
+    addressing_style = environ.get("AWS_S3_ADDRESSING_STYLE", "auto") or "auto"
+    if addressing_style not in ("auto", "path", "virtual"):
+        raise ImproperlyConfigured(
+            f"AWS_S3_ADDRESSING_STYLE must be auto, path or virtual, got {addressing_style!r}"
+        )
+    from botocore.config import Config
+
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": environ.get("AWS_S3_REGION_NAME") or None,
+            # Unset keys fall back to boto3's own chain (instance or pod role).
+            "access_key": environ.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            "addressing_style": addressing_style,
+            "signature_version": "s3v4",
+            "location": environ.get("AWS_LOCATION", "").strip("/"),
+            # Inputs and outputs are private: no public ACL, and every URL
+            # the storage makes is signed and short-lived.
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": OUTPUT_URL_EXPIRE_SECONDS,
+            # Names are job UUIDs; a second write of the same name is the
+            # same job's retry and may replace the first.
+            "file_overwrite": True,
+            "client_config": Config(
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        },
+    }
+
+
+if (_s3_storage := s3_storage(os.environ)) is not None:
+    STORAGES["default"] = _s3_storage
+# /output/<file> streams the PNG through the web server by default (same
+# URL, same headers, works behind any storage). With S3 storage it can
+# instead answer 302 to a presigned URL, so the bytes skip the web server.
+OUTPUT_REDIRECT_TO_STORAGE = env_bool("OUTPUT_REDIRECT_TO_STORAGE", False)
+if OUTPUT_REDIRECT_TO_STORAGE and _s3_storage is None:
+    raise ImproperlyConfigured(
+        "OUTPUT_REDIRECT_TO_STORAGE needs S3 storage (set AWS_STORAGE_BUCKET_NAME)."
+    )
 if DEBUG or "pytest" in sys.modules:
     # No collectstatic needed in development and tests.
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
@@ -210,6 +272,10 @@ if REMOVAL_RATE_LIMIT and not re.fullmatch(
     raise ImproperlyConfigured(
         f"REMOVAL_RATE_LIMIT must look like 60/minute (or be empty), got {REMOVAL_RATE_LIMIT!r}"
     )
+# A job no worker has started after this long is failed and refunded. The
+# Redis broker has no acknowledgements: tasks a killed qcluster had already
+# taken off the queue are gone, and this is what finally answers them.
+REMOVAL_QUEUE_TIMEOUT = env_int("REMOVAL_QUEUE_TIMEOUT", 600, minimum=1)
 OUTPUT_TTL_HOURS = env_int("OUTPUT_TTL_HOURS", 24, minimum=1)
 DEMO_ACCOUNT_CREDITS = env_int("DEMO_ACCOUNT_CREDITS", 1000, minimum=0)
 
