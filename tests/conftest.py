@@ -1,8 +1,10 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,114 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str =
             return value
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout}s")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    import requests
+
+    try:
+        requests.get(url, timeout=1)
+    except requests.RequestException:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3-compatible server (moto's) on a free loopback port, in its own process."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), timeout=30, message=f"moto never answered at {url}")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(s3_server) -> dict[str, str]:
+    """A fresh private bucket, as the environment variables that select it."""
+    env = {
+        "AWS_STORAGE_BUCKET_NAME": f"revid-test-{uuid.uuid4().hex[:12]}",
+        "AWS_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+        "AWS_S3_REGION_NAME": "us-east-1",
+        "AWS_S3_ADDRESSING_STYLE": "path",
+    }
+    s3_client(env).create_bucket(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
+    return env
+
+
+@pytest.fixture
+def s3_storage_settings(settings, s3_env) -> dict[str, str]:
+    """This process (and its live_server) stores files in the test bucket,
+    configured by the same code that reads a worker's environment."""
+    from revid.settings import s3_storage
+
+    settings.STORAGES = {**settings.STORAGES, "default": s3_storage(s3_env)}
+    return s3_env
+
+
+def s3_client(env: dict[str, str]):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_S3_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_S3_REGION_NAME"],
+    )
+
+
+def bucket_keys(env: dict[str, str], prefix: str = "") -> set[str]:
+    client = s3_client(env)
+    keys: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=env["AWS_STORAGE_BUCKET_NAME"], Prefix=prefix
+    ):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+@pytest.fixture
+def redis_broker(settings, monkeypatch):
+    """django-q2 in this process on Redis, in a dedicated database emptied first.
+
+    TEST_REDIS_URL picks the database (default db 6 of the local server);
+    worker processes get it as REDIS_URL.
+    """
+    import redis
+    from django_q.conf import Conf
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.fail(
+            f"Redis is not reachable at {url}: start it (.ci/run does) or set TEST_REDIS_URL"
+        )
+    settings.REDIS_URL = url
+    # django-q2 reads Q_CLUSTER once, at import; point its broker choice at Redis.
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", url)
+    yield url
+    client.flushdb()
+    client.close()

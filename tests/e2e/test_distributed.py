@@ -1,0 +1,216 @@
+"""Scale-out: one database, one Redis broker, one S3 bucket, two worker processes.
+
+Jobs go in over HTTP (live_server), travel through Redis to two real
+``qcluster`` processes, and their files live in an S3-compatible bucket
+(moto's server on loopback). The database is whatever the suite runs on:
+PostgreSQL in CI (DATABASE_URL), else the SQLite test file, which every
+process here opens too.
+"""
+
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from django.db.models import Count
+
+from billing.models import LedgerEntry
+from billing.selectors import ledger_sum
+from removal.models import RemovalJob
+from tests.conftest import bucket_keys, wait_for
+from tests.images import encode, photo
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+JOBS = 30
+PRICE = 25
+STARTING_CREDITS = 1000 + JOBS * PRICE  # the account fixture's 1000, plus room for 30
+# Short limits so the test can watch the reaper work: a u2netp job on this
+# small photo takes well under a second, so nothing legitimate hits them.
+JOB_TIMEOUT = 20
+STALE_GRACE = 5
+QUEUE_TIMEOUT = 45
+
+PROCESSING_LINE = re.compile(r"processing removal-([0-9a-f-]{36})")
+
+
+@pytest.fixture
+def small_photo() -> bytes:
+    """A real photograph, small so 30 of them stay quick (u2netp sees 320x320)."""
+    img = photo("chelsea")  # 451x300
+    return encode(img.resize((300, 200)), "JPEG", quality=85)
+
+
+@pytest.fixture
+def cluster(live_server, start_worker, redis_broker, s3_storage_settings, account):
+    """Starts worker processes configured like a second and third machine."""
+    from billing.services import grant_credits
+
+    grant_credits(account=account, amount=JOBS * PRICE, note="distributed test")
+    env = {
+        **s3_storage_settings,
+        "REDIS_URL": redis_broker,
+        "Q_WORKERS": "1",
+        "ORT_INTRA_OP_THREADS": "1",
+        "WARM_MODELS": "u2netp",
+        "REMOVAL_JOB_TIMEOUT": str(JOB_TIMEOUT),
+        "REMOVAL_STALE_GRACE_SECONDS": str(STALE_GRACE),
+        "REMOVAL_QUEUE_TIMEOUT": str(QUEUE_TIMEOUT),
+    }
+
+    def start(count: int):
+        workers = [start_worker(**env) for _ in range(count)]
+        for worker in workers:
+            wait_for(
+                lambda w=worker: "running." in w.log() or w.process.poll() is not None,
+                timeout=60,
+                message="qcluster never came up",
+            )
+            assert worker.process.poll() is None, worker.log()
+        return workers
+
+    return start
+
+
+def submit_all(live_server, api_key: str, data: bytes) -> list[str]:
+    def submit(index: int) -> str:
+        response = requests.post(
+            f"{live_server.url}/paid/image/remove/background",
+            headers={"x-api-key": api_key},
+            files={"file": (f"cat-{index}.jpg", data, "image/jpeg")},
+            data={"model": "u2netp"},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        return response.json()["task_id"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(submit, range(JOBS)))
+
+
+def unfinished(task_ids: list[str]) -> int:
+    return (
+        RemovalJob.objects.filter(pk__in=task_ids)
+        .exclude(status__in=[RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED])
+        .count()
+    )
+
+
+def processed_ids(worker) -> list[str]:
+    return PROCESSING_LINE.findall(worker.log())
+
+
+def assert_ledger_exact(account, task_ids: list[str]) -> None:
+    """One charge per job, one refund per failed job, balance = ledger."""
+    jobs = {str(job.pk): job for job in RemovalJob.objects.filter(pk__in=task_ids)}
+    assert len(jobs) == JOBS
+    entries = LedgerEntry.objects.filter(job__in=task_ids)
+    per_job_kind = entries.values("job", "kind").annotate(n=Count("id"))
+    assert all(row["n"] == 1 for row in per_job_kind), list(per_job_kind)
+    charged = {str(e.job_id) for e in entries.filter(kind="charge")}
+    refunded = {str(e.job_id) for e in entries.filter(kind="refund")}
+    failed = {pk for pk, job in jobs.items() if job.status == RemovalJob.Status.FAILED}
+    assert charged == set(jobs)
+    assert refunded == failed
+    completed = JOBS - len(failed)
+    account.refresh_from_db()
+    assert account.credit_balance == STARTING_CREDITS - completed * PRICE
+    assert ledger_sum(account=account) == account.credit_balance
+
+
+def assert_outputs_in_bucket(s3_env, task_ids: list[str]) -> None:
+    completed = RemovalJob.objects.filter(pk__in=task_ids, status=RemovalJob.Status.COMPLETED)
+    expected = {f"outputs/{job.pk}_output.png" for job in completed}
+    assert bucket_keys(s3_env, "outputs/") == expected
+    inputs = RemovalJob.objects.filter(pk__in=task_ids).values_list("input_file", flat=True)
+    assert bucket_keys(s3_env, "inputs/") == set(inputs)
+    assert all(name.startswith("inputs/") for name in inputs)
+
+
+def test_thirty_jobs_on_two_workers_each_complete_exactly_once(
+    cluster, live_server, api_key, account, small_photo, s3_storage_settings
+):
+    from django_q.models import Task
+
+    workers = cluster(2)
+    task_ids = submit_all(live_server, api_key, small_photo)
+
+    wait_for(lambda: unfinished(task_ids) == 0, timeout=150, message="jobs never finished")
+
+    jobs = {str(job.pk): job for job in RemovalJob.objects.filter(pk__in=task_ids)}
+    assert {job.status for job in jobs.values()} == {RemovalJob.Status.COMPLETED}
+    assert all(job.attempts == 1 for job in jobs.values())
+    # Each task was delivered once, to one worker, and both workers took part.
+    seen = [processed_ids(worker) for worker in workers]
+    assert sorted(seen[0] + seen[1]) == sorted(task_ids)
+    assert all(seen), [len(ids) for ids in seen]
+    rows = Task.objects.filter(name__in=[f"removal-{pk}" for pk in task_ids])
+    assert rows.count() == JOBS
+    assert all(row.success and row.attempt_count == 1 for row in rows)
+
+    assert_outputs_in_bucket(s3_storage_settings, task_ids)
+    assert_ledger_exact(account, task_ids)
+
+    # A result streams back from the bucket through the web server.
+    first = task_ids[0]
+    download = requests.get(f"{live_server.url}/output/{first}_output.png", timeout=30)
+    assert download.status_code == 200
+    assert download.headers["Content-Type"] == "image/png"
+    assert download.content.startswith(b"\x89PNG")
+    assert len(download.content) == jobs[first].output_size
+
+
+def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
+    cluster, live_server, api_key, account, small_photo, s3_storage_settings
+):
+    from django_q.tasks import async_task
+
+    victim, survivor = cluster(2)
+    task_ids = submit_all(live_server, api_key, small_photo)
+
+    def victim_is_mid_job():
+        # The last job the victim announced, if the database says it is
+        # still running it.
+        ids = processed_ids(victim)
+        if len(ids) < 2:
+            return None
+        job = RemovalJob.objects.filter(pk=ids[-1], status=RemovalJob.Status.PROCESSING).first()
+        return str(job.pk) if job else None
+
+    killed_job = wait_for(victim_is_mid_job, timeout=60, interval=0.05, message="never caught")
+    victim.kill(signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    still_running = RemovalJob.objects.get(pk=killed_job).status == RemovalJob.Status.PROCESSING
+    survivor_before = len(processed_ids(survivor))
+
+    def all_finished():
+        if unfinished(task_ids) == 0:
+            return True
+        # The reaper's schedule fires every minute; enqueue it more often
+        # here so the test need not wait for the clock. It still travels
+        # through Redis and runs in the surviving worker.
+        async_task("removal.tasks.fail_stale_jobs", task_name=f"reaper-{time.monotonic()}")
+        return False
+
+    wait_for(all_finished, timeout=150, interval=3, message="a job was lost")
+
+    jobs = {str(job.pk): job for job in RemovalJob.objects.filter(pk__in=task_ids)}
+    statuses = {job.status for job in jobs.values()}
+    assert statuses <= {RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED}
+    # Redis does not redeliver, so no job ever started twice.
+    assert all(job.attempts <= 1 for job in jobs.values())
+    if still_running:
+        # The job the victim died in was failed and refunded by the reaper.
+        assert jobs[killed_job].status == RemovalJob.Status.FAILED
+        assert "stopped" in jobs[killed_job].error
+    # The survivor kept working after the kill.
+    assert len(processed_ids(survivor)) > survivor_before
+
+    assert_outputs_in_bucket(s3_storage_settings, task_ids)
+    assert_ledger_exact(account, task_ids)
+    # Only the reaper failed anything: the killed job, and the tasks the
+    # victim had already taken off the queue (Redis cannot hand them back).
+    failed = [job for job in jobs.values() if job.status == RemovalJob.Status.FAILED]
+    assert all("nothing was charged" in job.error for job in failed), [j.error for j in failed]
