@@ -135,12 +135,12 @@ def _check_bucket(storage) -> CheckResult:
         aws_session_token=storage.security_token,
         use_ssl=storage.use_ssl,
         verify=storage.verify,
-        config=Config(
-            connect_timeout=CHECK_TIMEOUT,
-            read_timeout=CHECK_TIMEOUT,
-            retries={"max_attempts": 1, "mode": "standard"},
-            signature_version=storage.signature_version,
-            s3={"addressing_style": storage.addressing_style},
+        config=storage.client_config.merge(
+            Config(
+                connect_timeout=CHECK_TIMEOUT,
+                read_timeout=CHECK_TIMEOUT,
+                retries={"max_attempts": 1, "mode": "standard"},
+            )
         ),
     )
     try:

@@ -218,8 +218,6 @@ def s3_storage(environ: Mapping[str, str]) -> dict | None:
             # Unset keys fall back to boto3's own chain (instance or pod role).
             "access_key": environ.get("AWS_ACCESS_KEY_ID") or None,
             "secret_key": environ.get("AWS_SECRET_ACCESS_KEY") or None,
-            "addressing_style": addressing_style,
-            "signature_version": "s3v4",
             "location": environ.get("AWS_LOCATION", "").strip("/"),
             # Inputs and outputs are private: no public ACL, and every URL
             # the storage makes is signed and short-lived.
@@ -229,7 +227,11 @@ def s3_storage(environ: Mapping[str, str]) -> dict | None:
             # Names are job UUIDs; a second write of the same name is the
             # same job's retry and may replace the first.
             "file_overwrite": True,
+            # django-storages ignores its own addressing_style and
+            # signature_version options once a client config is given.
             "client_config": Config(
+                s3={"addressing_style": addressing_style},
+                signature_version="s3v4",
                 connect_timeout=5,
                 read_timeout=30,
                 retries={"max_attempts": 3, "mode": "standard"},

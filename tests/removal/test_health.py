@@ -1,0 +1,101 @@
+"""/healthz and /readyz: what a load balancer or an orchestrator asks."""
+
+import pytest
+from django.test import Client
+
+
+@pytest.fixture
+def client():
+    return Client(HTTP_HOST="localhost")
+
+
+def test_healthz_answers_ok_without_touching_the_database(client):
+    # No django_db mark: pytest-django refuses any query here. Liveness must
+    # not depend on the database, or an outage restarts every web server.
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_readyz_is_ready_on_the_embedded_default(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"database", "broker", "storage", "models"}
+    assert all(check["ok"] for check in body["checks"].values())
+    assert body["checks"]["broker"]["detail"] == "orm"
+    assert body["checks"]["storage"]["detail"] == "filesystem"
+    assert "u2net" in body["checks"]["models"]["detail"]
+
+
+@pytest.mark.django_db
+def test_readyz_is_ready_on_redis_and_s3(client, redis_broker, s3_storage_settings):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    checks = response.json()["checks"]
+    assert checks["broker"] == {"ok": True, "detail": "redis"}
+    bucket = s3_storage_settings["AWS_STORAGE_BUCKET_NAME"]
+    assert checks["storage"] == {"ok": True, "detail": f"s3 bucket {bucket}"}
+
+
+@pytest.mark.django_db
+def test_readyz_answers_503_when_the_broker_is_unreachable(client, settings):
+    from tests.conftest import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["broker"]["ok"] is False
+    assert "ConnectionError" in body["checks"]["broker"]["detail"]
+    assert body["checks"]["database"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_readyz_answers_503_when_the_bucket_does_not_exist(client, settings, s3_env):
+    from revid.settings import s3_storage
+
+    missing = {**s3_env, "AWS_STORAGE_BUCKET_NAME": "revid-no-such-bucket"}
+    settings.STORAGES = {**settings.STORAGES, "default": s3_storage(missing)}
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    storage = response.json()["checks"]["storage"]
+    assert storage == {"ok": False, "detail": "bucket 'revid-no-such-bucket' answered HTTP 404"}
+
+
+@pytest.mark.django_db
+def test_readyz_answers_503_when_the_default_model_has_no_weights(client, settings, tmp_path):
+    settings.U2NET_HOME = tmp_path  # an empty models folder
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    models = response.json()["checks"]["models"]
+    assert models["ok"] is False
+    assert "install_models" in models["detail"]
+
+
+def test_readyz_answers_503_when_the_database_is_unreachable(client, transactional_db):
+    from django.db import connections
+
+    from tests.conftest import free_port
+
+    connection = connections["default"]
+    saved = connection.settings_dict.copy()
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent/folder/db.sqlite3"
+    else:
+        connection.settings_dict["PORT"] = str(free_port())  # nothing listens there
+    try:
+        response = client.get("/readyz")
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"]["ok"] is False
+    assert checks["database"]["detail"].startswith("unreachable (")
+    assert checks["models"]["ok"] is True
