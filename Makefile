@@ -41,6 +41,24 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	}
 
+# Production, one command per machine (docs/deploy.md): `make serve` on each
+# web machine, `make worker` on each worker machine. Both run with debug off
+# and need SECRET_KEY, the same on every machine (django-q2 signs tasks with
+# it), plus DATABASE_URL, REDIS_URL and the bucket settings.
+WEB_CONCURRENCY ?= 2
+serve worker: export DJANGO_DEBUG := 0
+
+serve: venv
+	@test -n "$$SECRET_KEY" || { echo "make serve: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	exec $(VENV)/bin/gunicorn revid.wsgi:application --bind $(HOST):$(PORT) \
+		--workers $(WEB_CONCURRENCY) --timeout 60 --graceful-timeout 30 \
+		--max-requests 1000 --max-requests-jitter 100 --access-logfile -
+
+worker: venv
+	@test -n "$$SECRET_KEY" || { echo "make worker: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
+	exec $(PY) manage.py qcluster
+
 test: setup chromium
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
