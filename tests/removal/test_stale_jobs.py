@@ -1,0 +1,91 @@
+"""The reaper: jobs that can never finish on their own are failed and refunded once."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from billing.models import LedgerEntry
+from billing.selectors import ledger_sum
+from removal import services
+from removal.models import RemovalJob
+from tests.images import solid_png
+
+pytestmark = pytest.mark.django_db
+
+
+def submit(account) -> RemovalJob:
+    upload = SimpleUploadedFile("red.png", solid_png(), content_type="image/png")
+    return services.submit_job(account=account, upload=upload, model_name="u2netp")
+
+
+def age(job: RemovalJob, **created_ago) -> None:
+    RemovalJob.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - timedelta(**created_ago)
+    )
+
+
+def test_it_fails_and_refunds_a_job_no_worker_started_in_time(account, settings):
+    settings.REMOVAL_QUEUE_TIMEOUT = 60
+    lost = submit(account)
+    age(lost, seconds=61)
+
+    assert services.fail_stale_jobs() == 1
+
+    lost.refresh_from_db()
+    assert lost.status == RemovalJob.Status.FAILED
+    assert lost.error == "No worker could start this image in time; nothing was charged"
+    assert LedgerEntry.objects.filter(job=lost, kind="refund").count() == 1
+    account.refresh_from_db()
+    assert account.credit_balance == 1000
+    assert ledger_sum(account=account) == account.credit_balance
+
+
+def test_it_leaves_a_job_that_is_still_within_the_queue_timeout(account, settings):
+    settings.REMOVAL_QUEUE_TIMEOUT = 60
+    waiting = submit(account)
+    age(waiting, seconds=59)
+
+    assert services.fail_stale_jobs() == 0
+    waiting.refresh_from_db()
+    assert waiting.status == RemovalJob.Status.PENDING
+
+
+def test_it_refunds_a_lost_job_only_once_however_often_it_runs(account, settings):
+    settings.REMOVAL_QUEUE_TIMEOUT = 60
+    lost = submit(account)
+    age(lost, minutes=5)
+
+    assert services.fail_stale_jobs() == 1
+    assert services.fail_stale_jobs() == 0
+    assert LedgerEntry.objects.filter(job=lost, kind="refund").count() == 1
+
+
+def test_a_late_delivery_of_a_reaped_job_does_nothing(account, settings):
+    settings.REMOVAL_QUEUE_TIMEOUT = 60
+    lost = submit(account)
+    age(lost, minutes=5)
+    services.fail_stale_jobs()
+
+    # The task turns up after all (a slow broker, a worker that was only
+    # paused): the job stays failed, uncharged, and no model runs.
+    job = services.process_job(job_id=lost.pk)
+    assert job.status == RemovalJob.Status.FAILED
+    assert job.attempts == 0
+    assert not job.output_file.name
+    account.refresh_from_db()
+    assert account.credit_balance == 1000
+
+
+def test_the_stale_grace_is_a_setting(account, settings):
+    settings.REMOVAL_JOB_TIMEOUT = 10
+    settings.REMOVAL_STALE_GRACE_SECONDS = 5
+    job = submit(account)
+    assert job.mark_processing()
+    RemovalJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=16))
+
+    assert services.fail_stale_jobs() == 1
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.FAILED
+    assert "stopped" in job.error

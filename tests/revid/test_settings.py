@@ -1,0 +1,71 @@
+"""Settings read from the environment: S3 storage and the download mode."""
+
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from revid.settings import s3_storage
+from tests.conftest import ROOT
+
+
+def test_there_is_no_s3_storage_without_a_bucket():
+    assert s3_storage({}) is None
+    assert s3_storage({"AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9000"}) is None
+
+
+def test_a_bucket_selects_private_s3_storage_with_its_settings():
+    storage = s3_storage(
+        {
+            "AWS_STORAGE_BUCKET_NAME": "revid-files",
+            "AWS_S3_ENDPOINT_URL": "https://s3.example.com",
+            "AWS_S3_REGION_NAME": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "key-id",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_S3_ADDRESSING_STYLE": "path",
+            "AWS_LOCATION": "/revid/",
+        }
+    )
+    assert storage["BACKEND"] == "storages.backends.s3.S3Storage"
+    options = storage["OPTIONS"]
+    assert options["bucket_name"] == "revid-files"
+    assert options["endpoint_url"] == "https://s3.example.com"
+    assert options["region_name"] == "eu-west-1"
+    assert (options["access_key"], options["secret_key"]) == ("key-id", "secret")
+    assert options["location"] == "revid"
+    assert options["default_acl"] is None
+    assert options["querystring_auth"] is True
+    assert options["client_config"].s3 == {"addressing_style": "path"}
+    assert options["client_config"].signature_version == "s3v4"
+
+
+def test_missing_keys_are_left_to_boto3s_own_credential_chain():
+    options = s3_storage({"AWS_STORAGE_BUCKET_NAME": "revid-files"})["OPTIONS"]
+    assert options["access_key"] is None
+    assert options["secret_key"] is None
+    assert options["endpoint_url"] is None
+
+
+def test_it_refuses_an_unknown_addressing_style():
+    with pytest.raises(ImproperlyConfigured, match="AWS_S3_ADDRESSING_STYLE"):
+        s3_storage({"AWS_STORAGE_BUCKET_NAME": "b", "AWS_S3_ADDRESSING_STYLE": "sideways"})
+
+
+def test_redirecting_downloads_without_a_bucket_fails_loudly_at_start():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "revid.settings",
+            "DJANGO_DEBUG": "1",
+            "DATA_DIR": str(ROOT / "var"),
+            "OUTPUT_REDIRECT_TO_STORAGE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "OUTPUT_REDIRECT_TO_STORAGE needs S3 storage" in result.stderr
