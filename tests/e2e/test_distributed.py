@@ -56,7 +56,7 @@ def cluster(live_server, start_worker, redis_broker, s3_storage_settings, accoun
         "ORT_INTRA_OP_THREADS": "1",
         "WARM_MODELS": "u2netp",
         "REMOVAL_JOB_TIMEOUT": str(JOB_TIMEOUT),
-        "REMOVAL_STALE_GRACE_SECONDS": str(STALE_GRACE),
+        "REMOVAL_STALE_GRACE": str(STALE_GRACE),
         "REMOVAL_QUEUE_TIMEOUT": str(QUEUE_TIMEOUT),
     }
 
@@ -213,4 +213,4 @@ def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
     # Only the reaper failed anything: the killed job, and the tasks the
     # victim had already taken off the queue (Redis cannot hand them back).
     failed = [job for job in jobs.values() if job.status == RemovalJob.Status.FAILED]
-    assert all("nothing was charged" in job.error for job in failed), [j.error for j in failed]
+    assert all("the charge was refunded" in job.error for job in failed), [j.error for j in failed]
