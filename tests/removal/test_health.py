@@ -99,3 +99,11 @@ def test_readyz_answers_503_when_the_database_is_unreachable(client, transaction
     assert checks["database"]["ok"] is False
     assert checks["database"]["detail"].startswith("unreachable (")
     assert checks["models"]["ok"] is True
+
+
+def test_probes_are_not_redirected_to_https(client, settings):
+    # Probes reach each machine over plain http even when the public
+    # site redirects everything to https.
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/api/models").status_code == 301
