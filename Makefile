@@ -78,3 +78,9 @@ lock: venv
 
 clean:
 	rm -rf $(VENV) var staticfiles
+
+# A benchmark, not a test: rembg.remove() vs our pipeline vs the whole
+# service, on this machine; prints PASS/FAIL per target and writes
+# docs/benchmarks.md (~5-10 minutes).
+bench: setup
+	$(PY) bench/run_bench.py $(BENCH_ARGS)

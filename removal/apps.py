@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class RemovalConfig(AppConfig):
     name = "removal"
     verbose_name = "Background removal"
+
+    def ready(self) -> None:
+        from django_q.signals import post_spawn
+
+        from removal import registry
+
+        # Each django-q2 worker process loads WARM_MODELS as it starts
+        # rather than on its first job (docs/benchmarks.md).
+        post_spawn.connect(registry.warm_models_on_worker_spawn, dispatch_uid="removal.warm_models")

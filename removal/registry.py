@@ -9,12 +9,16 @@ unavailable (503 on use, nothing charged).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,49 @@ def _new_session(name: str):
     if not is_available(name):
         raise FileNotFoundError(f"Weights for {name} are not installed at {weights_path(name)}")
     options = ort.SessionOptions()
+    # 0 leaves the choice to ONNX Runtime: one thread per physical core,
+    # which measured best for one worker (docs/benchmarks.md).
     if settings.ORT_INTRA_OP_THREADS:
         options.intra_op_num_threads = settings.ORT_INTRA_OP_THREADS
     options.inter_op_num_threads = 1
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if settings.ORT_ALLOW_SPINNING else "0"
+    )
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     os.environ["U2NET_HOME"] = str(settings.U2NET_HOME)
     return new_session(name, sess_opts=options, providers=["CPUExecutionProvider"])
+
+
+def warm_models(names: list[str] | None = None) -> dict[str, float]:
+    """Loads each model and runs it once, so a worker's first job is not slow.
+
+    The first run of a session allocates ONNX Runtime's memory arena and
+    costs about as much again as the load; both are paid here, before the
+    worker takes a job. Unknown or missing models are skipped with a
+    warning: a worker must start even when one model is not installed.
+    Returns the seconds each model took.
+    """
+    from PIL import Image
+
+    from removal import pipeline
+
+    timings: dict[str, float] = {}
+    for name in settings.WARM_MODELS if names is None else names:
+        if name not in MODELS or not is_available(name):
+            logger.warning("Not warming model %r: unknown or not installed", name)
+            continue
+        started = time.monotonic()
+        try:
+            session = get_session(name)
+            pipeline.predict_mask(Image.new("RGB", (64, 64), (128, 128, 128)), session)
+        except Exception:
+            logger.exception("Warming model %s failed", name)
+            continue
+        timings[name] = time.monotonic() - started
+        logger.info("Model %s warm in %.2fs (pid %s)", name, timings[name], os.getpid())
+    return timings
+
+
+def warm_models_on_worker_spawn(sender=None, proc_name: str = "", **kwargs) -> None:
+    """django-q2's ``post_spawn`` receiver: runs in each new worker process."""
+    warm_models()

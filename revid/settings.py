@@ -287,9 +287,16 @@ DEMO_ACCOUNT_CREDITS = env_int("DEMO_ACCOUNT_CREDITS", 1000, minimum=0)
 U2NET_HOME = Path(env_str("U2NET_HOME", str(DATA_DIR / "models"))).resolve()
 os.environ["U2NET_HOME"] = str(U2NET_HOME)
 MODEL_DOWNLOAD_TIMEOUT = env_int("MODEL_DOWNLOAD_TIMEOUT", 20, minimum=1)
-# ONNX Runtime threads per session; 0 lets ONNX Runtime use every core.
+# ONNX Runtime threads per session; 0 lets ONNX Runtime use one per
+# physical core, which measured fastest with one worker (docs/benchmarks.md).
 ORT_INTRA_OP_THREADS = env_int("ORT_INTRA_OP_THREADS", 0, minimum=0)
-# Models loaded when a worker process starts, so the first job is not slow.
+# ONNX Runtime's threads busy-wait between operators by default. On a
+# machine whose cores are shared (web server, other workers, other
+# services) a spinning thread steals the core its sibling needs and one
+# inference can take 2-3x longer; off is the safe default.
+ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", False)
+# Models loaded (and run once) when each worker process starts, so the
+# first job is not slow; empty to load lazily on first use.
 WARM_MODELS = env_list("WARM_MODELS", "u2net")
 
 # Django must not buffer an upload beyond our own limit in memory; larger
@@ -305,6 +312,10 @@ FILE_UPLOAD_HANDLERS = [
 
 # --- Queue (django-q2) ------------------------------------------------------
 Q_WORKERS = env_int("Q_WORKERS", 1, minimum=1)
+# How often the ORM broker looks for new jobs when idle (Redis does not
+# poll). Each look is one indexed query; 50 ms keeps queue latency small
+# next to a 0.3 MP job.
+Q_POLL_MS = env_int("Q_POLL_MS", 50, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 Q_CLUSTER = {
     "name": "revid",
@@ -320,7 +331,7 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
     "catch_up": False,
-    "poll": 0.2,
+    "poll": Q_POLL_MS / 1000,
     "label": "Task queue",
 }
 if REDIS_URL:

@@ -1,0 +1,619 @@
+"""`make bench`: is the service faster than calling rembg, with the same masks?
+
+One run, the same images, three ways:
+
+(a) ``rembg.remove()`` called directly (one ``new_session`` per model);
+(b) our ``removal.pipeline.remove_background`` with that same session;
+(c) the whole service: a real gunicorn and a real ``manage.py qcluster`` on a
+    throwaway SQLite database; POST, poll, download over HTTP.
+
+Plus (d) throughput with 40 jobs queued at once against a serial loop of
+(a), and (e) the RSS of the worker processes after 10 and after 200 jobs.
+It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
+and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.chart import draw_chart  # noqa: E402
+
+PYTHON = sys.executable
+MODELS = ("u2net", "u2netp")
+# name, scikit-image photo, size: made by LANCZOS-resizing, saved as JPEG q90.
+IMAGES = (
+    ("0.3 MP", "coffee", (672, 448)),
+    ("1 MP", "astronaut", (1024, 1024)),
+    ("12 MP", "astronaut", (3464, 3464)),
+)
+CLIENT_POLL_SECONDS = 0.02
+
+
+def make_photo(photo: str, size: tuple[int, int]) -> bytes:
+    import skimage.data
+
+    img = Image.fromarray(getattr(skimage.data, photo)()).convert("RGB")
+    img = img.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def alpha_of(png: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(png))
+    img.load()
+    return np.asarray(img.convert("RGBA"))[..., 3]
+
+
+def agreement(reference: bytes, candidate: bytes) -> tuple[float, float]:
+    """(IoU of alpha > 127, mean |alpha difference| in 0..255) against the reference."""
+    ref, got = alpha_of(reference), alpha_of(candidate)
+    if ref.shape != got.shape:
+        return 0.0, 255.0
+    ref_fg, got_fg = ref > 127, got > 127
+    union = np.logical_or(ref_fg, got_fg).sum()
+    iou = 1.0 if union == 0 else float(np.logical_and(ref_fg, got_fg).sum() / union)
+    return iou, float(np.abs(ref.astype(np.int16) - got.astype(np.int16)).mean())
+
+
+@dataclass
+class Series:
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def spread(self) -> str:
+        return f"{min(self.seconds):.3f}–{max(self.seconds):.3f}"
+
+
+@dataclass
+class Row:
+    model: str
+    image: str
+    pixels: int
+    rembg: Series = field(default_factory=Series)
+    pipeline: Series = field(default_factory=Series)
+    service: Series = field(default_factory=Series)
+    pipeline_agreement: tuple[float, float] = (0.0, 255.0)
+    service_agreement: tuple[float, float] = (0.0, 255.0)
+
+
+# --- (a) and (b): in this process ---------------------------------------------
+
+
+def measure_in_process(rows: list[Row], photos: dict[str, bytes], runs: int) -> dict:
+    from rembg import new_session, remove
+
+    from removal import pipeline
+
+    references: dict[tuple[str, str], bytes] = {}
+    for model in MODELS:
+        session = new_session(model, providers=["CPUExecutionProvider"])
+        # Both paths run once untimed: the first run allocates ORT's arena.
+        remove(photos["0.3 MP"], session=session)
+        pipeline.remove_background(photos["0.3 MP"], session, max_pixels=10**9)
+        for row in (r for r in rows if r.model == model):
+            data = photos[row.image]
+            ours = b""
+            # Interleaved, so load from anything else on the machine hits both.
+            for _ in range(runs):
+                started = time.perf_counter()
+                reference = remove(data, session=session)
+                row.rembg.seconds.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                ours = pipeline.remove_background(data, session, max_pixels=10**9).png
+                row.pipeline.seconds.append(time.perf_counter() - started)
+            references[(model, row.image)] = reference
+            row.pipeline_agreement = agreement(reference, ours)
+            print(
+                f"  {model:7s} {row.image:7s} rembg {row.rembg.median:6.3f}s  "
+                f"pipeline {row.pipeline.median:6.3f}s  "
+                f"IoU {row.pipeline_agreement[0]:.4f}  MAD {row.pipeline_agreement[1]:.3f}",
+                flush=True,
+            )
+    return references
+
+
+def serial_rembg_loop(model: str, images: list[bytes]) -> float:
+    from rembg import new_session, remove
+
+    session = new_session(model, providers=["CPUExecutionProvider"])
+    remove(images[0], session=session)
+    started = time.perf_counter()
+    for data in images:
+        remove(data, session=session)
+    return time.perf_counter() - started
+
+
+# --- (c), (d), (e): the service over HTTP -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """gunicorn + qcluster on a throwaway data folder, stopped on exit."""
+
+    def __init__(self, workdir: Path, extra_env: dict[str, str]):
+        self.workdir = workdir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            DATA_DIR=str(workdir / "data"),
+            U2NET_HOME=str(ROOT / "var" / "models"),
+            SECRET_KEY="bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+            DJANGO_DEBUG="0",
+            PYTHONUNBUFFERED="1",
+            LOG_LEVEL="WARNING",
+        )
+        env.update(extra_env)
+        self.env = env
+        self.processes: list[subprocess.Popen] = []
+        self.cluster: subprocess.Popen | None = None
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = (self.workdir / log_name).open("wb")
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def start(self) -> str:
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.manage("migrate", "--noinput")
+        key = (
+            self.manage("create_account", "bench", "--credits", "10000000").strip().splitlines()[-1]
+        )
+        self._spawn(
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "revid.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ],
+            "gunicorn.log",
+        )
+        self.start_cluster()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/api/models", timeout=2).status_code < 500:
+                    return key
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError("the web server did not start; see gunicorn.log")
+
+    def start_cluster(self) -> None:
+        self.cluster = self._spawn([PYTHON, "manage.py", "qcluster"], "qcluster.log")
+
+    def stop_cluster(self) -> None:
+        if self.cluster is not None:
+            _stop(self.cluster)
+            self.processes.remove(self.cluster)
+            self.cluster = None
+
+    def worker_rss_mib(self) -> list[float]:
+        """RSS of each qcluster process that holds a model (the workers)."""
+        assert self.cluster is not None
+        sizes = []
+        for pid in _descendants(self.cluster.pid):
+            rss = _rss_mib(pid)
+            maps = Path(f"/proc/{pid}/maps")
+            try:
+                holds_model = "onnxruntime" in maps.read_text()
+            except OSError:
+                continue
+            if holds_model and rss:
+                sizes.append(rss)
+        return sizes
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for child in children.get(current, []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Client:
+    def __init__(self, base: str, key: str):
+        self.base = base
+        self.http = requests.Session()
+        self.http.headers["x-api-key"] = key
+
+    def submit(self, data: bytes, model: str) -> str:
+        response = self.http.post(
+            f"{self.base}/paid/image/remove/background",
+            files={"file": ("photo.jpg", data, "image/jpeg")},
+            data={"model": model},
+            timeout=60,
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"submit: {response.status_code} {response.text[:300]}")
+        return response.json()["task_id"]
+
+    def status(self, task_id: str) -> dict:
+        return self.http.get(f"{self.base}/api/get/{task_id}", timeout=30).json()
+
+    def wait_and_download(self, task_id: str, timeout: float = 120) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            payload = self.status(task_id)
+            if payload["status"] == "completed":
+                filename = payload["result"]["image_filename"]
+                response = self.http.get(f"{self.base}/output/{filename}", timeout=60)
+                response.raise_for_status()
+                return response.content
+            if payload["status"] == "failed":
+                raise RuntimeError(f"job {task_id} failed: {payload}")
+            time.sleep(CLIENT_POLL_SECONDS)
+        raise RuntimeError(f"job {task_id} did not complete within {timeout}s")
+
+    def remove(self, data: bytes, model: str) -> bytes:
+        return self.wait_and_download(self.submit(data, model))
+
+
+def run_many(client: Client, images: list[bytes], model: str, concurrency: int) -> float:
+    """Submits every image at once, then downloads every result; seconds for all."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        task_ids = list(pool.map(lambda data: client.submit(data, model), images))
+        list(pool.map(client.wait_and_download, task_ids))
+    return time.perf_counter() - started
+
+
+# --- Report -------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    measured: str
+    passed: bool
+
+
+def evaluate(rows: list[Row], throughput: dict, memory: dict) -> list[Target]:
+    targets = []
+    for row in rows:
+        if row.image == "12 MP" and row.model == "u2net":
+            ratio_c = row.service.median / row.rembg.median
+            ratio_b = row.pipeline.median / row.rembg.median
+            targets.append(
+                Target("12 MP u2net: service ≤ 0.5 × rembg", f"{ratio_c:.2f} ×", ratio_c <= 0.5)
+            )
+            targets.append(
+                Target("12 MP u2net: pipeline ≤ 0.4 × rembg", f"{ratio_b:.2f} ×", ratio_b <= 0.4)
+            )
+        if row.image == "0.3 MP":
+            extra = (row.service.median - row.rembg.median) * 1000
+            targets.append(
+                Target(
+                    f"0.3 MP {row.model}: service ≤ rembg + 150 ms",
+                    f"{extra:+.0f} ms",
+                    extra <= 150,
+                )
+            )
+    worst_iou = min(min(r.pipeline_agreement[0], r.service_agreement[0]) for r in rows)
+    worst_mad = max(max(r.pipeline_agreement[1], r.service_agreement[1]) for r in rows)
+    targets.append(
+        Target("Masks: IoU ≥ 0.99 on every image", f"min {worst_iou:.4f}", worst_iou >= 0.99)
+    )
+    targets.append(
+        Target(
+            "Masks: mean |Δalpha| ≤ 2/255 on every image",
+            f"max {worst_mad:.3f}/255",
+            worst_mad <= 2.0,
+        )
+    )
+    ratio = throughput["service_per_min"] / throughput["rembg_per_min"]
+    targets.append(
+        Target("Throughput, 40 queued ≥ 1.0 × serial rembg", f"{ratio:.2f} ×", ratio >= 1.0)
+    )
+    growth = memory["after_200"] / memory["after_10"] - 1
+    targets.append(
+        Target(
+            "Worker RSS after 200 jobs within 10 % of after 10",
+            f"{growth * 100:+.1f} %",
+            abs(growth) <= 0.10,
+        )
+    )
+    return targets
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    lines = [
+        "| model | image | (a) rembg.remove() | (b) pipeline | (c) service e2e | (b)/(a) | (c)/(a) "
+        "| mask IoU (b) / (c) | mean abs Δalpha (b) / (c) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.model} | {row.image} | {row.rembg.median:.3f} s ({row.rembg.spread()}) "
+            f"| {row.pipeline.median:.3f} s ({row.pipeline.spread()}) "
+            f"| {row.service.median:.3f} s ({row.service.spread()}) "
+            f"| {row.pipeline.median / row.rembg.median:.2f} "
+            f"| {row.service.median / row.rembg.median:.2f} "
+            f"| {row.pipeline_agreement[0]:.4f} / {row.service_agreement[0]:.4f} "
+            f"| {row.pipeline_agreement[1]:.3f} / {row.service_agreement[1]:.3f} |"
+        )
+    return lines
+
+
+def write_report(
+    path: Path,
+    rows: list[Row],
+    targets: list[Target],
+    throughput: dict,
+    memory: dict,
+    runs: int,
+    chart_name: str,
+    settings_used: dict[str, str],
+    notes: str,
+) -> None:
+    cpu = platform.processor() or platform.machine()
+    growth = memory["after_200"] / memory["after_10"] - 1
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`bench/run_bench.py`; the notes at the end come from "
+        "`bench/notes.md`); do not edit by hand.",
+        "",
+        f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPU cores "
+        f"({cpu}), Python {platform.python_version()}; {runs} timed runs per cell "
+        "(median, with min–max in brackets). Service settings: "
+        + ", ".join(f"`{k}={v}`" for k, v in settings_used.items())
+        + ".",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *[f"| {t.name} | {t.measured} | {'PASS' if t.passed else 'FAIL'} |" for t in targets],
+        "",
+        "## Latency per image",
+        "",
+        "(a) `rembg.remove(data, session=new_session(model))`; (b) "
+        "`removal.pipeline.remove_background` with the same session; (c) the service: POST, "
+        f"poll every {CLIENT_POLL_SECONDS * 1000:.0f} ms, download over HTTP (gunicorn + "
+        "qcluster, SQLite, ORM broker). Mask agreement is against (a)'s output.",
+        "",
+        *table_lines(rows),
+        "",
+        f"![latency chart]({chart_name})",
+        "",
+        "## Throughput (40 jobs queued at once)",
+        "",
+        f"{throughput['jobs']} × {throughput['image']} {throughput['model']}: the service "
+        f"finished all in {throughput['service_seconds']:.1f} s "
+        f"(**{throughput['service_per_min']:.1f} images/min**); a serial loop of "
+        f"`rembg.remove()` on the same images took {throughput['rembg_seconds']:.1f} s "
+        f"(**{throughput['rembg_per_min']:.1f} images/min**).",
+        "",
+        "## Worker memory",
+        "",
+        f"RSS of the qcluster worker process(es) holding a model, {memory['model']} on the "
+        f"{memory['image']} photo: after 10 jobs {memory['after_10']:.0f} MiB, after 200 jobs "
+        f"{memory['after_200']:.0f} MiB ({growth * 100:+.1f} %).",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", notes, ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per cell (default 5)")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs queued at once for (d)")
+    parser.add_argument("--memory-jobs", type=int, default=200, help="jobs for (e)")
+    parser.add_argument("--docs", default=str(ROOT / "docs"), help="where to write the report")
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    args = parser.parse_args()
+
+    if not (ROOT / "var" / "models" / "u2net.onnx").is_file():
+        print("Model weights missing: run `make setup` first.", file=sys.stderr)
+        return 2
+    os.environ["U2NET_HOME"] = str(ROOT / "var" / "models")
+    began = time.monotonic()
+    photos = {name: make_photo(photo, size) for name, photo, size in IMAGES}
+    rows = [Row(model, name, size[0] * size[1]) for model in MODELS for name, _, size in IMAGES]
+
+    print(f"(a)+(b) rembg.remove() vs pipeline, {args.runs} runs each", flush=True)
+    references = measure_in_process(rows, photos, args.runs)
+
+    workdir = Path(tempfile.mkdtemp(prefix="revid-bench-"))
+    service_env = {"WARM_MODELS": ",".join(MODELS)}
+    service = Service(workdir, service_env)
+    try:
+        key = service.start()
+        client = Client(service.base, key)
+        print("(c) service end to end", flush=True)
+        for model in MODELS:
+            client.remove(photos["0.3 MP"], model)  # the worker is warm; HTTP too
+            for row in (r for r in rows if r.model == model):
+                output = b""
+                for _ in range(args.runs):
+                    started = time.perf_counter()
+                    output = client.remove(photos[row.image], model)
+                    row.service.seconds.append(time.perf_counter() - started)
+                row.service_agreement = agreement(references[(model, row.image)], output)
+                print(
+                    f"  {model:7s} {row.image:7s} service {row.service.median:6.3f}s  "
+                    f"IoU {row.service_agreement[0]:.4f}  MAD {row.service_agreement[1]:.3f}",
+                    flush=True,
+                )
+
+        throughput_image, throughput_model = "1 MP", "u2net"
+        batch = [photos[throughput_image]] * args.jobs
+        print(f"(d) throughput: {args.jobs} × {throughput_image} {throughput_model}", flush=True)
+        service_seconds = run_many(client, batch, throughput_model, concurrency=8)
+        rembg_seconds = serial_rembg_loop(throughput_model, batch)
+        throughput = {
+            "jobs": args.jobs,
+            "image": throughput_image,
+            "model": throughput_model,
+            "service_seconds": service_seconds,
+            "rembg_seconds": rembg_seconds,
+            "service_per_min": args.jobs / service_seconds * 60,
+            "rembg_per_min": args.jobs / rembg_seconds * 60,
+        }
+        print(
+            f"  service {throughput['service_per_min']:.1f}/min, "
+            f"serial rembg {throughput['rembg_per_min']:.1f}/min",
+            flush=True,
+        )
+
+        memory_model, memory_image = "u2netp", "0.3 MP"
+        print(f"(e) worker RSS over {args.memory_jobs} {memory_model} jobs", flush=True)
+        service.stop_cluster()
+        service.env["WARM_MODELS"] = memory_model
+        service.start_cluster()
+        small = photos[memory_image]
+        run_many(client, [small] * 10, memory_model, concurrency=4)
+        after_10 = sum(service.worker_rss_mib())
+        run_many(client, [small] * (args.memory_jobs - 10), memory_model, concurrency=4)
+        after_200 = sum(service.worker_rss_mib())
+        memory = {
+            "model": memory_model,
+            "image": memory_image,
+            "after_10": after_10,
+            "after_200": after_200,
+        }
+        print(f"  after 10: {after_10:.0f} MiB, after {args.memory_jobs}: {after_200:.0f} MiB")
+        settings_used = {
+            "Q_WORKERS": service.env.get("Q_WORKERS", "default"),
+            "ORT_INTRA_OP_THREADS": service.env.get("ORT_INTRA_OP_THREADS", "default"),
+            "WARM_MODELS": ",".join(MODELS),
+        }
+    finally:
+        service.stop()
+
+    targets = evaluate(rows, throughput, memory)
+    print()
+    print("\n".join(table_lines(rows)))
+    print()
+    width = max(len(t.name) for t in targets)
+    for target in targets:
+        print(
+            f"{target.name:<{width}}  {target.measured:>14}  {'PASS' if target.passed else 'FAIL'}"
+        )
+    print(f"\nTotal {time.monotonic() - began:.0f} s")
+
+    if not args.no_docs:
+        docs = Path(args.docs)
+        docs.mkdir(parents=True, exist_ok=True)
+        draw_chart(rows, docs / "benchmarks.png")
+        notes_file = ROOT / "bench" / "notes.md"
+        notes = notes_file.read_text().strip() if notes_file.is_file() else ""
+        write_report(
+            docs / "benchmarks.md",
+            rows,
+            targets,
+            throughput,
+            memory,
+            args.runs,
+            "benchmarks.png",
+            settings_used,
+            notes,
+        )
+        (workdir / "results.json").write_text(
+            json.dumps({"rows": [r.__dict__ for r in rows]}, default=lambda o: o.__dict__)
+        )
+        print(f"Wrote {docs / 'benchmarks.md'} and {docs / 'benchmarks.png'}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
