@@ -1,0 +1,151 @@
+"""The fast pipeline must give rembg's masks, as a PNG anything can read."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from rembg import remove
+
+from removal import pipeline, registry
+from tests.images import decode, encode, photo
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def u2netp():
+    return registry.get_session("u2netp")
+
+
+@pytest.fixture(scope="module")
+def u2net():
+    return registry.get_session("u2net")
+
+
+def alpha(png: bytes) -> np.ndarray:
+    return np.asarray(decode(png).convert("RGBA"))[..., 3].astype(np.int16)
+
+
+def assert_same_mask(ours: bytes, reference: bytes) -> None:
+    got, want = alpha(ours), alpha(reference)
+    assert got.shape == want.shape
+    union = np.logical_or(got > 127, want > 127).sum()
+    iou = np.logical_and(got > 127, want > 127).sum() / union
+    assert iou >= 0.99, f"IoU of alpha>127 is {iou:.4f}"
+    mean_diff = np.abs(got - want).mean()
+    assert mean_diff <= 2.0, f"mean |alpha difference| is {mean_diff:.3f}/255"
+
+
+def jpeg_of(name: str, size: tuple[int, int] | None = None, **params) -> bytes:
+    img = photo(name)
+    if size is not None:
+        img = img.resize(size, Image.Resampling.LANCZOS)
+    return encode(img, "JPEG", quality=90, **params)
+
+
+def run(data: bytes, session) -> pipeline.Cutout:
+    return pipeline.remove_background(data, session, max_pixels=50_000_000)
+
+
+@pytest.mark.parametrize(
+    "name, size",
+    [("astronaut", None), ("coffee", None), ("chelsea", None), ("astronaut", (2048, 2048))],
+)
+def test_its_u2netp_masks_match_rembg_remove(u2netp, name, size):
+    data = jpeg_of(name, size)
+    assert_same_mask(run(data, u2netp).png, remove(data, session=u2netp))
+
+
+@pytest.mark.parametrize("name, size", [("coffee", (1800, 1200))])
+def test_its_u2net_masks_match_rembg_remove(u2net, name, size):
+    data = jpeg_of(name, size)
+    assert_same_mask(run(data, u2net).png, remove(data, session=u2net))
+
+
+def test_its_mask_matches_rembg_on_a_png_with_transparency(u2netp):
+    img = photo("chelsea").convert("RGBA")
+    data = encode(img, "PNG")
+    assert_same_mask(run(data, u2netp).png, remove(data, session=u2netp))
+
+
+def test_it_keeps_the_input_transparency(u2netp):
+    img = photo("astronaut").convert("RGBA")
+    img.putalpha(Image.new("L", img.size, 100))
+    cutout = run(encode(img, "PNG"), u2netp)
+    assert alpha(cutout.png).max() <= 100
+
+
+def test_its_output_is_a_standard_rgba_png_of_the_size_as_displayed(u2netp):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed rotated 90 degrees: portrait
+    data = jpeg_of("coffee", exif=exif.tobytes())  # 600x400 stored
+    cutout = run(data, u2netp)
+
+    img = decode(cutout.png)
+    assert img.format == "PNG"
+    assert img.mode == "RGBA"
+    assert img.size == (400, 600) == (cutout.width, cutout.height)
+    assert_same_mask(cutout.png, remove(data, session=u2netp))
+
+
+def test_it_zeroes_the_colour_of_fully_transparent_pixels(u2netp):
+    pixels = np.asarray(decode(run(jpeg_of("astronaut"), u2netp).png))
+    transparent = pixels[..., 3] == 0
+    assert transparent.any()
+    assert not pixels[transparent][:, :3].any()
+    assert pixels[~transparent][:, :3].any()
+
+
+def read_png_strictly(png: bytes) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """A decoder independent of Pillow: chunk CRCs, one zlib stream, PNG filters."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    offset, chunks = 8, []
+    while offset < len(png):
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
+        kind, body = png[offset + 4 : offset + 8], png[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", png[offset + 8 + length : offset + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in {kind!r}"
+        chunks.append((kind, body))
+        offset += 12 + length
+    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    width, height, depth, colour_type = struct.unpack(">IIBB", chunks[0][1][:10])
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    rows = np.frombuffer(raw, np.uint8).reshape(height, 1 + width * channels)
+    out = np.zeros((height, width * channels), np.uint8)
+    for y in range(height):
+        kind, line = rows[y, 0], rows[y, 1:]
+        above = out[y - 1] if y else np.zeros_like(line)
+        assert kind in (0, 2), f"unexpected filter {kind}"
+        out[y] = line + above if kind == 2 else line
+    return (width, height, depth, colour_type), out.reshape(height, width, channels)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1, 4), (37, 53, 4), (48, 64, 3), (40, 30, 1), (1600, 1500, 4)],
+    ids=["one-pixel", "rgba", "rgb", "grey", "large-enough-for-parallel-bands"],
+)
+def test_its_png_encoder_writes_standard_pngs(shape):
+    pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    png = pipeline.encode_png(pixels[..., 0] if shape[2] == 1 else pixels)
+
+    header, decoded = read_png_strictly(png)
+    assert header == (shape[1], shape[0], 8, {1: 0, 3: 2, 4: 6}[shape[2]])
+    assert np.array_equal(decoded, pixels)
+    via_pillow = np.asarray(Image.open(io.BytesIO(png))).reshape(shape)
+    assert np.array_equal(via_pillow, pixels)
+
+
+def test_it_uses_a_sessions_own_predict_for_models_it_does_not_know():
+    class MaskEverythingSession:
+        """A stand-in for a session type (like u2net_cloth_seg) with its own predict."""
+
+        def predict(self, img):
+            return [Image.new("L", img.size, 255), Image.new("L", img.size, 0)]
+
+    cutout = run(encode(photo("coffee"), "PNG"), MaskEverythingSession())
+    assert alpha(cutout.png).min() == 255
