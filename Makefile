@@ -9,7 +9,7 @@ PORT ?= 8000
 export DJANGO_DEBUG ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup venv models migrate chromium lint format bench serve worker lock clean
+.PHONY: run test setup venv models migrate chromium lint format bench bench-workers serve worker lock clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,3 +84,7 @@ clean:
 # docs/benchmarks.md (~5-10 minutes).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
+# How Q_WORKERS x ORT_INTRA_OP_THREADS compare on this machine (~4 minutes).
+bench-workers: setup
+	$(PY) bench/worker_matrix.py $(BENCH_ARGS)
