@@ -1,8 +1,8 @@
 """Which Q_WORKERS x ORT_INTRA_OP_THREADS suits this machine? (`make bench-workers`)
 
 For each combination: a fresh service (gunicorn + qcluster on a throwaway
-SQLite database), then the median latency of one 12 MP u2net job at a time
-and the throughput of N 1 MP u2net jobs queued at once.
+SQLite database), then the median latency of one 0.3 MP and one 12 MP u2net
+job at a time and the throughput of N 1 MP u2net jobs queued at once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run_bench import Client, Service, make_photo, run_many  # noqa: E402
 
-CONFIGS = ((1, 0), (1, 1), (2, 1), (2, 0))  # (Q_WORKERS, ORT_INTRA_OP_THREADS; 0 = ORT's choice)
+# (Q_WORKERS, ORT_INTRA_OP_THREADS (0: ONNX Runtime's choice), ORT_ALLOW_SPINNING)
+CONFIGS = ((1, 0, 1), (1, 0, 0), (1, 1, 0), (2, 1, 0), (2, 0, 0), (2, 0, 1))
 
 
 def main() -> int:
@@ -29,9 +30,13 @@ def main() -> int:
     args = parser.parse_args()
     large = make_photo("astronaut", (3464, 3464))
     medium = make_photo("astronaut", (1024, 1024))
-    print("| Q_WORKERS | ORT_INTRA_OP_THREADS | 12 MP latency (median) | 1 MP images/min |")
-    print("|---|---|---|---|")
-    for workers, threads in CONFIGS:
+    small = make_photo("coffee", (672, 448))
+    print(
+        "| Q_WORKERS | ORT_INTRA_OP_THREADS | ORT_ALLOW_SPINNING | 0.3 MP latency | 12 MP latency "
+        "| 1 MP images/min |"
+    )
+    print("|---|---|---|---|---|---|")
+    for workers, threads, spinning in CONFIGS:
         service = Service(
             Path(tempfile.mkdtemp(prefix="revid-matrix-")),
             {
@@ -43,16 +48,19 @@ def main() -> int:
         try:
             client = Client(service.base, service.start())
             client.remove(medium, "u2net")
-            latencies = []
+            latencies: dict[str, list[float]] = {"small": [], "large": []}
             for _ in range(args.runs):
-                started = time.perf_counter()
-                client.remove(large, "u2net")
-                latencies.append(time.perf_counter() - started)
+                for name, data in (("small", small), ("large", large)):
+                    started = time.perf_counter()
+                    client.remove(data, "u2net")
+                    latencies[name].append(time.perf_counter() - started)
             seconds = run_many(client, [medium] * args.jobs, "u2net", concurrency=8)
         finally:
             service.stop()
         print(
-            f"| {workers} | {threads or 'default'} | {statistics.median(latencies):.2f} s "
+            f"| {workers} | {threads or 'default'} | {spinning} "
+            f"| {statistics.median(latencies['small']):.2f} s "
+            f"| {statistics.median(latencies['large']):.2f} s "
             f"| {args.jobs / seconds * 60:.1f} |",
             flush=True,
         )

@@ -288,13 +288,14 @@ U2NET_HOME = Path(env_str("U2NET_HOME", str(DATA_DIR / "models"))).resolve()
 os.environ["U2NET_HOME"] = str(U2NET_HOME)
 MODEL_DOWNLOAD_TIMEOUT = env_int("MODEL_DOWNLOAD_TIMEOUT", 20, minimum=1)
 # ONNX Runtime threads per session; 0 lets ONNX Runtime use one per
-# physical core, which measured fastest with one worker (docs/benchmarks.md).
+# physical core. With Q_WORKERS=1 that measured fastest per image on 2
+# cores; Q_WORKERS=2 with 1 thread each gives more images per minute
+# but slower small images (docs/benchmarks.md).
 ORT_INTRA_OP_THREADS = env_int("ORT_INTRA_OP_THREADS", 0, minimum=0)
-# ONNX Runtime's threads busy-wait between operators by default. On a
-# machine whose cores are shared (web server, other workers, other
-# services) a spinning thread steals the core its sibling needs and one
-# inference can take 2-3x longer; off is the safe default.
-ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", False)
+# ONNX Runtime's threads busy-wait between operators (its default). In the
+# worker, turning that off made u2net 1.3-1.6x slower per image; turn it off
+# only when a worker's threads outnumber the cores it may use.
+ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", True)
 # Models loaded (and run once) when each worker process starts, so the
 # first job is not slow; empty to load lazily on first use.
 WARM_MODELS = env_list("WARM_MODELS", "u2net")

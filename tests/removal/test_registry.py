@@ -30,7 +30,12 @@ def test_sessions_are_reused_within_a_process():
     assert registry.get_session("u2netp") is registry.get_session("u2netp")
 
 
-def test_sessions_do_not_spin_between_operators_by_default():
-    session = registry.get_session("u2netp")
-    entries = session.inner_session.get_session_options().get_session_config_entry
-    assert entries("session.intra_op.allow_spinning") == "0"
+@pytest.mark.parametrize("spinning, entry", [(True, "1"), (False, "0")])
+def test_new_sessions_follow_the_thread_settings(settings, spinning, entry):
+    settings.ORT_ALLOW_SPINNING = spinning
+    settings.ORT_INTRA_OP_THREADS = 1
+
+    options = registry._new_session("u2netp").inner_session.get_session_options()
+
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+    assert options.intra_op_num_threads == 1
