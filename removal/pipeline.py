@@ -198,12 +198,18 @@ def decode_for_model(data: bytes, *, max_pixels: int) -> Image.Image:
 
 
 def cut_out(img: Image.Image, mask: Image.Image) -> Image.Image:
-    """The subject's colours with the mask as alpha (input alpha respected).
+    """The subject's colours with the mask as alpha (input alpha respected)."""
+    return Image.fromarray(cutout_pixels(img, mask), "RGBA")
+
+
+def cutout_pixels(img: Image.Image, mask: Image.Image, *, reuse_img: bool = False) -> np.ndarray:
+    """The cut-out as an HxWx4 array, ready for ``encode_png``.
 
     Colour under fully transparent pixels is invisible; zeroing it makes
     the PNG smaller and faster to compress and leaks nothing of the
     removed background. Colours stay straight (not premultiplied), so
-    soft edges keep their true colour.
+    soft edges keep their true colour. With ``reuse_img`` the alpha is put
+    into ``img`` itself, saving a full-size copy (12 MP: 36 MB).
     """
     alpha = mask if mask.mode == "L" else mask.convert("L")
     if img.mode == "RGBA":
@@ -211,15 +217,17 @@ def cut_out(img: Image.Image, mask: Image.Image) -> Image.Image:
             np.asarray(alpha, dtype=np.uint16) * np.asarray(img.getchannel("A"), dtype=np.uint16)
         ) // 255
         alpha = Image.fromarray(combined.astype(np.uint8), "L")
-        rgba = img.copy()
+        rgba = img if reuse_img else img.copy()
+    elif img.mode == "RGB":
+        rgba = img if reuse_img else img.copy()
     else:
-        rgba = img.convert("RGB") if img.mode != "RGB" else img.copy()
+        rgba = img.convert("RGB")
     # putalpha interleaves in C: far cheaper than stacking arrays in numpy.
     rgba.putalpha(alpha)
-    pixels = np.array(rgba)  # writable copy; the zeroing below is in place
-    as_words = pixels.view(np.uint32).reshape(pixels.shape[:2])
-    as_words[np.asarray(alpha) == 0] = 0
-    return Image.fromarray(pixels, "RGBA")
+    # One pixel is one 32-bit word: a single pass keeps or zeroes it whole.
+    words = np.asarray(rgba).view(np.uint32)[..., 0]
+    kept = np.where(np.asarray(alpha) != 0, words, np.uint32(0))
+    return kept.view(np.uint8).reshape(rgba.height, rgba.width, 4)
 
 
 # --- PNG encoding -----------------------------------------------------------
@@ -419,9 +427,9 @@ def remove_background(
     step(50, "Removing background from image...")
     mask = predict_mask(img, session)
     step(80, "Compositing cut-out...")
-    cutout = cut_out(img, mask)
+    pixels = cutout_pixels(img, mask, reuse_img=True)
     del img, mask
     step(90, "Encoding PNG...")
-    png = encode_png(cutout)
+    png = encode_png(pixels)
     step(95, "Saving result...")
-    return Cutout(png=png, width=cutout.width, height=cutout.height)
+    return Cutout(png=png, width=pixels.shape[1], height=pixels.shape[0])
