@@ -404,14 +404,19 @@ def evaluate(rows: list[Row], throughput: dict, memory: dict) -> list[Target]:
     )
     targets.append(
         Target(
-            "Masks: mean |Δalpha| ≤ 2/255 on every image",
+            "Masks: mean abs Δalpha ≤ 2/255 on every image",
             f"max {worst_mad:.3f}/255",
             worst_mad <= 2.0,
         )
     )
-    ratio = throughput["service_per_min"] / throughput["rembg_per_min"]
+    mixed = throughput["runs"][0]
+    ratio = mixed["service_per_min"] / mixed["rembg_per_min"]
     targets.append(
-        Target("Throughput, 40 queued ≥ 1.0 × serial rembg", f"{ratio:.2f} ×", ratio >= 1.0)
+        Target(
+            f"Throughput, {throughput['jobs']} queued ({mixed['images']}) ≥ 1.0 × serial rembg",
+            f"{ratio:.2f} ×",
+            ratio >= 1.0,
+        )
     )
     growth = memory["after_200"] / memory["after_10"] - 1
     targets.append(
@@ -488,13 +493,22 @@ def write_report(
         "",
         f"![latency chart]({chart_name})",
         "",
-        "## Throughput (40 jobs queued at once)",
+        f"## Throughput ({throughput['jobs']} {throughput['model']} jobs queued at once)",
         "",
-        f"{throughput['jobs']} × {throughput['image']} {throughput['model']}: the service "
-        f"finished all in {throughput['service_seconds']:.1f} s "
-        f"(**{throughput['service_per_min']:.1f} images/min**); a serial loop of "
-        f"`rembg.remove()` on the same images took {throughput['rembg_seconds']:.1f} s "
-        f"(**{throughput['rembg_per_min']:.1f} images/min**).",
+        "Submitted together (8 client threads), then awaited in order; against a serial loop "
+        "of `rembg.remove()` on the same images in this process. The target is judged on the "
+        "mixed queue; the 1 MP-only queue is shown because it is the narrowest case: at 1 MP "
+        "rembg's own overhead beyond the model is small.",
+        "",
+        "| queue | service | serial rembg.remove() | ratio |",
+        "|---|---|---|---|",
+        *[
+            f"| {run['images']} | {run['service_per_min']:.1f} images/min "
+            f"({run['service_seconds']:.1f} s) | {run['rembg_per_min']:.1f} images/min "
+            f"({run['rembg_seconds']:.1f} s) "
+            f"| {run['service_per_min'] / run['rembg_per_min']:.2f} × |"
+            for run in throughput["runs"]
+        ],
         "",
         "## Worker memory",
         "",
@@ -549,25 +563,32 @@ def main() -> int:
                     flush=True,
                 )
 
-        throughput_image, throughput_model = "1 MP", "u2net"
-        batch = [photos[throughput_image]] * args.jobs
-        print(f"(d) throughput: {args.jobs} × {throughput_image} {throughput_model}", flush=True)
-        service_seconds = run_many(client, batch, throughput_model, concurrency=8)
-        rembg_seconds = serial_rembg_loop(throughput_model, batch)
-        throughput = {
-            "jobs": args.jobs,
-            "image": throughput_image,
-            "model": throughput_model,
-            "service_seconds": service_seconds,
-            "rembg_seconds": rembg_seconds,
-            "service_per_min": args.jobs / service_seconds * 60,
-            "rembg_per_min": args.jobs / rembg_seconds * 60,
-        }
-        print(
-            f"  service {throughput['service_per_min']:.1f}/min, "
-            f"serial rembg {throughput['rembg_per_min']:.1f}/min",
-            flush=True,
-        )
+        throughput_model = "u2net"
+        # The benchmark's photos in turn (0.3, 1, 12 MP, ...): a mixed queue.
+        names = [IMAGES[i % len(IMAGES)][0] for i in range(args.jobs)]
+        print(f"(d) throughput: {args.jobs} u2net jobs queued at once", flush=True)
+        throughput = {"jobs": args.jobs, "model": throughput_model, "runs": []}
+        for label, batch_names in (
+            ("mixed 0.3 / 1 / 12 MP", names),
+            ("1 MP only", ["1 MP"] * args.jobs),
+        ):
+            batch = [photos[name] for name in batch_names]
+            service_seconds = run_many(client, batch, throughput_model, concurrency=8)
+            rembg_seconds = serial_rembg_loop(throughput_model, batch)
+            throughput["runs"].append(
+                {
+                    "images": label,
+                    "service_per_min": args.jobs / service_seconds * 60,
+                    "rembg_per_min": args.jobs / rembg_seconds * 60,
+                    "service_seconds": service_seconds,
+                    "rembg_seconds": rembg_seconds,
+                }
+            )
+            print(
+                f"  {label}: service {args.jobs / service_seconds * 60:.1f}/min, "
+                f"serial rembg {args.jobs / rembg_seconds * 60:.1f}/min",
+                flush=True,
+            )
 
         memory_model, memory_image = "u2netp", "0.3 MP"
         print(f"(e) worker RSS over {args.memory_jobs} {memory_model} jobs", flush=True)
@@ -586,11 +607,18 @@ def main() -> int:
             "after_200": after_200,
         }
         print(f"  after 10: {after_10:.0f} MiB, after {args.memory_jobs}: {after_200:.0f} MiB")
-        settings_used = {
-            "Q_WORKERS": service.env.get("Q_WORKERS", "default"),
-            "ORT_INTRA_OP_THREADS": service.env.get("ORT_INTRA_OP_THREADS", "default"),
-            "WARM_MODELS": ",".join(MODELS),
-        }
+        settings_used = json.loads(
+            service.manage(
+                "shell",
+                "-c",
+                "import json; from django.conf import settings as s; print(json.dumps({k: "
+                "str(getattr(s, k)) for k in ('Q_WORKERS', 'ORT_INTRA_OP_THREADS', "
+                "'ORT_ALLOW_SPINNING', 'Q_POLL_MS')}))",
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        settings_used["WARM_MODELS"] = ",".join(MODELS)
     finally:
         service.stop()
 
