@@ -246,6 +246,7 @@ _PNG_FILTER_UP = 2
 _PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 _BAND_MIN_ROWS = 64
 _encoder_pool: ThreadPoolExecutor | None = None
+_encoder_pool_pid = 0
 _encoder_pool_lock = threading.Lock()
 
 
@@ -259,10 +260,13 @@ def png_encode_threads() -> int:
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    global _encoder_pool
+    """A pool per process: a forked child has its parent's pool but not its threads."""
+    global _encoder_pool, _encoder_pool_pid
     with _encoder_pool_lock:
-        if _encoder_pool is None or _encoder_pool._max_workers < threads:
+        stale = _encoder_pool is None or _encoder_pool_pid != os.getpid()
+        if stale or _encoder_pool._max_workers < threads:
             _encoder_pool = ThreadPoolExecutor(threads, thread_name_prefix="png-encode")
+            _encoder_pool_pid = os.getpid()
         return _encoder_pool
 
 

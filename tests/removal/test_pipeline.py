@@ -1,6 +1,7 @@
 """The fast pipeline must give rembg's masks, as a PNG anything can read."""
 
 import io
+import multiprocessing
 import struct
 import zlib
 
@@ -149,3 +150,25 @@ def test_it_uses_a_sessions_own_predict_for_models_it_does_not_know():
 
     cutout = run(encode(photo("coffee"), "PNG"), MaskEverythingSession())
     assert alpha(cutout.png).min() == 255
+
+
+def _encode_large_image_in_child(pixels, results):
+    results.put(pipeline.encode_png(pixels) == pipeline.encode_png(pixels.copy()))
+
+
+def test_a_forked_worker_encodes_large_pngs_with_its_own_threads():
+    """django-q2 forks its workers; the parent's encoder threads do not survive that."""
+    pixels = np.random.default_rng(7).integers(0, 256, (1600, 1500, 4), dtype=np.uint8)
+    pipeline.encode_png(pixels)  # the parent now has an encoder pool
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_encode_large_image_in_child, args=(pixels, results))
+    child.start()
+    child.join(timeout=30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+
+    assert not alive, "the child hung waiting for threads it does not have"
+    assert results.get(timeout=5) is True
