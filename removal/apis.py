@@ -114,13 +114,8 @@ class TaskStatusApi(APIView):
         account = request.auth.account if isinstance(request.auth, ApiKey) else None
         job = selectors.get_job(task_id=task_id, account=account)
         if job is None:
-            return Response(
-                {
-                    "success": False,
-                    "error": f"Task {task_id[:64]} not found.",
-                    "code": "task_not_found",
-                },
-                status=status.HTTP_404_NOT_FOUND,
+            raise ApplicationError(
+                f"Task {task_id[:64]} not found.", code="task_not_found", status_code=404
             )
         return Response(serializers.task_status_payload(job, request=request))
 
@@ -180,7 +175,7 @@ class DownloadOutputApi(APIView):
     )
     def get(self, request: Request, filename: str):
         if not filename.endswith("_output.png"):
-            return _file_not_found()
+            raise _file_not_found()
         job = selectors.get_job(task_id=filename[: -len("_output.png")])
         if (
             job is None
@@ -188,15 +183,12 @@ class DownloadOutputApi(APIView):
             or job.status != job.Status.COMPLETED
             or not job.output_file.name
         ):
-            return _file_not_found()
+            raise _file_not_found()
         if job.is_expired:
-            return Response(
-                {
-                    "success": False,
-                    "error": "This result has expired and was deleted; submit the image again.",
-                    "code": "expired",
-                },
-                status=status.HTTP_410_GONE,
+            raise ApplicationError(
+                "This result has expired and was deleted; submit the image again.",
+                code="expired",
+                status_code=410,
             )
         redirect_url = selectors.output_redirect_url(job=job)
         if redirect_url:
@@ -208,27 +200,20 @@ class DownloadOutputApi(APIView):
         try:
             handle = job.output_file.open("rb")
         except OSError:
-            return _file_not_found()
+            raise _file_not_found() from None
         except (BotoCoreError, ClientError):
-            return Response(
-                {
-                    "success": False,
-                    "error": "The result is stored but storage is not reachable; "
-                    "try again shortly.",
-                    "code": "storage_unavailable",
-                },
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            )
+            raise ApplicationError(
+                "The result is stored but storage is not reachable; try again shortly.",
+                code="storage_unavailable",
+                status_code=503,
+            ) from None
         response = FileResponse(handle, content_type="image/png", filename=job.output_filename)
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
 
-def _file_not_found() -> Response:
-    return Response(
-        {"success": False, "error": "File not found.", "code": "file_not_found"},
-        status=status.HTTP_404_NOT_FOUND,
-    )
+def _file_not_found() -> ApplicationError:
+    return ApplicationError("File not found.", code="file_not_found", status_code=404)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
