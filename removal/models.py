@@ -29,6 +29,11 @@ class RemovalJob(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
 
+    class Origin(models.TextChoices):
+        API = "api", "API"
+        WEB = "web", "Web page"
+        REMOVEBG = "removebg", "remove.bg API"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(
         "accounts.Account", on_delete=models.PROTECT, related_name="removal_jobs"
@@ -51,8 +56,21 @@ class RemovalJob(models.Model):
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
 
+    # Which door the request came through (the seed API, the web page, the
+    # remove.bg dialect): shown to the customer and the admin, never a rule.
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.API)
+    # The output options as applied (``removal.finishing.OutputOptions``);
+    # empty for the seed's defaults.
+    options = models.JSONField(default=dict, blank=True)
+    webhook_url = models.URLField(max_length=2000, blank=True, default="")
+
     output_file = models.FileField(upload_to=output_upload_to, max_length=255, blank=True)
+    output_format = models.CharField(max_length=5, default="png")
     output_size = models.PositiveBigIntegerField(null=True, blank=True)
+    output_width = models.PositiveIntegerField(null=True, blank=True)
+    output_height = models.PositiveIntegerField(null=True, blank=True)
+    # The subject's box in output pixels: {"top", "left", "width", "height"}.
+    foreground = models.JSONField(null=True, blank=True)
     elapsed_seconds = models.FloatField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
@@ -81,7 +99,7 @@ class RemovalJob(models.Model):
 
     @property
     def output_filename(self) -> str:
-        return f"{self.id}_output.png"
+        return f"{self.id}_output.{self.output_format}"
 
     @property
     def is_finished(self) -> bool:
@@ -132,7 +150,16 @@ class RemovalJob(models.Model):
             from_states=[self.Status.PROCESSING], progress=progress, message=message[:300]
         )
 
-    def mark_completed(self, *, output_size: int, elapsed_seconds: float, expires_at) -> bool:
+    def mark_completed(
+        self,
+        *,
+        output_size: int,
+        elapsed_seconds: float,
+        expires_at,
+        output_width: int | None = None,
+        output_height: int | None = None,
+        foreground: dict | None = None,
+    ) -> bool:
         return self._transition(
             from_states=[self.Status.PROCESSING],
             status=self.Status.COMPLETED,
@@ -140,6 +167,9 @@ class RemovalJob(models.Model):
             message="Background removal completed successfully",
             output_file=self.output_file.name,
             output_size=output_size,
+            output_width=output_width,
+            output_height=output_height,
+            foreground=foreground,
             elapsed_seconds=round(elapsed_seconds, 3),
             completed_at=timezone.now(),
             expires_at=expires_at,
