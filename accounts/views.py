@@ -20,7 +20,7 @@ from accounts.models import Account, ApiKey
 from accounts.selectors import account_for_user, api_keys_for_account
 from accounts.services import create_api_key, revoke_api_key
 from removal.selectors import jobs_for_account
-from removal.views import NO_ACCOUNT_MESSAGE, has_live_input, has_live_output
+from removal.views import NO_ACCOUNT_MESSAGE
 
 RECENT_JOBS = 20
 KEY_NAME_MAX_LENGTH = 50
@@ -46,8 +46,6 @@ def _render_dashboard(
     if account is not None:
         jobs = list(jobs_for_account(account=account, limit=RECENT_JOBS))
         for job in jobs:
-            job.live_output = has_live_output(job)
-            job.live_input = has_live_input(job)
             job.age = describe_age(job.created_at)
         api_keys = list(api_keys_for_account(account=account))
         for api_key in api_keys:

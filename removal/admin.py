@@ -9,9 +9,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from removal.downloads import input_response
 from removal.models import RemovalJob
 from removal.serializers import download_path
-from removal.views import has_live_input, has_live_output, stream_input
+from revid.errors import ApplicationError, error_response
 
 THUMBNAIL = (
     '<img src="{}" alt="{}" loading="lazy" style="width:{}px;height:{}px;object-fit:contain;'
@@ -106,7 +107,10 @@ class RemovalJobAdmin(admin.ModelAdmin):
     def input_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        return stream_input(get_object_or_404(RemovalJob, pk=job_id))
+        try:
+            return input_response(get_object_or_404(RemovalJob, pk=job_id))
+        except ApplicationError as exc:
+            return error_response(exc.message, exc.code, exc.status_code)
 
     def _thumbnail(self, url: str | None, alt: str, size: int) -> str:
         if url is None:
@@ -115,13 +119,11 @@ class RemovalJobAdmin(admin.ModelAdmin):
 
     def _input_url(self, job: RemovalJob) -> str | None:
         return (
-            reverse("admin:removal_removaljob_input", args=[job.id])
-            if has_live_input(job)
-            else None
+            reverse("admin:removal_removaljob_input", args=[job.id]) if job.has_live_input else None
         )
 
     def _output_url(self, job: RemovalJob) -> str | None:
-        return download_path(job) if has_live_output(job) else None
+        return download_path(job) if job.has_live_output else None
 
     @admin.display(description="Input")
     def input_thumbnail(self, job: RemovalJob) -> str:

@@ -1,7 +1,6 @@
 """The HTTP API. Views parse and format; services decide."""
 
-from botocore.exceptions import BotoCoreError, ClientError
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -11,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from removal import health, selectors, serializers, services
+from removal import downloads, health, selectors, serializers, services
 from removal.throttling import SubmissionRateThrottle
 from removal.uploads import uploaded_image
 from revid.errors import ApplicationError
@@ -174,46 +173,11 @@ class DownloadOutputApi(APIView):
         description="Serves a finished PNG until it expires (OUTPUT_TTL_HOURS); 410 after.",
     )
     def get(self, request: Request, filename: str):
-        if not filename.endswith("_output.png"):
-            raise _file_not_found()
-        job = selectors.get_job(task_id=filename[: -len("_output.png")])
-        if (
-            job is None
-            or filename != job.output_filename
-            or job.status != job.Status.COMPLETED
-            or not job.output_file.name
-        ):
-            raise _file_not_found()
-        if job.is_expired:
-            raise ApplicationError(
-                "This result has expired and was deleted; submit the image again.",
-                code="expired",
-                status_code=410,
-            )
-        redirect_url = selectors.output_redirect_url(job=job)
-        if redirect_url:
-            # The bucket serves the bytes; the signed URL must not be cached
-            # past its own short life.
-            response = HttpResponseRedirect(redirect_url)
-            response["Cache-Control"] = "no-store"
-            return response
-        try:
-            handle = job.output_file.open("rb")
-        except OSError:
-            raise _file_not_found() from None
-        except (BotoCoreError, ClientError):
-            raise ApplicationError(
-                "The result is stored but storage is not reachable; try again shortly.",
-                code="storage_unavailable",
-                status_code=503,
-            ) from None
-        response = FileResponse(handle, content_type="image/png", filename=job.output_filename)
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
-
-
-def _file_not_found() -> ApplicationError:
-    return ApplicationError("File not found.", code="file_not_found", status_code=404)
+        task_id, separator, _ = filename.partition("_output.")
+        job = selectors.get_job(task_id=task_id) if separator else None
+        if job is not None and filename != job.output_filename:
+            job = None
+        return downloads.output_response(job)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

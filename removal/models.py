@@ -111,6 +111,23 @@ class RemovalJob(models.Model):
             self.expires_at is not None and self.expires_at <= timezone.now()
         )
 
+    # --- which files may still be served -------------------------------------
+    # One rule each, read by the API, the web page, the dashboard and the
+    # admin: a file is served while it exists and the job has not expired
+    # (the expiry schedule deletes files a little after ``expires_at``).
+    @property
+    def has_output(self) -> bool:
+        """A completed job with a stored result (expired or not)."""
+        return self.status == self.Status.COMPLETED and bool(self.output_file.name)
+
+    @property
+    def has_live_output(self) -> bool:
+        return self.has_output and not self.is_expired
+
+    @property
+    def has_live_input(self) -> bool:
+        return bool(self.input_file.name) and not self.is_expired
+
     # --- guarded transitions ------------------------------------------------
     def _transition(self, *, from_states: list[str], **changes) -> bool:
         updated = RemovalJob.objects.filter(pk=self.pk, status__in=from_states).update(**changes)

@@ -27,6 +27,16 @@ from PIL import Image, ImageFile, ImageOps
 
 SUPPORTED_FORMATS = ("png", "jpeg", "webp", "bmp")
 SUPPORTED_NAMES = "png, jpg, jpeg, webp, bmp"
+# The media type of every file the service stores: inputs by their sniffed
+# format, outputs by their extension.
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "zip": "application/zip",
+}
 
 # Pillow's own bomb guard is global; ours is per call (max_pixels), so keep
 # Pillow's as a last resort only and never let it load truncated files.

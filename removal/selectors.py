@@ -8,6 +8,7 @@ from storages.backends.s3 import S3Storage
 from accounts.models import Account
 from removal import registry
 from removal.models import RemovalJob
+from removal.pipeline import CONTENT_TYPES
 
 
 def parse_task_id(value: str) -> uuid.UUID | None:
@@ -46,7 +47,7 @@ def model_catalogue() -> list[dict]:
 
 
 def output_redirect_url(*, job: RemovalJob) -> str | None:
-    """A short-lived presigned URL of the job's PNG, or None to stream it.
+    """A short-lived presigned URL of the job's result, or None to stream it.
 
     Only with OUTPUT_REDIRECT_TO_STORAGE and S3 storage. The URL lives
     OUTPUT_URL_EXPIRE_SECONDS, never past the result's own expiry, and makes
@@ -63,7 +64,7 @@ def output_redirect_url(*, job: RemovalJob) -> str | None:
         job.output_file.name,
         expire=expire,
         parameters={
-            "ResponseContentType": "image/png",
+            "ResponseContentType": CONTENT_TYPES.get(job.output_format, "application/octet-stream"),
             "ResponseContentDisposition": f'inline; filename="{job.output_filename}"',
         },
     )

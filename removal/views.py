@@ -8,14 +8,14 @@ CSRF check instead of an API key, and only ever show the owner's jobs.
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Account
 from accounts.selectors import account_for_user
-from removal import selectors, serializers, services
+from removal import downloads, selectors, serializers, services
 from removal.models import RemovalJob
 from removal.uploads import uploaded_image
 from revid.errors import ApplicationError, error_response
@@ -23,14 +23,6 @@ from revid.errors import ApplicationError, error_response
 NO_ACCOUNT_MESSAGE = (
     "Your login is not linked to a customer account yet; ask an administrator to add you to one."
 )
-
-INPUT_CONTENT_TYPES = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "jpg": "image/jpeg",
-    "webp": "image/webp",
-    "bmp": "image/bmp",
-}
 
 
 def _session_account(request: HttpRequest) -> Account | None:
@@ -123,35 +115,10 @@ def job_input(request: HttpRequest, task_id: str) -> HttpResponse:
     job = selectors.get_job(task_id=task_id, account=account) if account else None
     if job is None:
         return error_response("This job does not exist in your account.", "task_not_found", 404)
-    return stream_input(job)
-
-
-def stream_input(job: RemovalJob) -> HttpResponse:
-    """Streams a job's stored upload; shared with the admin's thumbnails."""
-    if job.files_deleted_at is not None or not job.input_file.name:
-        return error_response("This upload has expired and was deleted.", "expired", 410)
     try:
-        handle = job.input_file.open("rb")
-    except OSError:
-        return error_response("File not found.", "file_not_found", 404)
-    response = FileResponse(
-        handle, content_type=INPUT_CONTENT_TYPES.get(job.input_format, "application/octet-stream")
-    )
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def has_live_output(job: RemovalJob) -> bool:
-    return (
-        job.status == RemovalJob.Status.COMPLETED
-        and bool(job.output_file.name)
-        and (not job.is_expired)
-    )
-
-
-def has_live_input(job: RemovalJob) -> bool:
-    return bool(job.input_file.name) and job.files_deleted_at is None
+        return downloads.input_response(job)
+    except ApplicationError as exc:
+        return error_response(exc.message, exc.code, exc.status_code)
 
 
 def job_payload(job: RemovalJob, *, request: HttpRequest, account: Account) -> dict:
@@ -170,8 +137,8 @@ def job_payload(job: RemovalJob, *, request: HttpRequest, account: Account) -> d
         expired=job.is_expired,
         status_url=reverse("web-job-status", args=[job.id]),
         page_url=reverse("web-job", args=[job.id]),
-        input_url=reverse("web-job-input", args=[job.id]) if has_live_input(job) else None,
-        output_url=serializers.download_path(job) if has_live_output(job) else None,
+        input_url=reverse("web-job-input", args=[job.id]) if job.has_live_input else None,
+        output_url=serializers.download_path(job) if job.has_live_output else None,
         output_filename=job.output_filename,
         balance=account.credit_balance,
     )

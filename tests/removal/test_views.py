@@ -187,6 +187,16 @@ def test_it_says_when_the_uploaded_photo_has_expired(customer_client, account):
     assert response.json()["code"] == "expired"
 
 
+def test_it_refuses_the_uploaded_photo_once_past_expiry_before_the_cleanup_ran(
+    customer_client, account
+):
+    job = failed_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(expires_at=job.created_at)
+    response = customer_client.get(f"/jobs/{job.id}/input")
+    assert response.status_code == 410
+    assert response.json()["code"] == "expired"
+
+
 def test_it_hides_another_accounts_job_everywhere(customer_client, outsider_job):
     job_id = outsider_job.id
     assert customer_client.get(f"/jobs/{job_id}/status").status_code == 404

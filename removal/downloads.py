@@ -1,0 +1,74 @@
+"""HTTP responses for a job's stored files.
+
+The API's download, the web page's "before" picture and the admin's
+thumbnails all serve files through here, so the rules (which file is live,
+what an expired one answers, what storage trouble answers) hold the same
+whatever door asked. Refusals are ``ApplicationError``s; each door formats
+them in its own dialect.
+"""
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+
+from removal import selectors
+from removal.models import RemovalJob
+from removal.pipeline import CONTENT_TYPES
+from revid.errors import ApplicationError
+
+
+def file_not_found() -> ApplicationError:
+    return ApplicationError("File not found.", code="file_not_found", status_code=404)
+
+
+def _open(field):
+    try:
+        return field.open("rb")
+    except OSError:
+        raise file_not_found() from None
+    except (BotoCoreError, ClientError):
+        raise ApplicationError(
+            "The file is stored but storage is not reachable; try again shortly.",
+            code="storage_unavailable",
+            status_code=503,
+        ) from None
+
+
+def output_response(job: RemovalJob | None) -> HttpResponse:
+    """The result file: 200 (or a redirect to the bucket), 404, 410 or 503."""
+    if job is None or not job.has_output:
+        raise file_not_found()
+    if job.is_expired:
+        raise ApplicationError(
+            "This result has expired and was deleted; submit the image again.",
+            code="expired",
+            status_code=410,
+        )
+    redirect_url = selectors.output_redirect_url(job=job)
+    if redirect_url:
+        # The bucket serves the bytes; the signed URL must not be cached
+        # past its own short life.
+        response = HttpResponseRedirect(redirect_url)
+        response["Cache-Control"] = "no-store"
+        return response
+    response = FileResponse(
+        _open(job.output_file),
+        content_type=CONTENT_TYPES.get(job.output_format, "application/octet-stream"),
+        filename=job.output_filename,
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def input_response(job: RemovalJob) -> HttpResponse:
+    """The uploaded image, for its owner or an admin: 200, 404, 410 or 503."""
+    if not job.has_live_input:
+        raise ApplicationError(
+            "This upload has expired and was deleted.", code="expired", status_code=410
+        )
+    response = FileResponse(
+        _open(job.input_file),
+        content_type=CONTENT_TYPES.get(job.input_format, "application/octet-stream"),
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
