@@ -201,3 +201,19 @@ class RemovalJob(models.Model):
             error=error,
             completed_at=timezone.now(),
         )
+
+
+class SubmissionRateBucket(models.Model):
+    """The recent submission times of one API key, for REMOVAL_RATE_LIMIT.
+
+    Kept in the database so every web process of a deployment (several
+    gunicorn workers, several machines, the embedded default included)
+    counts against the same limit; the row is locked while it is read and
+    written, so two processes never both take the last slot.
+    """
+
+    key = models.CharField(max_length=100, primary_key=True)
+    hits = models.JSONField(default=list)  # UNIX times, oldest first, at most the limit's count
+
+    def __str__(self) -> str:
+        return self.key

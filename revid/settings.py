@@ -340,15 +340,6 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# The rate limit's counters. One process (make run) can keep them in
-# memory; several web processes must share them, in Redis.
-if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

@@ -5,10 +5,13 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
 
+from accounts.services import create_account, create_api_key
 from tests.conftest import ROOT, free_port, subprocess_env, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -19,12 +22,13 @@ def production_env(transactional_db, tmp_path) -> dict[str, str]:
     return subprocess_env(STATIC_ROOT=str(tmp_path / "static"), DJANGO_DEBUG="0")
 
 
-@pytest.fixture
-def gunicorn(production_env, tmp_path):
+@contextmanager
+def running_gunicorn(env: dict[str, str], tmp_path, *, workers: int = 1):
+    """gunicorn as `make serve` runs it, on a free port; yields its URL."""
     collect = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
         cwd=ROOT,
-        env=production_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -35,9 +39,9 @@ def gunicorn(production_env, tmp_path):
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "revid.wsgi:application"]
-            + ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--access-logfile", "-"],
+            + ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--access-logfile", "-"],
             cwd=ROOT,
-            env=production_env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -57,6 +61,12 @@ def gunicorn(production_env, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn(production_env, tmp_path):
+    with running_gunicorn(production_env, tmp_path) as url:
+        yield url
 
 
 def test_gunicorn_serves_collected_static_files_compressed_through_whitenoise(
@@ -106,3 +116,23 @@ def test_make_serve_refuses_to_start_without_a_secret_key(production_env):
     )
     assert result.returncode != 0
     assert "set SECRET_KEY" in result.stderr
+
+
+def test_the_rate_limit_is_shared_by_every_web_process(production_env, tmp_path):
+    """Two gunicorn workers are two processes: they must count against one limit."""
+    limit, attempts = 10, 60
+    _, key = create_api_key(account=create_account(name="busy", credits=0), name="k")
+    env = {**production_env, "REMOVAL_RATE_LIMIT": f"{limit}/hour"}
+    with running_gunicorn(env, tmp_path, workers=2) as url:
+
+        def submit(_):
+            # No body: an allowed request is a 400 (no file), a refused one a
+            # 429; either way the limit is checked first and nothing is charged.
+            return requests.post(
+                f"{url}/paid/image/remove/background", headers={"x-api-key": key}, timeout=30
+            ).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(submit, range(attempts)))
+    assert statuses.count(429) == attempts - limit, statuses
+    assert set(statuses) == {400, 429}

@@ -1,7 +1,5 @@
 """The per-key submission limit: 429 with Retry-After, and nothing charged."""
 
-import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
@@ -11,13 +9,6 @@ from tests.images import solid_png
 from tests.removal.helpers import assert_json_error
 
 URL = "/paid/image/remove/background"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def post(client):
