@@ -12,9 +12,12 @@ middleware), so it marks the request and stops the parse;
 ``uploaded_image`` turns the mark into the 413 in the view.
 """
 
+import tempfile
+
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 
@@ -59,6 +62,67 @@ class MaxUploadSizeHandler(FileUploadHandler):
         return raw_data
 
     def file_complete(self, file_size: int):
+        return None
+
+
+class ChunkedBodyMiddleware:
+    """Lets a body sent without Content-Length (``Transfer-Encoding: chunked``) in.
+
+    Django reads a body by its Content-Length, so a chunked upload looks
+    empty and would be refused as "no file". Where the server has already
+    de-chunked the body (gunicorn says so with ``wsgi.input_terminated``),
+    it is read here, at most MAX_UPLOAD_BYTES plus the envelope (413 past
+    that, the rest unread), and handed on with its real length. A server
+    that cannot give us the body (Django's development server) gets a 411
+    that says to send a Content-Length. Must come before anything that
+    reads the body (the CSRF middleware).
+    """
+
+    SPOOL_IN_MEMORY_BYTES = 2 * 1024 * 1024
+    READ_SIZE = 64 * 1024
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        meta = request.META
+        chunked = "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not meta.get("CONTENT_LENGTH"):
+            refusal = self._read_whole_body(request)
+            if refusal is not None:
+                return refusal
+        return self.get_response(request)
+
+    def _read_whole_body(self, request: HttpRequest):
+        from revid.errors import error_response_for
+
+        if not request.META.get("wsgi.input_terminated"):
+            return error_response_for(
+                request,
+                "This server needs a Content-Length header on the request body (chunked "
+                "transfer encoding is not supported here); send the file with its length.",
+                "length_required",
+                411,
+            )
+        limit = settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES
+        # Not a context manager: the request reads it after this returns.
+        body = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+        size = 0
+        stream = request.META["wsgi.input"]
+        while chunk := stream.read(self.READ_SIZE):
+            size += len(chunk)
+            if size > limit:
+                body.close()
+                return error_response_for(
+                    request,
+                    too_large_message(size, settings.MAX_UPLOAD_BYTES, at_least=True),
+                    FileTooLarge.code,
+                    FileTooLarge.status_code,
+                )
+            body.write(chunk)
+        body.seek(0)
+        request.META["CONTENT_LENGTH"] = str(size)
+        request._stream = LimitedStream(body, size)
         return None
 
 

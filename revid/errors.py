@@ -41,6 +41,11 @@ def error_response(message: str, code: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(message, code), status=status_code)
 
 
+def error_response_for(request, message: str, code: str, status_code: int) -> JsonResponse:
+    """An error in the dialect of the door ``request`` came through."""
+    return error_response(message, code, status_code)
+
+
 _DRF_CODES = {
     exceptions.NotAuthenticated: (
         "missing_api_key",

@@ -136,3 +136,34 @@ def test_the_rate_limit_is_shared_by_every_web_process(production_env, tmp_path)
             statuses = list(pool.map(submit, range(attempts)))
     assert statuses.count(429) == attempts - limit, statuses
     assert set(statuses) == {400, 429}
+
+
+def _chunks(data: bytes, size: int = 256 * 1024):
+    """A generator body: requests sends it chunked, without Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_gunicorn_accepts_a_chunked_upload_and_refuses_a_chunked_21_mb_one(
+    gunicorn, account, api_key
+):
+    from tests.images import photo_bytes
+    from tests.removal.test_uploads import BOUNDARY, multipart
+
+    url = f"{gunicorn}/paid/image/remove/background"
+    headers = {
+        "x-api-key": api_key,
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+    }
+    accepted = requests.post(
+        url, data=_chunks(multipart(photo_bytes())), headers=headers, timeout=60
+    )
+    assert accepted.request.headers.get("Transfer-Encoding") == "chunked"
+    assert accepted.status_code == 202, accepted.text
+
+    too_big = multipart(b"\x89PNG\r\n\x1a\n" + b"\0" * (21 * 1024 * 1024))
+    refused = requests.post(url, data=_chunks(too_big), headers=headers, timeout=60)
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["code"] == "file_too_large"
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 - 25
