@@ -1,6 +1,7 @@
 """The HTTP API. Views parse and format; services decide."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -10,9 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from removal import downloads, health, selectors, serializers, services
+from removal import downloads, health, selectors, serializers, services, submissions
+from removal.models import RemovalJob
+from removal.submissions import Fields
 from removal.throttling import SubmissionRateThrottle
-from removal.uploads import uploaded_image
+from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError
 
 _ERROR_TEXT = {
@@ -68,25 +71,24 @@ class RemoveBackgroundApi(APIView):
             202: serializers.TaskCreatedSerializer,
             **errors(400, 401, 402, 409, 413, 415, 429, 503),
         },
-        description="Accepts an image, charges 25 credits (REMOVAL_PRICE_CREDITS) and queues "
+        description=f"Accepts an image, charges {settings.REMOVAL_PRICE_CREDITS} credits "
+        "(REMOVAL_PRICE_CREDITS) and queues "
         "the removal. Everything is validated before the charge; a refused request costs "
         "nothing, and a job that fails later is refunded.",
     )
     def post(self, request: Request) -> Response:
         # Authentication, permission and the rate limit (in initial()) read
         # no body; this is the first read, guarded by MaxUploadSizeHandler.
-        upload = uploaded_image(request)
-        model_name = request.data.get("model")
-        if model_name is not None and not isinstance(model_name, str):
-            raise ApplicationError(
-                "The 'model' field must be a text field, not a file.", code="invalid_model_field"
-            )
-        job = services.submit_job(
+        fields = Fields(request.data, request.FILES)
+        raise_if_upload_refused(request)
+        submission = submissions.seed_request(
             account=request.auth.account,
-            api_key=request.auth,
-            upload=upload,
-            model_name=model_name,
+            fields=fields,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            origin=RemovalJob.Origin.API,
+        )
+        job = services.submit_job(
+            account=request.auth.account, api_key=request.auth, request=submission
         )
         return Response(serializers.task_created_payload(job), status=status.HTTP_202_ACCEPTED)
 

@@ -8,20 +8,24 @@ from django.conf import settings
 from rest_framework import serializers
 
 from removal.models import RemovalJob
+from removal.pipeline import SUPPORTED_NAMES
+from removal.registry import MODELS
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # UTC, as in the contract's examples
 
 
 class RemoveBackgroundInputSerializer(serializers.Serializer):
     file = serializers.FileField(
-        required=True,
-        help_text="PNG, JPEG, WEBP or BMP image (format sniffed from the bytes); "
-        "an animated WEBP is processed from its first frame",
-    )
-    model = serializers.CharField(
         required=False,
-        default="u2net",
-        help_text="u2net, u2net_human_seg, u2netp, u2net_cloth_seg, silueta or isnet-general-use",
+        help_text=f"The image: {SUPPORTED_NAMES} (format sniffed from the bytes; an animated "
+        "WEBP is processed from its first frame). Exactly one of file, image_url and "
+        "image_file_b64.",
+    )
+    model = serializers.ChoiceField(
+        choices=list(MODELS),
+        required=False,
+        default=settings.REMOVAL_DEFAULT_MODEL,
+        help_text="The model; GET /api/models says which are installed here.",
     )
 
 

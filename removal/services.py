@@ -6,7 +6,6 @@ the django-q2 tasks in ``tasks.py`` only fetch an id and call them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
@@ -14,14 +13,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.services import charge_for_job, refund_for_job
 from removal import pipeline, registry
+from removal.finishing import OutputOptions
 from removal.models import RemovalJob
+from removal.submissions import RemovalRequest
 from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -33,116 +33,9 @@ def stale_grace() -> timedelta:
     return timedelta(seconds=settings.REMOVAL_STALE_GRACE)
 
 
-class UnknownModel(ApplicationError):
-    code = "unknown_model"
-
-
-class ModelUnavailable(ApplicationError):
-    status_code = 503
-    code = "model_unavailable"
-
-
-class FileRequired(ApplicationError):
-    code = "file_required"
-
-
-class FileTooLarge(ApplicationError):
-    status_code = 413
-    code = "file_too_large"
-
-
-class UnsupportedImageFormat(ApplicationError):
-    status_code = 415
-    code = "unsupported_format"
-
-
-class InvalidImage(ApplicationError):
-    code = "invalid_image"
-
-
-class ImageTooLarge(ApplicationError):
-    status_code = 413
-    code = "image_too_large"
-
-
-class InvalidIdempotencyKey(ApplicationError):
-    code = "invalid_idempotency_key"
-
-
 class IdempotencyConflict(ApplicationError):
     status_code = 409
     code = "idempotency_conflict"
-
-
-IDEMPOTENCY_KEY_MAX_LENGTH = 255
-
-
-def validate_model_name(model_name: str | None) -> str:
-    """Unknown names are a client error (400); known but missing weights, ours (503)."""
-    name = (model_name or "").strip() or settings.REMOVAL_DEFAULT_MODEL
-    if name not in registry.MODELS:
-        shown = name if len(name) <= 40 else name[:40] + "..."
-        raise UnknownModel(
-            f"Unknown model {shown!r}. Supported models: {', '.join(registry.MODELS)}."
-        )
-    if not registry.is_available(name):
-        raise ModelUnavailable(
-            f"Model {name!r} is not available on this server (its weights are not "
-            "installed). Try another model or contact the administrator."
-        )
-    return name
-
-
-def read_upload(upload: UploadedFile | None) -> bytes:
-    if upload is None:
-        raise FileRequired("No file uploaded: send the image in the multipart field 'file'.")
-    limit = settings.MAX_UPLOAD_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise FileTooLarge(too_large_message(upload.size, limit))
-    upload.seek(0)
-    data = upload.read(limit + 1)
-    if len(data) > limit:
-        raise FileTooLarge(too_large_message(len(data), limit, at_least=True))
-    if not data:
-        raise InvalidImage("The uploaded file is empty.")
-    return data
-
-
-def too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
-    if at_least:
-        return f"File too large: the limit is {limit / 1048576:.1f} MB."
-    return f"File too large: {size / 1048576:.1f} MB; the limit is {limit / 1048576:.1f} MB."
-
-
-def validate_image(data: bytes) -> pipeline.ImageInfo:
-    try:
-        return pipeline.inspect_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
-    except pipeline.UnsupportedFormat as exc:
-        raise UnsupportedImageFormat(str(exc)) from None
-    except pipeline.TooManyPixels as exc:
-        raise ImageTooLarge(str(exc)) from None
-    except pipeline.PipelineError as exc:
-        raise InvalidImage(str(exc)) from None
-
-
-def validate_idempotency_key(value: str | None) -> str:
-    """Empty means none; otherwise 1-255 visible ASCII characters."""
-    key = (value or "").strip()
-    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not all(33 <= ord(c) <= 126 for c in key):
-        raise InvalidIdempotencyKey(
-            f"Idempotency-Key must be at most {IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII "
-            "characters (a UUID is a good choice)."
-        )
-    return key
-
-
-def request_fingerprint(*, model_name: str, data: bytes) -> str:
-    """What makes two submissions "the same request" for an idempotency key."""
-    digest = hashlib.sha256()
-    digest.update(model_name.encode())
-    digest.update(b"\0")
-    digest.update(data)
-    return digest.hexdigest()
 
 
 def _replay(*, account: Account, idempotency_key: str, fingerprint: str) -> RemovalJob | None:
@@ -150,46 +43,43 @@ def _replay(*, account: Account, idempotency_key: str, fingerprint: str) -> Remo
     job = RemovalJob.objects.filter(account=account, idempotency_key=idempotency_key).first()
     if job is not None and job.request_fingerprint != fingerprint:
         raise IdempotencyConflict(
-            "This Idempotency-Key was already used for a different request (another file "
-            "or model); use a new key for a new request."
+            "This Idempotency-Key was already used for a different request (another file, "
+            "model or options); use a new key for a new request."
         )
     return job
 
 
 def submit_job(
-    *,
-    account: Account,
-    upload: UploadedFile | None,
-    model_name: str | None = None,
-    api_key: ApiKey | None = None,
-    idempotency_key: str | None = None,
+    *, account: Account, request: RemovalRequest, api_key: ApiKey | None = None
 ) -> RemovalJob:
-    """Validates, charges and queues one removal.
+    """Charges and queues one removal that ``submissions`` has already validated.
 
     Steps:
-    1. Validate model, size, format and pixels; any refusal charges nothing.
-    2. With an Idempotency-Key already used by this account: the same
+    1. With an Idempotency-Key already used by this account: the same
        request gets the job it created (not charged again), a different
        one is refused (409).
-    3. In one transaction: create the job, charge it (402 if short), store
+    2. In one transaction: create the job, charge it (402 if short), store
        the upload. If anything fails, nothing of it remains.
-    4. After commit, enqueue the worker task (a task must never run against
+    3. After commit, enqueue the worker task (a task must never run against
        a job that was rolled back).
     """
-    key = validate_idempotency_key(idempotency_key)
-    name = validate_model_name(model_name)
-    data = read_upload(upload)
-    fingerprint = request_fingerprint(model_name=name, data=data) if key else ""
+    key = request.idempotency_key
+    fingerprint = request.fingerprint() if key else ""
     if key and (existing := _replay(account=account, idempotency_key=key, fingerprint=fingerprint)):
         return existing
-    info = validate_image(data)
+    info = request.image
+    data = request.source.data
 
     job = RemovalJob(
         id=uuid.uuid4(),
         account=account,
         api_key=api_key,
-        model_name=name,
-        original_filename=(getattr(upload, "name", "") or "")[:255],
+        model_name=request.model_name,
+        origin=request.origin,
+        options=request.options.to_json(),
+        webhook_url=request.webhook_url,
+        output_format=request.options.format,
+        original_filename=request.source.name[:255],
         input_format=info.format,
         input_size=len(data),
         width=info.width,
@@ -241,8 +131,10 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
     Steps:
     1. Claim it (pending -> processing); a duplicate delivery stops here.
     2. Run the pipeline with the cached model session, reporting progress.
-    3. Store ``<task_id>_output.png`` and mark completed, or on any failure
-       mark failed and refund, once.
+    3. Store ``<task_id>_output.<ext>`` and mark completed, or on any
+       failure mark failed and refund, once.
+    4. Either way, tell whoever waits (a long poll, the remove.bg door,
+       the customer's webhook), after the state is committed.
     """
     job = RemovalJob.objects.select_related("account").filter(pk=job_id).first()
     if job is None:
@@ -264,19 +156,25 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             data,
             session,
             max_pixels=settings.MAX_IMAGE_PIXELS,
+            options=OutputOptions.from_json(job.options),
             on_progress=job.set_progress,
             deadline=deadline,
         )
         if time.monotonic() > deadline:
             raise pipeline.DeadlineExceeded()
-        job.output_file.save(job.output_filename, ContentFile(cutout.png), save=False)
+        job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
         elapsed = time.monotonic() - started
         completed = job.mark_completed(
-            output_size=len(cutout.png),
+            output_size=len(cutout.data),
             elapsed_seconds=elapsed,
             expires_at=timezone.now() + timedelta(hours=settings.OUTPUT_TTL_HOURS),
+            output_width=cutout.width,
+            output_height=cutout.height,
+            foreground=cutout.foreground,
         )
-        if not completed:
+        if completed:
+            announce_job_end(job=job)
+        else:
             # The reaper failed (and refunded) this job while we worked.
             job.output_file.storage.delete(job.output_file.name)
             job.refresh_from_db()
@@ -310,7 +208,32 @@ def fail_job(*, job: RemovalJob, error: str) -> bool:
             refund_for_job(job=job, reason=error)
     if failed:
         logger.info("Job %s failed: %s", job.id, error)
+        announce_job_end(job=job)
     return failed
+
+
+def announce_job_end(*, job: RemovalJob) -> None:
+    """Wakes requests waiting for the job and queues its webhook event.
+
+    Runs after the job's own transaction has committed (a waiter must read
+    the final state, and a webhook must never go out for a rolled-back
+    end), and never raises: the job's state and charge do not depend on it.
+    """
+
+    def announce() -> None:
+        from removal import waiting
+        from webhooks.services import announce_job_event
+
+        for notify in (
+            lambda: waiting.announce_job_finished(job_id=job.id),
+            lambda: announce_job_event(job=job),
+        ):
+            try:
+                notify()
+            except Exception:
+                logger.exception("Could not announce the end of job %s", job.id)
+
+    transaction.on_commit(announce)
 
 
 def _stale_cutoff():

@@ -21,8 +21,7 @@ from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 
-from removal.services import FileTooLarge, too_large_message
-from revid.errors import ApplicationError
+from removal.submissions import FileTooLarge, too_large_message
 
 # Room for the multipart envelope (boundaries, part headers, the model
 # field) on top of the file itself before the Content-Length check fires.
@@ -126,21 +125,12 @@ class ChunkedBodyMiddleware:
         return None
 
 
-def uploaded_image(request) -> UploadedFile | None:
-    """The one file in the multipart field ``file``; 413 if it was cut off.
-
-    Takes a Django or a DRF request.
-    """
-    files = request.FILES.getlist("file")
+def raise_if_upload_refused(request) -> None:
+    """The 413 for a body that ``MaxUploadSizeHandler`` cut off. Takes a Django or DRF request."""
     django_request = getattr(request, "_request", request)
     refused = getattr(django_request, REFUSAL_ATTRIBUTE, None)
     if refused:
         raise FileTooLarge(refused)
-    if len(files) > 1:
-        raise ApplicationError(
-            "Send exactly one image in the multipart field 'file'.", code="multiple_files"
-        )
-    return files[0] if files else None
 
 
 def csrf_failure(request: HttpRequest, reason: str = ""):

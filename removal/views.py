@@ -15,9 +15,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Account
 from accounts.selectors import account_for_user
-from removal import downloads, selectors, serializers, services
+from removal import downloads, selectors, serializers, services, submissions
+from removal.submissions import Fields
 from removal.models import RemovalJob
-from removal.uploads import uploaded_image
+from removal.pipeline import CONTENT_TYPES, SUPPORTED_FORMATS, SUPPORTED_NAMES
+from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError, error_response
 
 NO_ACCOUNT_MESSAGE = (
@@ -62,6 +64,8 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "default_model": default_model_choice(catalogue),
             "price": settings.REMOVAL_PRICE_CREDITS,
             "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1048576),
+            "accepted_types": ",".join(CONTENT_TYPES[name] for name in SUPPORTED_FORMATS),
+            "supported_names": SUPPORTED_NAMES.upper(),
         },
     )
 
@@ -84,11 +88,14 @@ def submit_upload(request: HttpRequest) -> JsonResponse:
         return refusal
     account = _session_account(request)
     try:
-        job = services.submit_job(
+        raise_if_upload_refused(request)
+        submission = submissions.seed_request(
             account=account,
-            upload=uploaded_image(request),
-            model_name=request.POST.get("model"),
+            fields=Fields(request.POST, request.FILES),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            origin=RemovalJob.Origin.WEB,
         )
+        job = services.submit_job(account=account, request=submission)
     except ApplicationError as exc:
         return error_response(exc.message, exc.code, exc.status_code)
     account.refresh_from_db(fields=["credit_balance"])

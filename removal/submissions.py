@@ -1,0 +1,433 @@
+"""What a customer asks for, parsed and validated once, whichever door it came through.
+
+The seed API (``POST /paid/image/remove/background``), the web page and
+the remove.bg dialect (``POST /v1.0/removebg``) each read their own wire
+format into a ``Fields`` reader, then build one ``RemovalRequest`` here:
+the image's bytes, the model, the output options, the idempotency key and
+the webhook URL, every one of them checked before anything is charged.
+``services.submit_job`` takes that value and nothing else.
+
+Checks run cheapest first (key, model, options, webhook), so a request
+with a bad option is refused before its image is downloaded or decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from outbound import fetcher
+from removal import finishing, pipeline, registry
+from removal.finishing import OptionError, OutputOptions
+from revid.errors import ApplicationError
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+# Base64 carries 3 bytes in 4 characters; room for a data: URL prefix too.
+BASE64_OVERHEAD_CHARACTERS = 256
+
+
+class UnknownModel(ApplicationError):
+    code = "unknown_model"
+
+
+class ModelUnavailable(ApplicationError):
+    status_code = 503
+    code = "model_unavailable"
+
+
+class FileRequired(ApplicationError):
+    code = "file_required"
+
+
+class MultipleSources(ApplicationError):
+    code = "multiple_sources"
+
+
+class FileTooLarge(ApplicationError):
+    status_code = 413
+    code = "file_too_large"
+
+
+class UnsupportedImageFormat(ApplicationError):
+    status_code = 415
+    code = "unsupported_format"
+
+
+class InvalidImage(ApplicationError):
+    code = "invalid_image"
+
+
+class ImageTooLarge(ApplicationError):
+    status_code = 413
+    code = "image_too_large"
+
+
+class InvalidImageUrl(ApplicationError):
+    code = "invalid_image_url"
+
+
+class ImageDownloadFailed(ApplicationError):
+    code = "failed_image_download"
+
+
+class InvalidBase64(ApplicationError):
+    code = "invalid_image_file_b64"
+
+
+class InvalidOption(ApplicationError):
+    code = "invalid_option"
+
+    def __init__(self, message: str, *, field_name: str, code: str | None = None):
+        super().__init__(message, code=code)
+        self.field_name = field_name
+
+
+class InvalidField(ApplicationError):
+    code = "invalid_field"
+
+
+class InvalidIdempotencyKey(ApplicationError):
+    code = "invalid_idempotency_key"
+
+
+def too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
+    if at_least:
+        return f"File too large: the limit is {limit / 1048576:.1f} MB."
+    return f"File too large: {size / 1048576:.1f} MB; the limit is {limit / 1048576:.1f} MB."
+
+
+# --- reading a door's fields --------------------------------------------------
+
+
+class Fields:
+    """A door's form fields and file parts, read the same way for every door.
+
+    ``data`` maps names to text (a form) or JSON values (a JSON body);
+    ``files`` holds the multipart file parts. A text option sent as a file
+    part, or sent twice, is a client error rather than a silent pick.
+    """
+
+    def __init__(self, data: Mapping[str, Any], files: Mapping[str, Any] | None = None):
+        self.data = data
+        self.files = files or {}
+
+    def _values(self, name: str) -> list[Any]:
+        getlist = getattr(self.data, "getlist", None)
+        if getlist is not None:
+            return getlist(name)
+        return [self.data[name]] if name in self.data else []
+
+    def value(self, name: str) -> Any:
+        """The field's one value (text, or a JSON scalar); None when absent or empty."""
+        if name in self.files or any(isinstance(v, UploadedFile) for v in self._values(name)):
+            raise InvalidField(
+                f"The '{name}' field must be a text field, not a file.",
+                code=f"invalid_{name}_field" if name == "model" else "invalid_field",
+            )
+        values = self._values(name)
+        if len(values) > 1:
+            raise InvalidField(f"Send the '{name}' field once, not {len(values)} times.")
+        if not values or values[0] is None:
+            return None
+        value = values[0]
+        if isinstance(value, (dict, list)):
+            raise InvalidField(f"The '{name}' field must be a single value.")
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def text(self, name: str) -> str | None:
+        value = self.value(name)
+        return None if value is None else str(value).strip()
+
+    def file_parts(self, name: str) -> list[UploadedFile]:
+        getlist = getattr(self.files, "getlist", None)
+        if getlist is not None:
+            return getlist(name)
+        return [self.files[name]] if name in self.files else []
+
+    def has(self, name: str) -> bool:
+        return bool(self.file_parts(name)) or self.value(name) is not None
+
+
+# --- the request ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    data: bytes
+    name: str  # the uploaded file's name, or the URL's last path segment
+
+
+@dataclass(frozen=True)
+class RemovalRequest:
+    source: ImageSource
+    image: pipeline.ImageInfo
+    model_name: str
+    options: OutputOptions = field(default_factory=OutputOptions)
+    idempotency_key: str = ""
+    webhook_url: str = ""
+    origin: str = "api"
+
+    def fingerprint(self) -> str:
+        """What makes two submissions "the same request" for an idempotency key."""
+        return request_fingerprint(
+            model_name=self.model_name, options=self.options, data=self.source.data
+        )
+
+
+def request_fingerprint(*, model_name: str, options: OutputOptions, data: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(model_name.encode())
+    digest.update(b"\0")
+    options_json = options.to_json()
+    if options_json:
+        # Default options hash as before, so keys stored before options existed still match.
+        digest.update(json.dumps(options_json, sort_keys=True).encode())
+        digest.update(b"\0")
+    digest.update(data)
+    return digest.hexdigest()
+
+
+# --- each rule, once ------------------------------------------------------------
+
+
+def validate_model_name(model_name: str | None) -> str:
+    """Unknown names are a client error (400); known but missing weights, ours (503)."""
+    name = (model_name or "").strip() or settings.REMOVAL_DEFAULT_MODEL
+    if name not in registry.MODELS:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise UnknownModel(
+            f"Unknown model {shown!r}. Supported models: {', '.join(registry.MODELS)}."
+        )
+    if not registry.is_available(name):
+        raise ModelUnavailable(
+            f"Model {name!r} is not available on this server (its weights are not "
+            "installed). Try another model or contact the administrator."
+        )
+    return name
+
+
+def validate_idempotency_key(value: str | None) -> str:
+    """Empty means none; otherwise 1-255 visible ASCII characters."""
+    key = (value or "").strip()
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not all(33 <= ord(c) <= 126 for c in key):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be at most {IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII "
+            "characters (a UUID is a good choice)."
+        )
+    return key
+
+
+def validate_webhook_url(url: str | None, *, account) -> str:
+    """The request's webhook URL, else the account's default; "" for none."""
+    from webhooks import services as webhooks
+
+    if url:
+        return webhooks.validate_webhook_url(url=url)
+    return webhooks.webhook_url_for(account=account)
+
+
+def read_upload(upload: UploadedFile) -> bytes:
+    limit = settings.MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise FileTooLarge(too_large_message(upload.size, limit))
+    upload.seek(0)
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(too_large_message(len(data), limit, at_least=True))
+    if not data:
+        raise InvalidImage("The uploaded file is empty.")
+    return data
+
+
+def decode_base64_image(text: str) -> bytes:
+    """Standard or URL-safe base64, optionally as a ``data:image/...;base64,`` URL."""
+    limit = settings.MAX_UPLOAD_BYTES
+    if len(text) > (limit * 4) // 3 + BASE64_OVERHEAD_CHARACTERS:
+        raise FileTooLarge(too_large_message(len(text) * 3 // 4, limit))
+    payload = text.strip()
+    if payload.startswith("data:"):
+        header, comma, payload = payload.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise InvalidBase64("image_file_b64 is a data: URL without base64 content.")
+    payload = "".join(payload.split())  # line breaks from encoders that wrap
+    payload = payload.replace("-", "+").replace("_", "/")
+    payload += "=" * (-len(payload) % 4)
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBase64("image_file_b64 is not valid base64.") from None
+    if not data:
+        raise InvalidImage("image_file_b64 is empty.")
+    if len(data) > limit:
+        raise FileTooLarge(too_large_message(len(data), limit))
+    return data
+
+
+def download_image(url: str) -> ImageSource:
+    """Fetches ``image_url`` through the safe fetcher (the only way out)."""
+    if len(url) > 2048:
+        raise InvalidImageUrl("image_url is longer than 2048 characters.")
+    try:
+        fetched = fetcher.fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES)
+    except fetcher.OutboundRefused as exc:
+        if exc.code == "too_large":
+            raise FileTooLarge(
+                f"The image at image_url is too large: the limit is "
+                f"{settings.MAX_UPLOAD_BYTES / 1048576:.1f} MB."
+            ) from None
+        if exc.code in ("invalid_url", "forbidden_address", "unresolvable"):
+            raise InvalidImageUrl(exc.message) from None
+        raise ImageDownloadFailed(exc.message) from None
+    if not fetched.body:
+        raise ImageDownloadFailed("The image at image_url is empty.")
+    name = unquote(urlsplit(fetched.url).path.rsplit("/", 1)[-1])[:255]
+    return ImageSource(data=fetched.body, name=name)
+
+
+def read_source(
+    *,
+    uploads: list[UploadedFile],
+    image_url: str | None,
+    image_file_b64: str | None,
+    upload_field: str = "file",
+) -> ImageSource:
+    """Exactly one of an uploaded file, a base64 string or a URL."""
+    given = sum((bool(uploads), image_url is not None, image_file_b64 is not None))
+    if given == 0:
+        raise FileRequired(
+            f"No image: send it in the multipart field '{upload_field}', or give "
+            "image_url or image_file_b64."
+        )
+    if len(uploads) > 1:
+        raise MultipleSources(
+            f"Send exactly one image in the multipart field '{upload_field}'.",
+            code="multiple_files",
+        )
+    if given > 1:
+        raise MultipleSources(
+            f"Send exactly one image source: '{upload_field}', image_url or image_file_b64."
+        )
+    if uploads:
+        upload = uploads[0]
+        return ImageSource(data=read_upload(upload), name=(upload.name or "")[:255])
+    if image_file_b64 is not None:
+        return ImageSource(data=decode_base64_image(image_file_b64), name="")
+    return download_image(image_url)
+
+
+def validate_image(data: bytes) -> pipeline.ImageInfo:
+    try:
+        return pipeline.inspect_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+    except pipeline.UnsupportedFormat as exc:
+        raise UnsupportedImageFormat(str(exc)) from None
+    except pipeline.TooManyPixels as exc:
+        raise ImageTooLarge(str(exc)) from None
+    except pipeline.PipelineError as exc:
+        raise InvalidImage(str(exc)) from None
+
+
+# --- the seed API's and the web page's fields -------------------------------------
+
+# Output options the seed API and the web page take, under the option's own name.
+SEED_OPTION_FIELDS = (
+    "format",
+    "bg_color",
+    "channels",
+    "crop",
+    "crop_margin",
+    "max_width",
+    "max_height",
+    "alpha_matting",
+    "alpha_matting_foreground_threshold",
+    "alpha_matting_background_threshold",
+    "alpha_matting_erode_size",
+    "post_process_mask",
+)
+SEED_SIZES = ("full", "preview")
+
+
+def output_options(values: dict[str, Any]) -> OutputOptions:
+    """Options from field values, a refusal naming the field otherwise."""
+    try:
+        return OutputOptions.from_json(values)
+    except OptionError as exc:
+        raise InvalidOption(str(exc), field_name=exc.field) from None
+
+
+def parse_seed_options(fields: Fields) -> OutputOptions:
+    """The output options of ``POST /paid/image/remove/background`` and the web page."""
+    values = {name: fields.value(name) for name in SEED_OPTION_FIELDS}
+    values = {name: value for name, value in values.items() if value is not None}
+    size = fields.value("size")
+    if size is not None:
+        try:
+            values["max_pixels"] = finishing.parse_size(size, field="size", choices=SEED_SIZES)
+        except OptionError as exc:
+            raise InvalidOption(str(exc), field_name="size") from None
+    return output_options(values)
+
+
+def build_request(
+    *,
+    account,
+    fields: Fields,
+    parse_options: Callable[[Fields], OutputOptions],
+    model_name: str | None,
+    idempotency_key: str | None,
+    webhook_url: str | None,
+    origin: str,
+    upload_field: str = "file",
+) -> RemovalRequest:
+    """Every check a submission must pass before the charge, in one place.
+
+    Steps, cheapest first: idempotency key, model, output options (the
+    door's own parser), webhook URL, then the image source (a download for
+    ``image_url``), then the image itself (format sniffed from the bytes,
+    pixels from the header, a full decode).
+    """
+    key = validate_idempotency_key(idempotency_key)
+    name = validate_model_name(model_name)
+    # "auto" becomes the real format now, so the stored file name carries it.
+    options = finishing.resolve_auto_format(parse_options(fields))
+    webhook = validate_webhook_url(webhook_url, account=account)
+    source = read_source(
+        uploads=fields.file_parts(upload_field),
+        image_url=fields.text("image_url"),
+        image_file_b64=fields.text("image_file_b64"),
+        upload_field=upload_field,
+    )
+    return RemovalRequest(
+        source=source,
+        image=validate_image(source.data),
+        model_name=name,
+        options=options,
+        idempotency_key=key,
+        webhook_url=webhook,
+        origin=origin,
+    )
+
+
+def seed_request(
+    *, account, fields: Fields, idempotency_key: str | None, origin: str
+) -> RemovalRequest:
+    """A submission to the seed API or the web page (same field names), validated."""
+    return build_request(
+        account=account,
+        fields=fields,
+        parse_options=parse_seed_options,
+        model_name=fields.text("model"),
+        idempotency_key=idempotency_key,
+        webhook_url=fields.text("webhook_url"),
+        origin=origin,
+    )
