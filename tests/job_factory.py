@@ -9,12 +9,33 @@ from django.utils import timezone
 
 from removal.models import RemovalJob
 from removal.services import fail_job, submit_job
+from removal.submissions import Fields, RemovalRequest, seed_request
 from tests.images import encode, photo, photo_bytes
 
 
-def submitted_job(account, *, photo_name: str = "astronaut", model: str = "u2netp") -> RemovalJob:
-    upload = SimpleUploadedFile(f"{photo_name}.jpg", photo_bytes(photo_name), "image/jpeg")
-    return submit_job(account=account, upload=upload, model_name=model)
+def removal_request(
+    account,
+    *,
+    data: bytes | None = None,
+    photo_name: str = "astronaut",
+    model: str = "u2netp",
+    filename: str | None = None,
+    idempotency_key: str | None = None,
+    **fields,
+) -> RemovalRequest:
+    """A validated request, as the seed API would build it from a multipart upload."""
+    upload = SimpleUploadedFile(filename or f"{photo_name}.jpg", data or photo_bytes(photo_name))
+    return seed_request(
+        account=account,
+        fields=Fields({"model": model, **fields}, {"file": upload}),
+        idempotency_key=idempotency_key,
+        origin=RemovalJob.Origin.API,
+    )
+
+
+def submitted_job(account, **kwargs) -> RemovalJob:
+    """A pending, charged job, submitted through the real services."""
+    return submit_job(account=account, request=removal_request(account, **kwargs))
 
 
 def completed_job(account, **kwargs) -> RemovalJob:

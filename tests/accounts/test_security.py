@@ -14,6 +14,7 @@ from accounts.services import create_api_key, revoke_api_key
 from removal import services
 from removal.models import RemovalJob
 from tests.images import encode, photo, solid_png
+from tests.job_factory import submitted_job
 from tests.removal.helpers import assert_json_error
 
 SUBMIT = "/paid/image/remove/background"
@@ -102,7 +103,7 @@ SECRET_MARKERS = (b"SECRET_KEY", b"root:", b"\x89PNG", b"SQLite format", b"[exte
 def finished_job(live_server, account) -> RemovalJob:
     upload = SimpleUploadedFile("cat.png", encode(photo("chelsea"), "PNG"))
     with mock.patch("removal.services.enqueue_job"):
-        job = services.submit_job(account=account, upload=upload, model_name="u2netp")
+        job = submitted_job(account, data=upload.read(), filename="cat.png")
     services.process_job(job_id=job.id)  # real u2netp
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.COMPLETED, job.error
@@ -177,6 +178,5 @@ def test_stored_files_are_not_reachable_under_media_url(client, account):
 
 
 def submit_as(account) -> str:
-    upload = SimpleUploadedFile("a.png", solid_png())
     with mock.patch("removal.services.enqueue_job"):
-        return str(services.submit_job(account=account, upload=upload, model_name="u2netp").id)
+        return str(submitted_job(account, data=solid_png(), filename="a.png").id)

@@ -1,14 +1,13 @@
 """A job over REMOVAL_JOB_TIMEOUT ends failed, with a clear message and one refund."""
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
-from removal import services
 from removal.models import RemovalJob
 from tests.conftest import wait_for
 from tests.images import encode, photo
+from tests.job_factory import submitted_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -17,8 +16,7 @@ def test_a_job_over_the_timeout_fails_with_one_refund(start_worker, account, cli
     # A 1-second budget cannot cover loading u2net (176 MB) and running it
     # on a 3000x3000 photo, on any machine this runs on.
     big = encode(photo("astronaut").resize((3000, 3000)), "JPEG", quality=85)
-    upload = SimpleUploadedFile("big.jpg", big)
-    job = services.submit_job(account=account, upload=upload, model_name="u2net")
+    job = submitted_job(account, data=big, model="u2net")
     worker = start_worker(REMOVAL_JOB_TIMEOUT="1", WARM_MODELS="")
 
     def finished():

@@ -9,18 +9,14 @@ failing that, the ``fail_stale_jobs`` schedule fails and refunds it.
 """
 
 import signal
-from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
-from django.utils import timezone
 
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
-from removal import services, tasks
 from removal.models import RemovalJob
 from tests.conftest import wait_for
-from tests.images import photo_bytes
+from tests.job_factory import submitted_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -37,8 +33,7 @@ def status_of(job_id) -> str:
 def test_a_job_whose_worker_is_killed_is_redone_or_refunded_never_left_processing(
     start_worker, account
 ):
-    upload = SimpleUploadedFile("astronaut.jpg", photo_bytes("astronaut"))
-    job = services.submit_job(account=account, upload=upload, model_name="u2net")
+    job = submitted_job(account, model="u2net")
     first = start_worker(**WORKER_ENV)
     wait_for(
         lambda: status_of(job.id) == "processing",
@@ -69,45 +64,3 @@ def test_a_job_whose_worker_is_killed_is_redone_or_refunded_never_left_processin
         assert job.error
     account.refresh_from_db()
     assert account.credit_balance == ledger_sum(account=account)
-
-
-# The reaper itself, without waiting for the scheduler's minute.
-
-
-def test_the_reaper_fails_and_refunds_a_stale_job_once(db, account):
-    upload = SimpleUploadedFile("astronaut.jpg", photo_bytes("astronaut"))
-    stale = services.submit_job(account=account, upload=upload, model_name="u2net")
-    fresh = services.submit_job(
-        account=account,
-        upload=SimpleUploadedFile("b.jpg", photo_bytes("coffee")),
-        model_name="u2net",
-    )
-    for job in (stale, fresh):
-        assert job.mark_processing()
-    RemovalJob.objects.filter(pk=stale.pk).update(started_at=timezone.now() - timedelta(hours=1))
-
-    assert tasks.fail_stale_jobs() == 1
-    assert tasks.fail_stale_jobs() == 0
-
-    stale.refresh_from_db()
-    assert stale.status == RemovalJob.Status.FAILED
-    assert "worker" in stale.error
-    assert sorted(LedgerEntry.objects.filter(job=stale).values_list("kind", flat=True)) == [
-        "charge",
-        "refund",
-    ]
-    assert status_of(fresh.id) == "processing"
-    account.refresh_from_db()
-    assert account.credit_balance == 1000 - 25 == ledger_sum(account=account)
-
-
-def test_a_worker_that_finishes_after_the_reaper_does_not_complete_or_charge(db, account):
-    upload = SimpleUploadedFile("astronaut.jpg", photo_bytes("astronaut"))
-    job = services.submit_job(account=account, upload=upload, model_name="u2netp")
-    assert job.mark_processing()
-    services.fail_job(job=job, error="The worker processing this image stopped")
-    # A late redelivery of the same task finds the job finished.
-    services.process_job(job_id=job.id)
-    job.refresh_from_db()
-    assert job.status == RemovalJob.Status.FAILED
-    assert LedgerEntry.objects.filter(job=job, kind="refund").count() == 1

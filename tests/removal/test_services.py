@@ -4,7 +4,6 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
 
@@ -14,18 +13,16 @@ from removal.models import RemovalJob
 from removal.services import (
     expire_job_files,
     fail_job,
-    fail_stale_jobs,
     process_job,
-    submit_job,
 )
 from tests.images import photo_bytes
+from tests.job_factory import submitted_job
 
 pytestmark = pytest.mark.django_db
 
 
 def submit(account, data=None, model="u2netp"):
-    upload = SimpleUploadedFile("photo.jpg", data or photo_bytes("chelsea"))
-    return submit_job(account=account, upload=upload, model_name=model)
+    return submitted_job(account, data=data or photo_bytes("chelsea"), model=model)
 
 
 def balance(account) -> int:
@@ -87,33 +84,6 @@ def test_a_failed_job_cannot_be_completed_or_reopened(account):
     assert job.mark_completed(output_size=1, elapsed_seconds=1, expires_at=timezone.now()) is False
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.FAILED
-
-
-def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
-    settings.REMOVAL_JOB_TIMEOUT = 60
-    stuck = submit(account)
-    assert stuck.mark_processing()
-    RemovalJob.objects.filter(pk=stuck.pk).update(started_at=timezone.now() - timedelta(minutes=5))
-    recent = submit(account)
-    assert recent.mark_processing()
-    assert fail_stale_jobs() == 1
-    stuck.refresh_from_db()
-    recent.refresh_from_db()
-    assert stuck.status == RemovalJob.Status.FAILED
-    assert "stopped" in stuck.error
-    assert recent.status == RemovalJob.Status.PROCESSING
-    assert balance(account) == 1000 - 25
-    assert fail_stale_jobs() == 0
-
-
-def test_a_redelivered_task_may_take_over_a_stale_job(account, settings):
-    settings.REMOVAL_JOB_TIMEOUT = 60
-    job = submit(account)
-    assert job.mark_processing()
-    RemovalJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(minutes=5))
-    job = process_job(job_id=job.id)
-    assert job.status == RemovalJob.Status.COMPLETED
-    assert job.attempts == 2
 
 
 def test_expired_files_are_deleted_but_the_job_and_ledger_stay(account):

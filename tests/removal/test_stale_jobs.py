@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from billing.models import LedgerEntry
@@ -11,13 +10,13 @@ from billing.selectors import ledger_sum
 from removal import services
 from removal.models import RemovalJob
 from tests.images import solid_png
+from tests.job_factory import submitted_job
 
 pytestmark = pytest.mark.django_db
 
 
 def submit(account) -> RemovalJob:
-    upload = SimpleUploadedFile("red.png", solid_png(), content_type="image/png")
-    return services.submit_job(account=account, upload=upload, model_name="u2netp")
+    return submitted_job(account, data=solid_png(), filename="red.png")
 
 
 def age(job: RemovalJob, **created_ago) -> None:
@@ -76,3 +75,44 @@ def test_a_late_delivery_of_a_reaped_job_does_nothing(account, settings):
     assert not job.output_file.name
     account.refresh_from_db()
     assert account.credit_balance == 1000
+
+
+# Processing jobs whose worker died (killed, out of memory, machine lost).
+
+
+def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
+    settings.REMOVAL_JOB_TIMEOUT = 60
+    stuck = submit(account)
+    assert stuck.mark_processing()
+    RemovalJob.objects.filter(pk=stuck.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    recent = submit(account)
+    assert recent.mark_processing()
+    assert services.fail_stale_jobs() == 1
+    stuck.refresh_from_db()
+    recent.refresh_from_db()
+    assert stuck.status == RemovalJob.Status.FAILED
+    assert "stopped" in stuck.error
+    assert recent.status == RemovalJob.Status.PROCESSING
+    assert ledger_sum(account=account) == 1000 - 25
+    assert services.fail_stale_jobs() == 0
+
+
+def test_a_redelivered_task_may_take_over_a_stale_job(account, settings):
+    settings.REMOVAL_JOB_TIMEOUT = 60
+    job = submit(account)
+    assert job.mark_processing()
+    RemovalJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    job = services.process_job(job_id=job.id)
+    assert job.status == RemovalJob.Status.COMPLETED
+    assert job.attempts == 2
+
+
+def test_a_worker_that_finishes_after_the_reaper_does_not_complete_or_charge(account):
+    job = submit(account)
+    assert job.mark_processing()
+    services.fail_job(job=job, error="The worker processing this image stopped")
+    # A late redelivery of the same task finds the job finished.
+    services.process_job(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.FAILED
+    assert LedgerEntry.objects.filter(job=job, kind="refund").count() == 1
