@@ -321,7 +321,10 @@ def _parse(url: str, *, redirected: bool = False) -> tuple[str, str, str, int, s
     if not 0 < port < 65536:
         raise _refuse_url("The URL's port is not valid.", redirected)
     if parts.netloc.startswith("["):
-        # An IPv6 literal: urlsplit already stripped the brackets.
+        # An IPv6 literal: urlsplit already stripped the brackets. A zone
+        # ("%eth0") only makes sense for link-local addresses, refused anyway.
+        if "%" in host:
+            raise _refuse_url("The URL's IPv6 address is not valid.", redirected)
         try:
             ascii_host = str(ipaddress.IPv6Address(host))
         except ValueError:
@@ -356,7 +359,7 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[int, tuple
     thread.join(max(0.0, deadline.remaining()))
     if thread.is_alive():
         raise OutboundRefused(
-            "timeout", f"The host {host} could not be resolved within {deadline.seconds:g} seconds."
+            "timeout", f"The host {host} could not be resolved within {_seconds(deadline.seconds)}."
         )
     infos = outcome.get("infos") or []
     sockaddrs: list[tuple[int, tuple]] = []
@@ -515,9 +518,13 @@ def _exchange(
         connection.close()
 
 
+def _seconds(seconds: float) -> str:
+    return f"{seconds:g} second{'' if seconds == 1 else 's'}"
+
+
 def _timed_out(target: _Target, deadline: _Deadline) -> OutboundRefused:
     return OutboundRefused(
-        "timeout", f"{target.host} did not answer within {deadline.seconds:g} seconds."
+        "timeout", f"{target.host} did not answer within {_seconds(deadline.seconds)}."
     )
 
 
