@@ -23,7 +23,8 @@ request forgery). So each request:
    each read and the whole call are bounded, so a server that trickles one
    byte a second cannot hold a worker.
 
-Failures raise ``OutboundRefused`` with a code and a sentence that can be shown
+Environment proxies (HTTP_PROXY) are not used: a proxy would resolve the
+name again. Failures raise ``OutboundRefused`` with a code and a sentence that can be shown
 to the customer: it names the host they gave, never an address we resolved.
 """
 
@@ -488,7 +489,12 @@ def _exchange(
     connection = _connection(target, deadline, min(timeout, deadline.remaining()))
     # Host and framing are ours to set: a caller's "host" would be a second Host.
     own = {"host", "connection", "content-length", "transfer-encoding"}
-    sent = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    given = {name.lower() for name in headers}
+    sent = {
+        name: value
+        for name, value in {"User-Agent": USER_AGENT, "Accept": "*/*"}.items()
+        if name.lower() not in given
+    }
     sent.update({name: value for name, value in headers.items() if name.lower() not in own})
     sent.update({"Host": target.host_header, "Connection": "close"})
     try:

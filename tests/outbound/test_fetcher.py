@@ -508,7 +508,12 @@ def test_post_sends_the_body_and_headers_and_returns_the_status(server, allow_lo
     posted = post(
         server.url("/hook"),
         body=b'{"type": "removal.completed"}',
-        headers={"Content-Type": "application/json", "webhook-id": "msg_1", "Host": "evil"},
+        headers={
+            "Content-Type": "application/json",
+            "webhook-id": "msg_1",
+            "user-agent": "Svix-compatible",
+            "Host": "evil",
+        },
     )
 
     assert posted.status == 200
@@ -521,6 +526,7 @@ def test_post_sends_the_body_and_headers_and_returns_the_status(server, allow_lo
     )
     assert seen["headers"]["Content-Type"] == "application/json"
     assert seen["headers"]["webhook-id"] == "msg_1"
+    assert seen["headers"].get_all("User-Agent") == ["Svix-compatible"]
     assert seen["headers"].get_all("Host") == [f"127.0.0.1:{server.port}"]
 
 
