@@ -23,7 +23,8 @@ request forgery). So each request:
    each read and the whole call are bounded, so a server that trickles one
    byte a second cannot hold a worker.
 
-Failures raise ``OutboundRefused`` with a code and a sentence that can be shown
+Environment proxies (HTTP_PROXY) are not used: a proxy would resolve the
+name again. Failures raise ``OutboundRefused`` with a code and a sentence that can be shown
 to the customer: it names the host they gave, never an address we resolved.
 """
 
@@ -321,7 +322,10 @@ def _parse(url: str, *, redirected: bool = False) -> tuple[str, str, str, int, s
     if not 0 < port < 65536:
         raise _refuse_url("The URL's port is not valid.", redirected)
     if parts.netloc.startswith("["):
-        # An IPv6 literal: urlsplit already stripped the brackets.
+        # An IPv6 literal: urlsplit already stripped the brackets. A zone
+        # ("%eth0") only makes sense for link-local addresses, refused anyway.
+        if "%" in host:
+            raise _refuse_url("The URL's IPv6 address is not valid.", redirected)
         try:
             ascii_host = str(ipaddress.IPv6Address(host))
         except ValueError:
@@ -356,7 +360,7 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[int, tuple
     thread.join(max(0.0, deadline.remaining()))
     if thread.is_alive():
         raise OutboundRefused(
-            "timeout", f"The host {host} could not be resolved within {deadline.seconds:g} seconds."
+            "timeout", f"The host {host} could not be resolved within {_seconds(deadline.seconds)}."
         )
     infos = outcome.get("infos") or []
     sockaddrs: list[tuple[int, tuple]] = []
@@ -485,7 +489,12 @@ def _exchange(
     connection = _connection(target, deadline, min(timeout, deadline.remaining()))
     # Host and framing are ours to set: a caller's "host" would be a second Host.
     own = {"host", "connection", "content-length", "transfer-encoding"}
-    sent = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    given = {name.lower() for name in headers}
+    sent = {
+        name: value
+        for name, value in {"User-Agent": USER_AGENT, "Accept": "*/*"}.items()
+        if name.lower() not in given
+    }
     sent.update({name: value for name, value in headers.items() if name.lower() not in own})
     sent.update({"Host": target.host_header, "Connection": "close"})
     try:
@@ -515,9 +524,13 @@ def _exchange(
         connection.close()
 
 
+def _seconds(seconds: float) -> str:
+    return f"{seconds:g} second{'' if seconds == 1 else 's'}"
+
+
 def _timed_out(target: _Target, deadline: _Deadline) -> OutboundRefused:
     return OutboundRefused(
-        "timeout", f"{target.host} did not answer within {deadline.seconds:g} seconds."
+        "timeout", f"{target.host} did not answer within {_seconds(deadline.seconds)}."
     )
 
 

@@ -280,6 +280,8 @@ INTERNAL_URLS = [
     "http://[ff02::1]/",
     "http://[2002:a9fe:a9fe::1]/",  # 6to4 around 169.254.169.254
     "http://[64:ff9b::a00:1]/",  # NAT64 around 10.0.0.1
+    "http://[::127.0.0.1]/",  # IPv4-compatible (deprecated) form
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
     "http://2130706433/",  # 127.0.0.1 in decimal
     "http://0177.0.0.1/",  # octal
     "http://0x7f000001/",  # hex
@@ -402,6 +404,7 @@ def test_a_relative_redirect_is_followed(server, allow_loopback):
         "http://example.com:0/",
         "http://%31%32%37.0.0.1/",
         "http://[::1/",
+        "http://[fe80::1%25eth0]/",
         "",
     ],
 )
@@ -470,7 +473,7 @@ def test_a_server_that_never_answers_is_timed_out(call, allow_loopback):
         listener.close()
 
     assert error.code == "timeout"
-    assert error.message == "127.0.0.1 did not answer within 1 seconds."
+    assert error.message == "127.0.0.1 did not answer within 1 second."
     assert time.monotonic() - started < 10 * timeout
 
 
@@ -505,7 +508,12 @@ def test_post_sends_the_body_and_headers_and_returns_the_status(server, allow_lo
     posted = post(
         server.url("/hook"),
         body=b'{"type": "removal.completed"}',
-        headers={"Content-Type": "application/json", "webhook-id": "msg_1", "Host": "evil"},
+        headers={
+            "Content-Type": "application/json",
+            "webhook-id": "msg_1",
+            "user-agent": "Svix-compatible",
+            "Host": "evil",
+        },
     )
 
     assert posted.status == 200
@@ -518,6 +526,7 @@ def test_post_sends_the_body_and_headers_and_returns_the_status(server, allow_lo
     )
     assert seen["headers"]["Content-Type"] == "application/json"
     assert seen["headers"]["webhook-id"] == "msg_1"
+    assert seen["headers"].get_all("User-Agent") == ["Svix-compatible"]
     assert seen["headers"].get_all("Host") == [f"127.0.0.1:{server.port}"]
 
 
