@@ -84,10 +84,10 @@ class InvalidBase64(ApplicationError):
 
 
 class InvalidOption(ApplicationError):
-    code = "invalid_option"
+    """A bad option value; the code names the field (``invalid_bg_color``), as remove.bg's do."""
 
-    def __init__(self, message: str, *, field_name: str, code: str | None = None):
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, field_name: str):
+        super().__init__(message, code=f"invalid_{field_name}")
         self.field_name = field_name
 
 
@@ -335,6 +335,17 @@ def validate_image(data: bytes) -> pipeline.ImageInfo:
         raise ImageTooLarge(str(exc)) from None
     except pipeline.PipelineError as exc:
         raise InvalidImage(str(exc)) from None
+
+
+def flag(fields: Fields, name: str) -> bool:
+    """A true/false field (absent: false)."""
+    value = fields.value(name)
+    if value is None:
+        return False
+    try:
+        return finishing.parse_bool(value, field=name)
+    except OptionError as exc:
+        raise InvalidOption(str(exc), field_name=name) from None
 
 
 # --- the seed API's and the web page's fields -------------------------------------

@@ -1,6 +1,7 @@
 """The per-key limit on submissions (REMOVAL_RATE_LIMIT)."""
 
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -10,8 +11,20 @@ from accounts.models import ApiKey
 from removal.models import SubmissionRateBucket
 
 
-def take_submission_slot(*, key: str, limit: int, period: float, now: float | None = None) -> float:
-    """Records one submission under ``key``; 0 if allowed, else seconds to wait.
+@dataclass(frozen=True)
+class RateState:
+    """Where a key stands against the limit, for the X-RateLimit-* headers."""
+
+    limit: int
+    remaining: int
+    reset_at: float  # UNIX time at which the oldest counted submission leaves the window
+    wait: float  # 0 when this submission was allowed, else seconds until one would be
+
+
+def take_submission_slot(
+    *, key: str, limit: int, period: float, now: float | None = None
+) -> RateState:
+    """Records one submission under ``key``, if the limit allows it.
 
     A sliding window, as DRF's own throttles count: at most ``limit``
     submissions in any ``period`` seconds. The bucket row is locked for the
@@ -23,15 +36,20 @@ def take_submission_slot(*, key: str, limit: int, period: float, now: float | No
     with transaction.atomic():
         bucket = SubmissionRateBucket.objects.select_for_update().get(key=key)
         hits = [hit for hit in bucket.hits if hit > now - period]
+        wait = 0.0
         if len(hits) >= limit:
-            wait = hits[-limit] + period - now
-            if hits != bucket.hits:
-                bucket.hits = hits
-                bucket.save(update_fields=["hits"])
-            return max(wait, 0.001)
-        bucket.hits = [*hits, now]
-        bucket.save(update_fields=["hits"])
-    return 0.0
+            wait = max(hits[-limit] + period - now, 0.001)
+        else:
+            hits.append(now)
+        if hits != bucket.hits:
+            bucket.hits = hits
+            bucket.save(update_fields=["hits"])
+    return RateState(
+        limit=limit,
+        remaining=max(limit - len(hits), 0),
+        reset_at=(hits[0] + period) if hits else now,
+        wait=wait,
+    )
 
 
 class SubmissionRateThrottle(BaseThrottle):
@@ -49,9 +67,13 @@ class SubmissionRateThrottle(BaseThrottle):
         if not rate or not isinstance(request.auth, ApiKey):
             return True  # no limit, or refused as unauthenticated anyway
         limit, period = SimpleRateThrottle.parse_rate(None, rate)
-        wait = take_submission_slot(key=f"submission:{request.auth.pk}", limit=limit, period=period)
-        if wait:
-            self._wait = wait
+        state = take_submission_slot(
+            key=f"submission:{request.auth.pk}", limit=limit, period=period
+        )
+        # For doors that report the limit in headers (the remove.bg dialect).
+        request._request.submission_rate = state
+        if state.wait:
+            self._wait = state.wait
             return False
         return True
 

@@ -27,6 +27,7 @@ class ApplicationError(Exception):
     def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
         if code is not None:
             self.code = code
         if status_code is not None:
@@ -41,8 +42,59 @@ def error_response(message: str, code: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(message, code), status=status_code)
 
 
+# --- the remove.bg dialect -------------------------------------------------------
+#
+# Requests to /v1.0/ come from remove.bg's clients, which read
+# {"errors": [{"title", "code", "detail"}]} and only know remove.bg's
+# statuses (400, 402, 403, 429). The same application errors are answered
+# there in that shape, with remove.bg's code where it has one.
+REMOVEBG_PATH_PREFIX = "/v1.0/"
+REMOVEBG_CODES = {
+    "file_required": "missing_source",
+    "multiple_files": "multiple_sources",
+    "invalid_image": "failed_to_read_image",
+    "unsupported_format": "failed_to_read_image",
+    "image_too_large": "resolution_too_high",
+    "invalid_image_file_b64": "failed_to_read_image",
+    "missing_api_key": "auth_failed",
+    "invalid_api_key": "auth_failed",
+    "insufficient_credits": "insufficient_credits",
+    "rate_limited": "rate_limit_exceeded",
+}
+REMOVEBG_TITLES = {
+    "missing_source": "No image given",
+    "multiple_sources": "Several images given",
+    "failed_to_read_image": "Failed to read image",
+    "resolution_too_high": "Resolution too high",
+    "file_too_large": "File too large",
+    "auth_failed": "API Key invalid",
+    "insufficient_credits": "Insufficient credits",
+    "rate_limit_exceeded": "Rate limit exceeded",
+    "invalid_image_url": "Invalid image URL",
+    "failed_image_download": "Failed to download image",
+    "unknown_foreground": "Could not identify foreground in image",
+}
+# remove.bg's clients branch on these; any other client error is its 400.
+REMOVEBG_STATUSES = {401: 403, 402: 402, 403: 403, 404: 404, 405: 405, 429: 429}
+
+
+def is_removebg_request(request) -> bool:
+    return getattr(request, "path", "").startswith(REMOVEBG_PATH_PREFIX)
+
+
+def removebg_error_body(message: str, code: str, status_code: int) -> tuple[dict[str, Any], int]:
+    """Our error as remove.bg answers it: its shape, its code, its status."""
+    removebg_code = REMOVEBG_CODES.get(code, code)
+    title = REMOVEBG_TITLES.get(removebg_code) or message.split(". ")[0].rstrip(".")
+    status_code = REMOVEBG_STATUSES.get(status_code, 400)
+    return {"errors": [{"title": title, "code": removebg_code, "detail": message}]}, status_code
+
+
 def error_response_for(request, message: str, code: str, status_code: int) -> JsonResponse:
     """An error in the dialect of the door ``request`` came through."""
+    if is_removebg_request(request):
+        body, status_code = removebg_error_body(message, code, status_code)
+        return JsonResponse(body, status=status_code)
     return error_response(message, code, status_code)
 
 
@@ -63,6 +115,20 @@ _DRF_CODES = {
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = _seed_dialect_response(exc, context)
+    if response is not None:
+        for name, value in getattr(exc, "headers", {}).items():
+            response[name] = value
+    request = context.get("request")
+    if response is not None and request is not None and is_removebg_request(request):
+        body, status_code = removebg_error_body(
+            response.data["error"], response.data["code"], response.status_code
+        )
+        response.data, response.status_code = body, status_code
+    return response
+
+
+def _seed_dialect_response(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.message, exc.code), status=exc.status_code)
     if isinstance(exc, Http404):

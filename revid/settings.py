@@ -283,6 +283,9 @@ if REMOVAL_RATE_LIMIT and not re.fullmatch(
 # taken off the queue are gone, and this is what finally answers them.
 REMOVAL_QUEUE_TIMEOUT = env_int("REMOVAL_QUEUE_TIMEOUT", 600, minimum=1)
 OUTPUT_TTL_HOURS = env_int("OUTPUT_TTL_HOURS", 24, minimum=1)
+# The remove.bg door answers when the job ends: a job no worker has started
+# after this long is failed and refunded, and the client told so.
+REMOVEBG_QUEUE_WAIT_SECONDS = env_int("REMOVEBG_QUEUE_WAIT_SECONDS", 60, minimum=1)
 DEMO_ACCOUNT_CREDITS = env_int("DEMO_ACCOUNT_CREDITS", 1000, minimum=0)
 
 # Model weights: a flat folder of <model>.onnx that rembg reads (U2NET_HOME).

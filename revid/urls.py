@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from revid.errors import error_response
+from revid.errors import error_response_for
 
 urlpatterns = [
     path("", include("removal.urls")),
@@ -15,7 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-_API_PREFIXES = ("/api/", "/paid/", "/output/")
+_API_PREFIXES = ("/api/", "/paid/", "/output/", "/v1.0/")
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -26,19 +26,21 @@ def _wants_json(request: HttpRequest) -> bool:
 
 def json_or_html_404(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _wants_json(request):
-        return error_response("Not found.", "not_found", 404)
+        return error_response_for(request, "Not found.", "not_found", 404)
     return defaults.page_not_found(request, exception)
 
 
 def json_or_html_500(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
-        return error_response("Internal error; nothing was charged.", "internal_error", 500)
+        return error_response_for(
+            request, "Internal error; nothing was charged.", "internal_error", 500
+        )
     return defaults.server_error(request)
 
 
 def json_or_html_400(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _wants_json(request):
-        return error_response("Bad request.", "bad_request", 400)
+        return error_response_for(request, "Bad request.", "bad_request", 400)
     return defaults.bad_request(request, exception)
 
 
