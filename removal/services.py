@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.services import charge_for_job, refund_for_job
-from removal import pipeline, registry
+from removal import pipeline, registry, waiting
 from removal.models import RemovalJob
 from revid.errors import ApplicationError
 
@@ -276,6 +276,8 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             elapsed_seconds=elapsed,
             expires_at=timezone.now() + timedelta(hours=settings.OUTPUT_TTL_HOURS),
         )
+        if completed:
+            transaction.on_commit(lambda: waiting.announce_job_finished(job_id=job.id))
         if not completed:
             # The reaper failed (and refunded) this job while we worked.
             job.output_file.storage.delete(job.output_file.name)
@@ -308,6 +310,7 @@ def fail_job(*, job: RemovalJob, error: str) -> bool:
         failed = job.mark_failed(error=error)
         if failed:
             refund_for_job(job=job, reason=error)
+            transaction.on_commit(lambda: waiting.announce_job_finished(job_id=job.id))
     if failed:
         logger.info("Job %s failed: %s", job.id, error)
     return failed
