@@ -46,13 +46,20 @@ chromium:
 # and need SECRET_KEY, the same on every machine (django-q2 signs tasks with
 # it), plus DATABASE_URL, REDIS_URL and the bucket settings.
 WEB_CONCURRENCY ?= 2
+# Threads per gunicorn process: a request waiting for a job (?wait=, the
+# synchronous endpoint) holds a thread, not a CPU, so waiting clients never
+# block /healthz, status calls or uploads while threads are free. A process
+# takes no more connections than it has threads (queued behind waiters
+# they would be); the others wait in the listen backlog for any process.
+WEB_THREADS ?= 16
 serve worker: export DJANGO_DEBUG := 0
 
 serve: venv
 	@test -n "$$SECRET_KEY" || { echo "make serve: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	exec $(VENV)/bin/gunicorn revid.wsgi:application --bind $(HOST):$(PORT) \
-		--workers $(WEB_CONCURRENCY) --timeout 60 --graceful-timeout 30 \
+		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads $(WEB_THREADS) \
+		--worker-connections $(WEB_THREADS) --keep-alive 0 --timeout 60 --graceful-timeout 30 \
 		--max-requests 1000 --max-requests-jitter 100 --access-logfile -
 
 worker: venv

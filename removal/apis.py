@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from removal import downloads, health, selectors, serializers, services, submissions
+from removal import downloads, health, selectors, serializers, services, submissions, waiting
 from removal.models import RemovalJob
 from removal.submissions import Fields
 from removal.throttling import SubmissionRateThrottle
@@ -104,20 +104,34 @@ class TaskStatusApi(APIView):
         parameters=[
             OpenApiParameter(
                 "task_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The task_id"
-            )
+            ),
+            OpenApiParameter(
+                "wait",
+                OpenApiTypes.NUMBER,
+                OpenApiParameter.QUERY,
+                required=False,
+                description="Optional, seconds (0 < wait <= 30, WAIT_MAX_SECONDS): answer as "
+                "soon as the task completes or fails, or after this long with its current "
+                "status. Replaces polling; anything else is a 400 invalid_wait.",
+            ),
         ],
-        responses={200: serializers.TaskStatusSerializer, **errors(401, 404)},
+        responses={200: serializers.TaskStatusSerializer, **errors(400, 401, 404)},
         description="The task's status, progress and, when completed, where to download the "
         "PNG (result.expired is true once the file has been deleted). Anyone with the "
-        "task id may poll it; with an x-api-key, only that account's tasks are found.",
+        "task id may poll it; with an x-api-key, only that account's tasks are found. "
+        "With ?wait=N the answer waits (up to N seconds) for the task to end.",
     )
     def get(self, request: Request, task_id: str) -> Response:
+        wait = waiting.parse_wait(request.query_params.get("wait"))
         account = request.auth.account if isinstance(request.auth, ApiKey) else None
         job = selectors.get_job(task_id=task_id, account=account)
         if job is None:
             raise ApplicationError(
                 f"Task {task_id[:64]} not found.", code="task_not_found", status_code=404
             )
+        if wait and not job.is_finished:
+            waiting.wait_for_job(job_id=job.id, timeout=wait)
+            job.refresh_from_db()
         return Response(serializers.task_status_payload(job, request=request))
 
 

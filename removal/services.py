@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.services import charge_for_job, refund_for_job
-from removal import pipeline, registry
+from removal import pipeline, registry, waiting
 from removal.finishing import OutputOptions
 from removal.models import RemovalJob
 from removal.submissions import RemovalRequest
@@ -221,7 +221,6 @@ def announce_job_end(*, job: RemovalJob) -> None:
     """
 
     def announce() -> None:
-        from removal import waiting
         from webhooks.services import announce_job_event
 
         for notify in (

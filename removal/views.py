@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Account
 from accounts.selectors import account_for_user
-from removal import downloads, selectors, serializers, services, submissions
+from removal import downloads, selectors, serializers, services, submissions, waiting
 from removal.submissions import Fields
 from removal.models import RemovalJob
 from removal.pipeline import CONTENT_TYPES, SUPPORTED_FORMATS, SUPPORTED_NAMES
@@ -107,10 +107,18 @@ def job_status(request: HttpRequest, task_id: str) -> JsonResponse:
     refusal = _json_login_required(request)
     if refusal is not None:
         return refusal
+    try:
+        wait = waiting.parse_wait(request.GET.get("wait"))
+    except ApplicationError as exc:
+        return error_response(exc.message, exc.code, exc.status_code)
     account = _session_account(request)
     job = selectors.get_job(task_id=task_id, account=account)
     if job is None:
         return error_response("This job does not exist in your account.", "task_not_found", 404)
+    if wait and not job.is_finished:
+        waiting.wait_for_job(job_id=job.id, timeout=wait)
+        job.refresh_from_db()
+        account.refresh_from_db(fields=["credit_balance"])
     return JsonResponse(job_payload(job, request=request, account=account))
 
 

@@ -371,6 +371,26 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- Waiting -----------------------------------------------------------------
+# How a web request learns that a job ended (removal/waiting.py, used by
+# GET /api/get/<id>?wait=N and the web page): "auto" picks Redis pub/sub
+# when REDIS_URL is set, PostgreSQL LISTEN/NOTIFY on PostgreSQL, else a poll.
+WAIT_BACKEND = env_str("WAIT_BACKEND", "auto").strip().lower()
+if WAIT_BACKEND not in ("auto", "redis", "postgres", "poll"):
+    raise ImproperlyConfigured(
+        f"WAIT_BACKEND must be auto, redis, postgres or poll, got {WAIT_BACKEND!r}"
+    )
+if WAIT_BACKEND == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("WAIT_BACKEND=redis needs REDIS_URL")
+if WAIT_BACKEND == "postgres" and "postgresql" not in DATABASES["default"]["ENGINE"]:
+    raise ImproperlyConfigured("WAIT_BACKEND=postgres needs a PostgreSQL DATABASE_URL")
+# The poll backend's interval: one primary-key query per waiting request.
+WAIT_POLL_MS = env_int("WAIT_POLL_MS", 100, minimum=1)
+# The longest ?wait= a client may ask for, in seconds.
+WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
+# The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.
+WAIT_CHANNEL = env_str("WAIT_CHANNEL", "revid_job_finished")
+
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

@@ -3,7 +3,10 @@
 (function () {
   "use strict";
 
-  var POLL_MS = 400;
+  // The status endpoint answers as soon as the job ends (?wait=), or after
+  // WAIT_SECONDS with the current progress, which the bar then shows.
+  var WAIT_SECONDS = 2;
+  var RETRY_MS = 2000;
 
   function $(id) { return document.getElementById(id); }
 
@@ -80,7 +83,8 @@
   }
 
   function poll(statusUrl) {
-    fetch(statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+    var url = statusUrl + (statusUrl.indexOf("?") < 0 ? "?" : "&") + "wait=" + WAIT_SECONDS;
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
         return response.json().then(function (body) { return { ok: response.ok, body: body }; });
       })
@@ -91,11 +95,11 @@
           showPanelError(sentence(reply.body.error));
           return;
         }
-        if (!render(reply.body)) setTimeout(function () { poll(statusUrl); }, POLL_MS);
+        if (!render(reply.body)) poll(statusUrl);
       })
       .catch(function () {
         // A dropped connection is not a failed job: keep asking.
-        setTimeout(function () { poll(statusUrl); }, POLL_MS * 5);
+        setTimeout(function () { poll(statusUrl); }, RETRY_MS);
       });
   }
 

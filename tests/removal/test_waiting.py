@@ -1,0 +1,354 @@
+"""Waiting for a job's end: each backend, the API's ?wait= and the web page's.
+
+The backends run against the real services: the poll on whatever database
+the suite uses, Redis pub/sub on the local Redis (a channel of its own per
+test), and PostgreSQL LISTEN/NOTIFY when the suite runs on PostgreSQL (as
+CI does; LISTEN needs the same server as the jobs' table).
+"""
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from accounts.services import add_member
+from removal import waiting
+from removal.models import RemovalJob
+from removal.services import fail_job
+from tests.conftest import ROOT, subprocess_env, wait_for
+from tests.job_factory import completed_job, failed_job, submitted_job
+
+BACKENDS = ["poll", "redis"]
+if "postgresql" in django_settings.DATABASES["default"]["ENGINE"]:
+    BACKENDS.append("postgres")
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
+HANDOFF_RUNS = 20
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_listeners():
+    """Each test gets its own listener threads; none outlives it (a
+    PostgreSQL listener would keep the test database from being dropped)."""
+    waiting.stop_listeners()
+    yield
+    waiting.stop_listeners()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, settings, transactional_db) -> str:
+    """Wait and announce through one backend, on a channel no one else uses."""
+    name = request.param
+    if name == "redis":
+        if not redis_reachable(REDIS_URL):
+            pytest.skip(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
+        settings.REDIS_URL = REDIS_URL
+    settings.WAIT_BACKEND = name
+    settings.WAIT_CHANNEL = f"revid_test_{uuid.uuid4().hex}"
+    return name
+
+
+def finish(job: RemovalJob) -> None:
+    """Completes a pending job as the worker does, without the model."""
+    assert job.mark_processing()
+    assert job.mark_completed(
+        output_size=1, elapsed_seconds=0.1, expires_at=timezone.now() + timedelta(hours=1)
+    )
+
+
+class Waiter(threading.Thread):
+    """wait_for_job in a thread of its own, as a web request would run it."""
+
+    def __init__(self, job_id, timeout: float):
+        super().__init__(daemon=True)
+        self.job_id = job_id
+        self.timeout = timeout
+        self.returned_at: float | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            waiting.wait_for_job(job_id=self.job_id, timeout=self.timeout)
+            self.returned_at = time.monotonic()
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+        finally:
+            connection.close()
+
+
+def start_waiter(job_id, *, timeout: float, backend: str) -> Waiter:
+    """Starts a waiter and returns once it is blocked waiting."""
+    waiter = Waiter(job_id, timeout)
+    waiter.start()
+    if backend == "poll":
+        # The poll has no registry to look at; it reads the job on start.
+        # A random phase, so hand-offs are not measured in step with it.
+        time.sleep(0.3 + random.uniform(0, django_settings.WAIT_POLL_MS / 1000))
+    else:
+        listener = waiting._listener(backend)
+        wait_for(lambda: len(listener.waiters) >= 1, timeout=10, interval=0.01)
+        wait_for(lambda: listener._listening.is_set(), timeout=10, interval=0.01)
+    assert waiter.is_alive(), waiter.error
+    return waiter
+
+
+def test_wait_returns_at_once_for_a_job_that_already_ended(backend, account):
+    for job in (completed_job(account), failed_job(account)):
+        started = time.monotonic()
+        waiting.wait_for_job(job_id=job.id, timeout=30)
+        assert time.monotonic() - started < 15
+
+
+def test_wait_returns_after_the_timeout_when_the_job_does_not_end(backend, account):
+    job = submitted_job(account)
+    started = time.monotonic()
+    waiting.wait_for_job(job_id=job.id, timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 0.5 + 5
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.PENDING
+
+
+def test_an_announced_end_wakes_the_waiter_long_before_its_timeout(backend, account, monkeypatch):
+    """Measures the hand-off (announce -> waiter returns), median of 20."""
+    # Only the announcement (or the poll) can end these waits early.
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    latencies = []
+    for _ in range(HANDOFF_RUNS):
+        job = submitted_job(account)
+        waiter = start_waiter(job.id, timeout=60, backend=backend)
+        finish(job)
+        announced_at = time.monotonic()
+        waiting.announce_job_finished(job_id=job.id)
+        waiter.join(timeout=60)
+        assert waiter.error is None, waiter.error
+        assert waiter.returned_at is not None
+        latencies.append(waiter.returned_at - announced_at)
+    median_ms = statistics.median(latencies) * 1000
+    print(
+        f"\n{backend}: announce -> waiter returned, median {median_ms:.1f} ms "
+        f"(max {max(latencies) * 1000:.1f} ms) over {HANDOFF_RUNS} runs"
+    )
+    # Each of them ended far from its 60 s timeout.
+    assert max(latencies) < 30
+
+
+def test_many_waiters_on_many_jobs_are_each_woken_by_their_own_job(backend, account, monkeypatch):
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    jobs = [submitted_job(account) for _ in range(4)]
+    waiters = [start_waiter(job.id, timeout=60, backend=backend) for job in jobs for _ in range(3)]
+    finish(jobs[0])
+    waiting.announce_job_finished(job_id=jobs[0].id)
+    for waiter in waiters[:3]:
+        waiter.join(timeout=60)
+        assert waiter.returned_at is not None, waiter.error
+    # The other jobs' waiters are still waiting.
+    assert all(waiter.is_alive() for waiter in waiters[3:])
+    for job in jobs[1:]:
+        assert fail_job(job=job, error="Cancelled by the test")  # announces after commit
+    for waiter in waiters[3:]:
+        waiter.join(timeout=60)
+        assert waiter.returned_at is not None, waiter.error
+    if backend != "poll":
+        assert len(waiting._listener(backend).waiters) == 0
+
+
+def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monkeypatch):
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    job = submitted_job(account)
+    waiter = start_waiter(job.id, timeout=60, backend=backend)
+    env = subprocess_env(
+        WAIT_BACKEND=backend, WAIT_CHANNEL=django_settings.WAIT_CHANNEL, REDIS_URL=""
+    )
+    if backend == "redis":
+        env["REDIS_URL"] = REDIS_URL
+    script = (
+        "from removal.models import RemovalJob\n"
+        "from removal.services import fail_job\n"
+        f"job = RemovalJob.objects.get(pk='{job.id}')\n"
+        "assert fail_job(job=job, error='Ended by another process')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    waiter.join(timeout=60)
+    assert waiter.returned_at is not None, waiter.error
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.FAILED
+
+
+def kill_listener_connection(backend: str) -> None:
+    if backend == "postgres":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = current_database()",
+                [waiting.LISTENER_NAME],
+            )
+            assert cursor.fetchall(), "no listener connection to terminate"
+    else:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        name = f"{waiting.LISTENER_NAME}:{django_settings.WAIT_CHANNEL}"
+        ids = [c["id"] for c in client.client_list() if c.get("name") == name]
+        assert ids, "no listener connection to kill"
+        for client_id in ids:
+            client.client_kill_filter(_id=client_id)
+        client.close()
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "poll"], indirect=True)
+def test_a_listener_that_loses_its_connection_reconnects_and_loses_no_job(
+    backend, account, monkeypatch
+):
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    first = submitted_job(account)
+    waiter = start_waiter(first.id, timeout=60, backend=backend)
+    kill_listener_connection(backend)
+    # Ended while the listener is down or reconnecting: the announcement may
+    # be lost, the waiter must not be.
+    finish(first)
+    waiting.announce_job_finished(job_id=first.id)
+    waiter.join(timeout=60)
+    assert waiter.returned_at is not None, waiter.error
+
+    # And the listener is back: a later job's end still wakes its waiter.
+    second = submitted_job(account)
+    waiter = start_waiter(second.id, timeout=60, backend=backend)
+    finish(second)
+    waiting.announce_job_finished(job_id=second.id)
+    waiter.join(timeout=60)
+    assert waiter.returned_at is not None, waiter.error
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "poll"], indirect=True)
+def test_a_blocked_waiter_holds_no_database_connection(backend, account, monkeypatch):
+    job = submitted_job(account)
+    seen = []
+
+    class SpyEvent(threading.Event):
+        def wait(self, timeout=None):
+            seen.append(connection.connection is None)
+            return super().wait(timeout)
+
+    class SpyWaiter(waiting._Waiter):
+        def __init__(self, job_id):
+            super().__init__(job_id)
+            self.event = SpyEvent()
+
+    monkeypatch.setattr(waiting, "_Waiter", SpyWaiter)
+    waiter = Waiter(job.id, timeout=0.3)
+    waiter.start()
+    waiter.join(timeout=30)
+    assert waiter.returned_at is not None, waiter.error
+    # The request thread's connection was closed each time before it blocked.
+    assert seen and all(seen)
+
+
+# --- the HTTP endpoints ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "31", "abc", "nan", "inf", "", "1e9"])
+def test_the_status_api_refuses_a_wait_it_cannot_honour(value, anon_client, account):
+    job = submitted_job(account)
+    response = anon_client.get(f"/api/get/{job.id}", {"wait": value})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["success"] is False
+    assert body["code"] == "invalid_wait"
+    assert "at most 30" in body["error"]
+
+
+def test_the_status_api_answers_as_soon_as_the_job_ends(transactional_db, account, anon_client):
+    job = submitted_job(account)
+    ender = threading.Timer(0.5, lambda: (fail_job(job=job, error="Stopped"), connection.close()))
+    started = time.monotonic()
+    ender.start()
+    response = anon_client.get(f"/api/get/{job.id}?wait=30")
+    elapsed = time.monotonic() - started
+    ender.join()
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert elapsed < 15
+
+
+def test_the_status_api_answers_after_the_wait_with_the_current_status(
+    transactional_db, account, anon_client
+):
+    job = submitted_job(account)
+    started = time.monotonic()
+    response = anon_client.get(f"/api/get/{job.id}?wait=0.5")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+    assert elapsed >= 0.5
+
+
+def test_the_status_api_answers_a_finished_job_without_waiting(anon_client, account):
+    job = completed_job(account)
+    started = time.monotonic()
+    response = anon_client.get(f"/api/get/{job.id}", {"wait": "30"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+    assert time.monotonic() - started < 15
+
+
+def test_an_unknown_task_is_404_at_once_even_with_wait(anon_client, db):
+    response = anon_client.get(f"/api/get/{uuid.uuid4()}?wait=30")
+    assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
+
+
+def test_the_web_status_endpoint_waits_too(transactional_db, account):
+    member = add_member(account=account, username="alice", password="pw-alice-123")
+    client = Client()
+    client.force_login(member.user)
+    job = submitted_job(account)
+
+    refused = client.get(f"/jobs/{job.id}/status", {"wait": "0"})
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_wait"
+
+    pending = client.get(f"/jobs/{job.id}/status", {"wait": "0.3"})
+    assert pending.status_code == 200
+    assert pending.json()["status"] == "pending"
+
+    ender = threading.Timer(0.3, lambda: (fail_job(job=job, error="Stopped"), connection.close()))
+    ender.start()
+    ended = client.get(f"/jobs/{job.id}/status", {"wait": "30"})
+    ender.join()
+    assert ended.status_code == 200
+    body = ended.json()
+    assert body["status"] == "failed"
+    # The refund shows in the balance the page displays.
+    assert body["balance"] == 1000
