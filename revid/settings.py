@@ -312,6 +312,32 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
+
+# --- Outbound requests ---------------------------------------------------------
+# Every URL the service fetches or calls for a customer (image URLs, webhook
+# deliveries) goes through outbound/fetcher.py, which refuses loopback,
+# private, link-local (cloud metadata), multicast and reserved addresses.
+# Networks listed here are let through anyway: an operator's own image
+# server on 10.1.2.0/24, or 127.0.0.1/32 for the tests' servers.
+def env_networks(name: str) -> list[str]:
+    import ipaddress
+
+    networks = env_list(name, "")
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated networks in CIDR form "
+                f"(e.g. 10.0.0.0/8,fd00::/8), got {network!r}"
+            ) from None
+    return networks
+
+
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS")
+# Bounds connecting, each read and the whole request (redirects included).
+OUTBOUND_TIMEOUT_SECONDS = env_int("OUTBOUND_TIMEOUT_SECONDS", 10, minimum=1)
+
 # --- Queue (django-q2) ------------------------------------------------------
 Q_WORKERS = env_int("Q_WORKERS", 1, minimum=1)
 # How often the ORM broker looks for new jobs when idle (Redis does not
