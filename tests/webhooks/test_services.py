@@ -326,9 +326,7 @@ def test_the_sweep_finds_unannounced_jobs_and_overdue_attempts(
     assert [q.task["args"] for q in OrmQ.objects.filter(key="webhooks")] == [(event.pk,)]
 
 
-def test_an_attempt_cut_short_by_a_dead_worker_is_retried_after_its_claim_ends(
-    receiver, ended_job
-):
+def test_an_attempt_cut_short_by_a_dead_worker_is_retried_after_its_claim_ends(receiver, ended_job):
     hook = receiver()
     event = announce(ended_job(hook.url))
     claimed = services._claim(event_id=event.pk)  # a worker took it, then died
