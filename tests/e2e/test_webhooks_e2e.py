@@ -77,9 +77,7 @@ def test_a_completed_job_is_announced_promptly_with_a_verifiable_event(
     received = received_event(receiver, task_id)
     arrived_at = timezone.now()
 
-    payload = Webhook(settings_for(account=account).secret).verify(
-        received.body, received.headers
-    )
+    payload = Webhook(settings_for(account=account).secret).verify(received.body, received.headers)
     assert payload["type"] == "removal.completed"
     assert payload["task_id"] == task_id
     status = requests.get(f"{live_server.url}/api/get/{task_id}", timeout=10).json()
@@ -107,9 +105,7 @@ def test_a_failed_job_sends_removal_failed(live_server, start_both, account, api
 
     received = received_event(receiver, task_id)
 
-    payload = Webhook(settings_for(account=account).secret).verify(
-        received.body, received.headers
-    )
+    payload = Webhook(settings_for(account=account).secret).verify(received.body, received.headers)
     assert payload["type"] == "removal.failed"
     assert payload["data"]["status"] == "failed"
     assert payload["data"]["result"]["error"]
