@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import apis, views
+from webhooks import views as webhook_views
 
 urlpatterns = [
     path("api/account", apis.AccountApi.as_view(), name="account"),
@@ -16,4 +17,13 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/keys/", views.create_key, name="dashboard-create-key"),
     path("dashboard/keys/<str:prefix>/revoke/", views.revoke_key, name="dashboard-revoke-key"),
+    path("dashboard/webhooks/", webhook_views.save_settings, name="dashboard-webhook-settings"),
+    path(
+        "dashboard/webhooks/rotate/", webhook_views.rotate_secret, name="dashboard-webhook-rotate"
+    ),
+    path(
+        "jobs/<uuid:task_id>/webhooks/<str:event_id>/resend/",
+        webhook_views.resend_event,
+        name="web-job-webhook-resend",
+    ),
 ]

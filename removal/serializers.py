@@ -114,11 +114,18 @@ def task_created_payload(job: RemovalJob) -> dict:
     }
 
 
-def task_status_payload(job: RemovalJob, *, request) -> dict:
+def absolute_url(path: str, *, request=None) -> str:
+    """From the request's host, or SITE_URL where there is none (a webhook)."""
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return f"{settings.SITE_URL}{path}"
+
+
+def task_status_payload(job: RemovalJob, *, request=None) -> dict:
     result = None
     if job.status == RemovalJob.Status.COMPLETED:
         result = {
-            "image_url": request.build_absolute_uri(download_path(job)),
+            "image_url": absolute_url(download_path(job), request=request),
             "image_filename": job.output_filename,
             "input_size": job.input_size,
             "output_size": job.output_size,

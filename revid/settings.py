@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "removal",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -390,6 +391,54 @@ WAIT_POLL_MS = env_int("WAIT_POLL_MS", 100, minimum=1)
 WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 # The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.
 WAIT_CHANNEL = env_str("WAIT_CHANNEL", "revid_job_finished")
+
+# --- Webhooks ---------------------------------------------------------------
+# Deliveries run on their own django-q2 cluster (`Q_CLUSTER_NAME=webhooks
+# python manage.py qcluster`), so a slow or dead receiver never holds the
+# worker that removes backgrounds.
+WEBHOOK_CLUSTER = "webhooks"
+WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 2, minimum=1)
+# Bounded time per attempt (connect + answer), in seconds.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+# Seconds before retry 1, 2, ... (the last repeats); each gets up to 20 %
+# jitter. The default spreads 6 attempts over about an hour.
+try:
+    WEBHOOK_RETRY_DELAYS = [
+        int(item) for item in env_list("WEBHOOK_RETRY_DELAYS", "10,60,300,900,1800")
+    ]
+except ValueError:
+    raise ImproperlyConfigured(
+        "WEBHOOK_RETRY_DELAYS must be comma-separated whole seconds, e.g. 10,60,300"
+    ) from None
+if not WEBHOOK_RETRY_DELAYS or min(WEBHOOK_RETRY_DELAYS) < 0:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_DELAYS needs at least one delay, none negative")
+# Absolute URLs in webhook payloads (image_url), where there is no request
+# to take the host from.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+Q_CLUSTER["ALT_CLUSTERS"] = {
+    WEBHOOK_CLUSTER: {
+        "workers": WEBHOOK_WORKERS,
+        # deliver() bounds each attempt itself; this is the backstop. A task
+        # lost with its worker is found again by the sweep schedule, so
+        # django-q2 need not redeliver it.
+        "timeout": WEBHOOK_TIMEOUT_SECONDS + 20,
+        "retry": WEBHOOK_TIMEOUT_SECONDS + 40,
+        "max_attempts": 1,
+    }
+}
+if env_str("Q_CLUSTER_NAME") == WEBHOOK_CLUSTER:
+    # The webhook workers never run a model: do not load one in each.
+    WARM_MODELS = []
+
+# The rate limit's counters. One process (make run) can keep them in
+# memory; several web processes must share them, in Redis.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
