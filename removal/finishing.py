@@ -114,7 +114,7 @@ def _text(value: Any) -> str | None:
     if isinstance(value, int | float):
         return repr(value)
     if not isinstance(value, str):
-        return None
+        return repr(value)  # a list or an object: matches nothing, so it is refused
     value = value.strip()
     return value or None
 
