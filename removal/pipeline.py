@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from removal.finishing import DEFAULT_OPTIONS, OutputOptions, finish_taking
+
 SUPPORTED_FORMATS = ("png", "jpeg", "webp", "bmp")
 SUPPORTED_NAMES = "png, jpg, jpeg, webp, bmp"
 # The media type of every file the service stores: inputs by their sniffed
@@ -86,11 +88,25 @@ class ImageInfo:
     height: int
 
 
+class NoSubjectFound(PipelineError):
+    """An option needs the subject (crop) and the mask is empty."""
+
+
 @dataclass(frozen=True)
 class Cutout:
-    png: bytes
+    data: bytes
+    format: str  # png, jpg, webp, zip
+    content_type: str
+    extension: str
     width: int
     height: int
+    # {"top", "left", "width", "height"} in output pixels; None: no subject.
+    foreground: dict | None = None
+
+    @property
+    def png(self) -> bytes:
+        """The old name of ``data``, from when the result was always a PNG."""
+        return self.data
 
 
 ProgressCallback = Callable[[int, str], None]
@@ -425,14 +441,22 @@ def remove_background(
     session,
     *,
     max_pixels: int,
+    options: OutputOptions = DEFAULT_OPTIONS,
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
 ) -> Cutout:
-    """Runs the whole removal; ``deadline`` is a ``time.monotonic()`` value."""
+    """Runs the whole removal; ``deadline`` is a ``time.monotonic()`` value.
 
-    def step(percent: int, message: str) -> None:
+    ``options`` (see ``removal.finishing``) shape the file; the defaults give
+    the same PNG, byte for byte and as fast, as before they existed.
+    """
+
+    def check() -> None:
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("Processing took longer than the time limit.")
+
+    def step(percent: int, message: str) -> None:
+        check()
         if on_progress is not None:
             on_progress(percent, message)
 
@@ -440,10 +464,17 @@ def remove_background(
     img = decode_for_model(data, max_pixels=max_pixels)
     step(50, "Removing background from image...")
     mask = predict_mask(img, session)
-    step(80, "Compositing cut-out...")
-    pixels = cutout_pixels(img, mask, reuse_img=True)
+    # Handed over as a list so finishing can drop them before it encodes.
+    parts = [img, mask]
     del img, mask
-    step(90, "Encoding PNG...")
-    png = encode_png(pixels)
+    finished = finish_taking(parts, options, on_step=step, check=check)
     step(95, "Saving result...")
-    return Cutout(png=png, width=pixels.shape[1], height=pixels.shape[0])
+    return Cutout(
+        data=finished.data,
+        format=finished.format,
+        content_type=finished.content_type,
+        extension=finished.extension,
+        width=finished.width,
+        height=finished.height,
+        foreground=finished.foreground,
+    )
