@@ -1,11 +1,11 @@
 """The HTTP API. Views parse and format; services decide."""
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -148,11 +148,11 @@ class ModelListApi(APIView):
         return Response({"success": True, "models": selectors.model_catalogue()})
 
 
-class IgnoreAcceptHeader(BaseContentNegotiation):
-    """A download is a PNG or a JSON error whatever the client accepts."""
+class IgnoreAcceptHeader(DefaultContentNegotiation):
+    """The answer is a file or a JSON error whatever the client accepts.
 
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
+    Bodies are still parsed by their Content-Type.
+    """
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type

@@ -11,8 +11,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 
 from removal import selectors
+from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
-from removal.pipeline import CONTENT_TYPES
+from removal.pipeline import INPUT_CONTENT_TYPES
 from revid.errors import ApplicationError
 
 
@@ -67,7 +68,7 @@ def input_response(job: RemovalJob) -> HttpResponse:
         )
     response = FileResponse(
         _open(job.input_file),
-        content_type=CONTENT_TYPES.get(job.input_format, "application/octet-stream"),
+        content_type=INPUT_CONTENT_TYPES.get(job.input_format, "application/octet-stream"),
     )
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"

@@ -29,15 +29,12 @@ from removal.finishing import DEFAULT_OPTIONS, OutputOptions, finish_taking
 
 SUPPORTED_FORMATS = ("png", "jpeg", "webp", "bmp")
 SUPPORTED_NAMES = "png, jpg, jpeg, webp, bmp"
-# The media type of every file the service stores: inputs by their sniffed
-# format, outputs by their extension.
-CONTENT_TYPES = {
+# The media type of each accepted input format (outputs: finishing.CONTENT_TYPES).
+INPUT_CONTENT_TYPES = {
     "png": "image/png",
     "jpeg": "image/jpeg",
-    "jpg": "image/jpeg",
     "webp": "image/webp",
     "bmp": "image/bmp",
-    "zip": "application/zip",
 }
 
 # Pillow's own bomb guard is global; ours is per call (max_pixels), so keep

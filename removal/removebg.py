@@ -223,9 +223,7 @@ class RemoveBgInputSerializer(serializers.Serializer):
     scale = serializers.CharField(required=False)
     position = serializers.CharField(required=False)
     add_shadow = serializers.BooleanField(required=False, help_text="Only false is supported")
-    semitransparency = serializers.BooleanField(
-        required=False, help_text="Only true is supported"
-    )
+    semitransparency = serializers.BooleanField(required=False, help_text="Only true is supported")
     model = serializers.ChoiceField(
         choices=list(registry.MODELS), required=False, help_text="Our extension: the model"
     )

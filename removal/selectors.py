@@ -7,8 +7,8 @@ from storages.backends.s3 import S3Storage
 
 from accounts.models import Account
 from removal import registry
+from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
-from removal.pipeline import CONTENT_TYPES
 
 
 def parse_task_id(value: str) -> uuid.UUID | None:

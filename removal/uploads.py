@@ -15,7 +15,6 @@ middleware), so it marks the request and stops the parse;
 import tempfile
 
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, QueryDict

@@ -16,9 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.models import Account
 from accounts.selectors import account_for_user
 from removal import downloads, selectors, serializers, services, submissions, waiting
-from removal.submissions import Fields
 from removal.models import RemovalJob
-from removal.pipeline import CONTENT_TYPES, SUPPORTED_FORMATS, SUPPORTED_NAMES
+from removal.pipeline import INPUT_CONTENT_TYPES, SUPPORTED_NAMES
+from removal.submissions import Fields
 from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError, error_response
 
@@ -64,7 +64,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "default_model": default_model_choice(catalogue),
             "price": settings.REMOVAL_PRICE_CREDITS,
             "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1048576),
-            "accepted_types": ",".join(CONTENT_TYPES[name] for name in SUPPORTED_FORMATS),
+            "accepted_types": ",".join(INPUT_CONTENT_TYPES.values()),
             "supported_names": SUPPORTED_NAMES.upper(),
         },
     )

@@ -251,3 +251,62 @@ def redis_broker(settings, monkeypatch):
     yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def inline_worker(transactional_db, monkeypatch):
+    """Accepted jobs run at once, in this process, through the real services and model.
+
+    Only the queue hop is skipped (the job runs when its transaction
+    commits), so a synchronous door answers without a qcluster process.
+    """
+    from removal import services
+
+    monkeypatch.setattr(
+        services, "enqueue_job", lambda *, job_id: services.process_job(job_id=job_id)
+    )
+
+
+class LoopbackFiles:
+    """A real HTTP server on 127.0.0.1 serving bytes at chosen paths."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.files: dict[str, tuple[int, str, bytes]] = {}
+        files = self.files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                status, content_type, body = files.get(self.path, (404, "text/plain", b"nope"))
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, path: str, body: bytes, content_type: str = "image/jpeg", status: int = 200):
+        self.files[path] = (status, content_type, body)
+        return f"{self.url}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback_files(settings):
+    """A file server on loopback that the safe fetcher may reach (and only it)."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    server = LoopbackFiles()
+    yield server
+    server.close()
