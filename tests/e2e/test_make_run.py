@@ -10,6 +10,7 @@ order rather than killed. Before the fix, the second signal the old Makefile
 trap sent left qcluster deadlocked in its own signal handler.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -136,10 +137,8 @@ class MakeRun:
 
     def clean_up(self) -> None:
         for pid in still_running(self.seen):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
