@@ -5,11 +5,17 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# Development defaults; production sets DJANGO_DEBUG=0 and SECRET_KEY itself.
-export DJANGO_DEBUG ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup venv models migrate chromium lint format bench bench-workers serve worker lock clean
+.PHONY: run test setup venv models migrate chromium redis screenshots lint format bench bench-workers serve worker lock clean
+
+# Development settings, written once: a random SECRET_KEY and DJANGO_DEBUG=1
+# in a git-ignored .env that revid/settings.py reads (real environment
+# variables win), so `.venv/bin/python manage.py ...` works in a plain shell.
+# Production sets real environment variables and never runs this.
+.env:
+	@echo "Writing .env (development settings: a new SECRET_KEY, DJANGO_DEBUG=1)"
+	@umask 077 && $(PYTHON) -c 'import secrets; print("# Development settings written by make; real environment variables win.\nDJANGO_DEBUG=1\nSECRET_KEY=" + secrets.token_urlsafe(50))' > $@.tmp && mv $@.tmp $@
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,14 +30,16 @@ models: venv
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
-setup: venv models migrate
+setup: .env venv models migrate
 
+# Web and worker run under honcho (the Procfile): each runs in its own
+# process group and gets exactly one SIGTERM from honcho when make is
+# stopped (a second signal can deadlock django-q2's qcluster). `-e /dev/null`:
+# settings read .env themselves, letting real environment variables win.
 run: setup
 	@$(PY) manage.py ensure_demo_account
 	@echo "Serving API, web page and admin on http://$(HOST):$(PORT) with a worker (Ctrl-C stops both)"
-	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py qcluster & worker=$$!; \
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+	@HOST=$(HOST) exec $(VENV)/bin/honcho start -e /dev/null -p $(PORT)
 
 # The browser tests drive Debian's chromium through Playwright (never
 # `playwright install`, which downloads a browser build of its own).
@@ -66,10 +74,27 @@ worker: venv
 	@test -n "$$SECRET_KEY" || { echo "make worker: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
 	exec $(PY) manage.py qcluster
 
-test: setup chromium
+# The Redis tests (django-q2's Redis broker) want a server on 127.0.0.1:6379:
+# start a throwaway one if redis-server is installed and none answers, as
+# .ci/run does; without one those tests skip and say why.
+redis: venv
+	@$(PY) -c 'import redis; redis.Redis(socket_connect_timeout=1).ping()' 2>/dev/null \
+	|| { command -v redis-server >/dev/null 2>&1 \
+		&& mkdir -p var && redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+			--dir $(CURDIR)/var --logfile $(CURDIR)/var/redis.log \
+		&& echo "Started redis-server on 127.0.0.1:6379 for the tests"; } \
+	|| echo "No Redis on 127.0.0.1:6379 and none could be started: the Redis tests will skip"
+
+test: setup chromium redis
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests write their screenshots under var/screenshots (ignored);
+# this refreshes the README's copies in docs/screenshots on purpose.
+screenshots: setup chromium
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/e2e/test_browser.py \
+		-k test_a_customer_removes_a_background_and_downloads_a_transparent_png
 
 lint: venv
 	$(PY) -m ruff check .

@@ -13,8 +13,18 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A development checkout keeps its SECRET_KEY and DJANGO_DEBUG=1 in a local,
+# git-ignored .env that `make setup` (and so `make run` and `make test`)
+# writes once, so `.venv/bin/python manage.py ...` works in a plain shell.
+# Real environment variables always win over the file: production sets them
+# (and has no .env), pytest-env sets the tests' values. ENV_FILE="" reads none.
+ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    load_dotenv(ENV_FILE, override=False)
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -56,8 +66,8 @@ SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(make run and make test set a development value for you)."
+            "SECRET_KEY must be set when DJANGO_DEBUG is off (in development, "
+            "`make setup` writes one into .env for you)."
         )
     SECRET_KEY = "insecure-development-only-key-do-not-use-in-production"
 
@@ -103,6 +113,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    # Swagger UI's own files, served from here: /api/docs/ works offline.
+    "drf_spectacular_sidecar",
     "django_q",
     "accounts",
     "billing",
@@ -461,6 +473,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Remove the background of an image with rembg's U2-Net models.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

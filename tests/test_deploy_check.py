@@ -15,6 +15,8 @@ def deploy_check(**env: str) -> subprocess.CompletedProcess:
         for key, value in os.environ.items()
         if not key.startswith(("SECURE_", "DJANGO_", "SECRET_KEY", "ALLOWED_HOSTS"))
     }
+    # A production machine has no development .env (make setup writes one).
+    environment["ENV_FILE"] = ""
     environment.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -1,11 +1,13 @@
-"""The web page and the admin in a real headless Chromium (Debian's package,
-driven by Playwright), against the live server, a real qcluster worker and
-the real u2net model. Also saves the README's screenshots."""
+"""The web page, the admin and the API docs in a real headless Chromium
+(Debian's package, driven by Playwright), against the live server, a real
+qcluster worker and the real u2net model. Also takes the README's
+screenshots (into var/screenshots; `make screenshots` refreshes docs/)."""
 
 import base64
 import io
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from removal import registry
 from removal.models import RemovalJob
+from tests.conftest import ROOT
 from tests.images import photo_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -32,7 +35,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to an ignored folder, so a test run leaves the checkout
+# clean; `make screenshots` points this at docs/screenshots to refresh the
+# README's pictures on purpose.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or ROOT / "var" / "screenshots")
 PASSWORD = "correct-horse-battery"
 # A real GIF (one red pixel): a format the service refuses.
 GIF_BYTES = base64.b64decode("R0lGODlhAQABAPAAAP8AAP///yH5BAAAAAAALAAAAAABAAEAAAICRAEAOw==")
@@ -255,3 +261,35 @@ def test_an_admin_grants_credits_and_creates_a_key_that_works_against_the_api(
     assert response.status_code == 202, response.text
     account.refresh_from_db()
     assert account.credit_balance == 1475
+
+
+def test_screenshots_go_to_a_folder_git_ignores():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--quiet", str(SCREENSHOTS / "upload.png")], cwd=ROOT
+    )
+    assert ignored.returncode == 0, f"{SCREENSHOTS} is not ignored by git"
+    assert not SCREENSHOTS.resolve().is_relative_to(ROOT / "docs")
+
+
+def test_the_api_docs_page_lists_the_operations_without_the_internet(live_server, page):
+    """Swagger UI's files come from this server (drf-spectacular-sidecar);
+    every request to another host is refused, as on an offline install."""
+    elsewhere: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(f"{live_server.url}/api/docs/")
+    operations = page.locator(".opblock-summary-path")
+    operations.first.wait_for(state="visible")
+    paths = {text.strip().replace("\u200b", "") for text in operations.all_inner_texts()}
+    assert "/paid/image/remove/background" in paths
+    assert "/api/get/{task_id}" in paths
+    assert page.locator(".opblock-summary-method").first.inner_text() in ("GET", "POST")
+    assert elsewhere == []

@@ -1,5 +1,6 @@
-"""Settings read from the environment: S3 storage and the download mode."""
+"""Settings read from the environment: S3 storage, the download mode, the local .env."""
 
+import json
 import subprocess
 import sys
 
@@ -69,3 +70,43 @@ def test_redirecting_downloads_without_a_bucket_fails_loudly_at_start():
     )
     assert result.returncode != 0
     assert "OUTPUT_REDIRECT_TO_STORAGE needs S3 storage" in result.stderr
+
+
+def settings_in_a_subprocess(env: dict[str, str]) -> dict:
+    script = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        "print(json.dumps({'DEBUG': settings.DEBUG, 'SECRET_KEY': settings.SECRET_KEY}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "revid.settings",
+            "DATA_DIR": str(ROOT / "var"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_local_env_file_fills_in_what_the_environment_does_not_set(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DJANGO_DEBUG=1\nSECRET_KEY=from-the-env-file\n")
+    assert settings_in_a_subprocess({"ENV_FILE": str(env_file)}) == {
+        "DEBUG": True,
+        "SECRET_KEY": "from-the-env-file",
+    }
+
+
+def test_real_environment_variables_win_over_the_env_file(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DJANGO_DEBUG=1\nSECRET_KEY=from-the-env-file\n")
+    seen = settings_in_a_subprocess(
+        {"ENV_FILE": str(env_file), "DJANGO_DEBUG": "0", "SECRET_KEY": "from-production"}
+    )
+    assert seen == {"DEBUG": False, "SECRET_KEY": "from-production"}

@@ -15,8 +15,8 @@ class Command(BaseCommand):
         if account is not None:
             self.stdout.write(
                 f"Demo account exists ({account.credit_balance} credits); its key was printed "
-                "when it was created. Make another with: python manage.py create_account NAME "
-                "--credits N"
+                "when it was created. Make another with: .venv/bin/python manage.py "
+                "create_account NAME --credits N"
             )
             return
         account = create_account(name=DEMO_NAME, credits=settings.DEMO_ACCOUNT_CREDITS)
