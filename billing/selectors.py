@@ -174,3 +174,20 @@ def daily_usage(*, query: UsageQuery) -> list[dict]:
             }
         )
     return days
+
+
+def usage_row(*, entry: LedgerEntry) -> dict:
+    """One ledger row as the CSV export and the API show it (the page shows
+    the same fields). ``entry`` comes from ``usage_entries``."""
+    job = entry.job
+    return {
+        "id": entry.pk,
+        "created_at": entry.created_at.isoformat(),
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "job_id": str(job.pk) if job else None,
+        "job_status": job.status if job else None,
+        "api_key": job.api_key.prefix if job and job.api_key else None,
+        "note": entry.note,
+    }
