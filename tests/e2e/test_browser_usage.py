@@ -94,3 +94,9 @@ def test_a_customer_sees_the_chart_filters_the_ledger_and_downloads_the_csv(
     page.wait_for_url("**from=2001-01-01**")
     assert page.get_by_text("No ledger rows in this period.").is_visible()
     assert page.get_by_test_id("opening-balance").inner_text() == "0"
+
+    # A phone-width screen: the charts shrink, nothing is wider than the screen.
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{live_server.url}/usage/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.locator("svg#images-chart").bounding_box()["width"] <= 375
