@@ -1,75 +1,57 @@
 """Admin for accounts and API keys.
 
-Nothing here changes credits or keys directly: grants and adjustments go
-through ``billing.services`` (which writes the ledger row), keys are made
-and revoked by ``accounts.services``. An API key's primary key embeds its
-hash, so key pages are addressed by the public prefix and the admin never
-links to, shows or edits the hash.
+Nothing here changes credits or keys directly: billing's part of the
+account page (balance, ledger, the grant/adjust form) comes from
+``billing.admin``, keys are made and revoked by ``accounts.services``. An
+API key's primary key embeds its hash, so key pages, links and admin log
+entries name a key by its public prefix and never show the hash.
 """
+
+import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.options import get_content_type_for_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from rest_framework_api_key.models import APIKey
 
 from accounts.models import Account, ApiKey, Member
 from accounts.services import create_api_key, revoke_api_key
-from billing.models import LedgerEntry
-from billing.services import adjust_credits, grant_credits
-from revid.errors import ApplicationError
+from billing.admin import AccountCreditsAdmin
 
 # The library's own key model is unused here (ours adds the account); its
 # admin page would only confuse.
 if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
 
-LEDGER_ROWS_SHOWN = 25
-
-
-def _table(headers: list[str], rows: list[tuple], empty: str) -> str:
-    if not rows:
-        return format_html("<p>{}</p>", empty)
-    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
-    body = format_html_join(
-        "",
-        "<tr>" + "".join("<td>{}</td>" for _ in headers) + "</tr>",
-        rows,
-    )
-    return format_html(
-        '<table class="readonly-inline"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-        head,
-        body,
-    )
-
-
-class CreditsForm(forms.Form):
-    OPERATIONS = [
-        ("grant", "Grant credits (adds to the balance)"),
-        ("adjust", "Adjust the balance (a signed correction)"),
-    ]
-    operation = forms.ChoiceField(choices=OPERATIONS, initial="grant", widget=forms.RadioSelect)
-    amount = forms.IntegerField(
-        help_text="A grant is a positive number; an adjustment may be negative (e.g. -50)."
-    )
-    reason = forms.CharField(
-        max_length=500,
-        widget=forms.TextInput(attrs={"size": 60}),
-        help_text="Recorded in the ledger with the amount and your username.",
-    )
-
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(AccountCreditsAdmin, admin.ModelAdmin):
     list_display = ["name", "credit_balance", "member_count", "key_count", "created_at", "credits"]
     search_fields = ["name", "members__user__username"]
     fields = ["name", "credit_balance", "created_at", "credits", "users", "keys", "ledger"]
     readonly_fields = ["credit_balance", "created_at", "credits", "users", "keys", "ledger"]
+
+    def get_queryset(self, request) -> QuerySet[Account]:
+        # Counted in the list's one query, not one query per row and column.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                members_total=Count("members", distinct=True),
+                active_keys_total=Count(
+                    "api_keys", filter=Q(api_keys__revoked=False), distinct=True
+                ),
+            )
+        )
 
     def get_fields(self, request, obj=None):
         # A new account starts at 0 credits; grants come after it exists.
@@ -80,138 +62,27 @@ class AccountAdmin(admin.ModelAdmin):
         # would either fail or lose the history.
         return False
 
-    @admin.display(description="Users")
+    @admin.display(description="Users", ordering="members_total")
     def member_count(self, account: Account) -> int:
-        return account.members.count()
+        return account.members_total
 
-    @admin.display(description="API keys")
+    @admin.display(description="API keys", ordering="active_keys_total")
     def key_count(self, account: Account) -> int:
-        return account.api_keys.filter(revoked=False).count()
-
-    @admin.display(description="Credits")
-    def credits(self, account: Account) -> str:
-        if account.pk is None:
-            return "-"
-        return format_html(
-            '<a class="button" href="{}">Grant or adjust credits</a>',
-            reverse("admin:accounts_account_credits", args=[account.pk]),
-        )
+        return account.active_keys_total
 
     @admin.display(description="Users")
     def users(self, account: Account) -> str:
-        rows = [
-            (
-                member.user.get_username(),
-                member.user.email or "-",
-                "yes" if member.user.is_staff else "no",
-                member.user.last_login.strftime("%Y-%m-%d %H:%M")
-                if member.user.last_login
-                else "never",
-            )
-            for member in account.members.select_related("user").order_by("user__username")
-        ]
-        table = _table(["Username", "Email", "Staff", "Last login"], rows, "No users yet.")
-        return format_html(
-            '{}<p><a href="{}?account={}">Add a user to this account</a></p>',
-            table,
-            reverse("admin:accounts_member_add"),
-            account.pk,
+        members = account.members.select_related("user").order_by("user__username")
+        return render_to_string(
+            "admin/accounts/account/users.html", {"account": account, "members": members}
         )
 
     @admin.display(description="API keys")
     def keys(self, account: Account) -> str:
-        rows = [
-            (
-                key.name,
-                f"{key.prefix}…",
-                key.created.strftime("%Y-%m-%d %H:%M"),
-                key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "never",
-                "revoked" if key.revoked else "active",
-            )
-            for key in account.api_keys.order_by("-created")
-        ]
-        table = _table(["Name", "Prefix", "Created", "Last used", "Status"], rows, "No keys.")
-        return format_html(
-            '{}<p><a href="{}?account={}">Create a key for this account</a> · '
-            '<a href="{}?account__id__exact={}">Manage keys</a></p>',
-            table,
-            reverse("admin:accounts_apikey_add"),
-            account.pk,
-            reverse("admin:accounts_apikey_changelist"),
-            account.pk,
+        return render_to_string(
+            "admin/accounts/account/keys.html",
+            {"account": account, "api_keys": account.api_keys.order_by("-created")},
         )
-
-    @admin.display(description=f"Ledger (latest {LEDGER_ROWS_SHOWN})")
-    def ledger(self, account: Account) -> str:
-        entries = LedgerEntry.objects.filter(account=account).order_by("-created_at", "-id")
-        rows = [
-            (
-                entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                entry.get_kind_display(),
-                f"{entry.amount:+d}",
-                entry.balance_after,
-                entry.job_id or "-",
-                entry.note,
-            )
-            for entry in entries[:LEDGER_ROWS_SHOWN]
-        ]
-        table = _table(
-            ["When", "Kind", "Amount", "Balance after", "Job", "Note"], rows, "No entries."
-        )
-        return format_html(
-            '{}<p><a href="{}?account__id__exact={}">All {} ledger entries</a></p>',
-            table,
-            reverse("admin:billing_ledgerentry_changelist"),
-            account.pk,
-            entries.count(),
-        )
-
-    def get_urls(self):
-        return [
-            path(
-                "<int:account_id>/credits/",
-                self.admin_site.admin_view(self.credits_view),
-                name="accounts_account_credits",
-            ),
-            *super().get_urls(),
-        ]
-
-    def credits_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
-        """Grants or adjusts credits through billing.services, with a reason."""
-        account = get_object_or_404(Account, pk=account_id)
-        if not self.has_change_permission(request, account):
-            raise PermissionDenied
-        form = CreditsForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            operation = form.cleaned_data["operation"]
-            amount = form.cleaned_data["amount"]
-            note = f"{form.cleaned_data['reason'].strip()} (by {request.user.get_username()})"
-            try:
-                if operation == "grant":
-                    entry = grant_credits(account=account, amount=amount, note=note)
-                else:
-                    entry = adjust_credits(account=account, amount=amount, note=note)
-            except ApplicationError as exc:
-                form.add_error("amount", exc.message)
-            else:
-                self.message_user(
-                    request,
-                    f"{entry.get_kind_display()} of {entry.amount:+d} credits recorded; "
-                    f"{account.name} now has {entry.balance_after} credits.",
-                    messages.SUCCESS,
-                )
-                return HttpResponseRedirect(
-                    reverse("admin:accounts_account_change", args=[account.pk])
-                )
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "original": account,
-            "account": account,
-            "form": form,
-            "title": f"Grant or adjust credits: {account.name}",
-        }
-        return TemplateResponse(request, "admin/accounts/account/credits.html", context)
 
 
 class ApiKeyCreateForm(forms.ModelForm):
@@ -278,9 +149,29 @@ class ApiKeyAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    def log_addition(self, request, obj, message):
-        # The admin log stores the object's repr and id; keep both hash-free.
-        return None
+    def get_object(self, request, object_id, from_field=None) -> ApiKey | None:
+        # Log entries (and so the history pages) name a key by its prefix;
+        # the primary key embeds the hash and never appears in a URL.
+        return self.get_queryset(request).filter(prefix=object_id).first()
+
+    def _log(self, request, api_key: ApiKey, action_flag: int, message) -> LogEntry:
+        # Django's log_addition/log_change store ``obj.pk``, which for a key
+        # is "prefix.hash": write the entry ourselves with the prefix instead.
+        return LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type_id=get_content_type_for_model(api_key).pk,
+            object_id=api_key.prefix,
+            object_repr=str(api_key)[:200],
+            action_flag=action_flag,
+            # The admin stores structured messages as JSON, as log_actions does.
+            change_message=message if isinstance(message, str) else json.dumps(message),
+        )
+
+    def log_addition(self, request, obj, message) -> LogEntry:
+        return self._log(request, obj, ADDITION, message)
+
+    def log_change(self, request, obj, message) -> LogEntry:
+        return self._log(request, obj, CHANGE, message)
 
     def response_add(self, request, obj, post_url_continue=None):
         return HttpResponseRedirect(reverse("admin:accounts_apikey_changelist"))
@@ -303,7 +194,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
             raise PermissionDenied
         api_key = get_object_or_404(ApiKey.objects.select_related("account"), prefix=prefix)
         if request.method == "POST":
-            revoke_api_key(api_key=api_key)
+            if not api_key.revoked:
+                revoke_api_key(api_key=api_key)
+                self.log_change(request, api_key, "Revoked the key.")
             self.message_user(
                 request,
                 f"API key “{api_key.name}” ({api_key.prefix}…) of {api_key.account.name} is "

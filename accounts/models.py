@@ -10,6 +10,9 @@ class Account(models.Model):
     # A cache of the ledger's sum, changed only by billing.services in the
     # same transaction as the ledger row, under select_for_update.
     credit_balance = models.BigIntegerField(default=0, editable=False)
+    # Set when the low-balance email went out, cleared when credits are
+    # added back above the threshold: one email per crossing (billing.services).
+    low_balance_notified = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,9 +1,114 @@
-"""The ledger in the admin: read-only. Credits change through the account's
-"Grant or adjust credits" form, which calls billing.services."""
+"""Billing in the admin: the read-only ledger, and the account page's credits.
 
-from django.contrib import admin
+Nothing here changes a balance directly: the "Grant or adjust credits" form
+calls ``billing.services`` (which writes the ledger row under the account's
+row lock), and the ledger itself can be neither added to, edited nor
+deleted from the admin. ``AccountCreditsAdmin`` is mixed into the account
+admin (``accounts.admin``), so the account page shows billing's part
+without the accounts app knowing how credits work.
+"""
 
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from accounts.models import Account
 from billing.models import LedgerEntry
+from billing.services import adjust_credits, grant_credits
+from revid.errors import ApplicationError
+
+LEDGER_ROWS_SHOWN = 25
+
+
+class CreditsForm(forms.Form):
+    OPERATIONS = [
+        ("grant", "Grant credits (adds to the balance)"),
+        ("adjust", "Adjust the balance (a signed correction)"),
+    ]
+    operation = forms.ChoiceField(choices=OPERATIONS, initial="grant", widget=forms.RadioSelect)
+    amount = forms.IntegerField(
+        help_text="A grant is a positive number; an adjustment may be negative (e.g. -50)."
+    )
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Recorded in the ledger with the amount and your username.",
+    )
+
+
+class AccountCreditsAdmin:
+    """The account admin's billing part: the credits button, the latest
+    ledger rows and the grant/adjust form (a ModelAdmin mixin)."""
+
+    @admin.display(description="Credits")
+    def credits(self, account: Account) -> str:
+        if account.pk is None:
+            return "-"
+        return render_to_string("admin/billing/account/credits_button.html", {"account": account})
+
+    @admin.display(description=f"Ledger (latest {LEDGER_ROWS_SHOWN})")
+    def ledger(self, account: Account) -> str:
+        entries = LedgerEntry.objects.filter(account=account).order_by("-created_at", "-id")
+        return render_to_string(
+            "admin/billing/account/ledger.html",
+            {
+                "account": account,
+                "entries": entries[:LEDGER_ROWS_SHOWN],
+                "total": entries.count(),
+            },
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:account_id>/credits/",
+                self.admin_site.admin_view(self.credits_view),
+                name="accounts_account_credits",
+            ),
+            *super().get_urls(),
+        ]
+
+    def credits_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        """Grants or adjusts credits through billing.services, with a reason."""
+        account = get_object_or_404(Account, pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        form = CreditsForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            operation = form.cleaned_data["operation"]
+            amount = form.cleaned_data["amount"]
+            note = f"{form.cleaned_data['reason'].strip()} (by {request.user.get_username()})"
+            try:
+                if operation == "grant":
+                    entry = grant_credits(account=account, amount=amount, note=note)
+                else:
+                    entry = adjust_credits(account=account, amount=amount, note=note)
+            except ApplicationError as exc:
+                form.add_error("amount", exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"{entry.get_kind_display()} of {entry.amount:+d} credits recorded; "
+                    f"{account.name} now has {entry.balance_after} credits.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:accounts_account_change", args=[account.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": account,
+            "account": account,
+            "form": form,
+            "title": f"Grant or adjust credits: {account.name}",
+        }
+        return TemplateResponse(request, "admin/billing/account/credits.html", context)
 
 
 @admin.register(LedgerEntry)

@@ -300,6 +300,26 @@ OUTPUT_TTL_HOURS = env_int("OUTPUT_TTL_HOURS", 24, minimum=1)
 # after this long is failed and refunded, and the client told so.
 REMOVEBG_QUEUE_WAIT_SECONDS = env_int("REMOVEBG_QUEUE_WAIT_SECONDS", 60, minimum=1)
 DEMO_ACCOUNT_CREDITS = env_int("DEMO_ACCOUNT_CREDITS", 1000, minimum=0)
+# An account's users get one email when its balance falls under this many
+# requests' worth of credits (0 turns the email off).
+LOW_BALANCE_REQUESTS = env_int("LOW_BALANCE_REQUESTS", 20, minimum=0)
+
+# --- Email ------------------------------------------------------------------
+# SMTP when EMAIL_HOST is set; otherwise emails are written to the console
+# (the process's output), which is what `make run` shows. Tests use
+# Django's in-memory outbox.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
 
 # Model weights: a flat folder of <model>.onnx that rembg reads (U2NET_HOME).
 U2NET_HOME = Path(env_str("U2NET_HOME", str(DATA_DIR / "models"))).resolve()

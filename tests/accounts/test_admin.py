@@ -1,9 +1,13 @@
 """The admin for accounts and API keys."""
 
+import json
+
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
 from accounts.models import ApiKey
-from accounts.services import add_member, create_api_key
-from billing.models import LedgerEntry
-from billing.selectors import ledger_sum
+from accounts.services import add_member, create_account, create_api_key, revoke_api_key
 
 
 def credits_url(account) -> str:
@@ -20,48 +24,6 @@ def test_the_account_page_shows_balance_users_keys_and_ledger(admin_client, acco
     assert api_key.hashed_key not in html and plaintext not in html
     assert "Initial credits" in html
     assert credits_url(account) in html
-
-
-def test_an_admin_grants_credits_with_a_reason(admin_client, account):
-    response = admin_client.post(
-        credits_url(account), {"operation": "grant", "amount": "250", "reason": "Top-up"}
-    )
-    assert response.status_code == 302
-    entry = LedgerEntry.objects.order_by("-id").first()
-    assert (entry.kind, entry.amount, entry.note) == ("grant", 250, "Top-up (by admin)")
-    account.refresh_from_db()
-    assert account.credit_balance == 1250 == ledger_sum(account=account)
-
-
-def test_an_admin_adjusts_credits_down(admin_client, account):
-    admin_client.post(
-        credits_url(account), {"operation": "adjust", "amount": "-100", "reason": "Duplicate"}
-    )
-    account.refresh_from_db()
-    assert account.credit_balance == 900
-    assert LedgerEntry.objects.filter(kind="adjust", amount=-100).exists()
-
-
-def test_an_adjustment_cannot_take_the_balance_below_zero(admin_client, account):
-    response = admin_client.post(
-        credits_url(account), {"operation": "adjust", "amount": "-5000", "reason": "Oops"}
-    )
-    assert response.status_code == 200
-    assert "Insufficient credits" in response.content.decode()
-    account.refresh_from_db()
-    assert account.credit_balance == 1000
-    assert LedgerEntry.objects.count() == 1
-
-
-def test_a_grant_must_be_positive_and_have_a_reason(admin_client, account):
-    response = admin_client.post(credits_url(account), {"operation": "grant", "amount": "-5"})
-    html = response.content.decode()
-    assert "This field is required." in html
-    response = admin_client.post(
-        credits_url(account), {"operation": "grant", "amount": "-5", "reason": "x"}
-    )
-    assert "A grant must be a positive number of credits." in response.content.decode()
-    assert LedgerEntry.objects.count() == 1
 
 
 def test_an_admin_creates_a_key_and_sees_it_once(admin_client, account):
@@ -105,11 +67,82 @@ def test_keys_cannot_be_edited_or_deleted(admin_client, account):
     assert ApiKey.objects.get().name == "keep"
 
 
-def test_staff_without_permissions_cannot_grant_credits(client, account, django_user_model):
-    staff = django_user_model.objects.create_user("clerk", password="pw-clerk-123", is_staff=True)
-    client.force_login(staff)
-    response = client.post(
-        credits_url(account), {"operation": "grant", "amount": "10", "reason": "x"}
-    )
-    assert response.status_code == 403
-    assert LedgerEntry.objects.count() == 1
+def test_the_account_list_counts_users_and_active_keys(admin_client, account):
+    add_member(account=account, username="alice")
+    add_member(account=account, username="bob")
+    create_api_key(account=account, name="one")
+    revoked, _ = create_api_key(account=account, name="two")
+    revoke_api_key(api_key=revoked)
+    html = admin_client.get("/admin/accounts/account/").content.decode()
+    row = html.split("acme</a>")[1].split("</tr>")[0]
+    assert '<td class="field-member_count">2</td>' in row
+    assert '<td class="field-key_count">1</td>' in row
+
+
+def test_the_account_list_costs_the_same_queries_for_one_account_or_many(
+    admin_client, account, django_assert_num_queries
+):
+    add_member(account=account, username="alice")
+    create_api_key(account=account, name="one")
+    with CaptureQueriesContext(connection) as one_account:
+        assert admin_client.get("/admin/accounts/account/").status_code == 200
+    for number in range(5):
+        other = create_account(name=f"customer-{number}", credits=10)
+        add_member(account=other, username=f"user-{number}")
+        create_api_key(account=other, name="key")
+    with django_assert_num_queries(len(one_account)):
+        response = admin_client.get("/admin/accounts/account/")
+    assert "customer-4" in response.content.decode()
+
+
+def test_the_key_list_costs_the_same_queries_for_one_key_or_many(
+    admin_client, account, other_account, django_assert_num_queries
+):
+    create_api_key(account=account, name="one")
+    with CaptureQueriesContext(connection) as one_key:
+        assert admin_client.get("/admin/accounts/apikey/").status_code == 200
+    for number in range(5):
+        create_api_key(account=other_account, name=f"key-{number}")
+    with django_assert_num_queries(len(one_key)):
+        assert admin_client.get("/admin/accounts/apikey/").status_code == 200
+
+
+def test_creating_a_key_is_logged_by_prefix_without_the_hash(admin_client, admin_user, account):
+    admin_client.post("/admin/accounts/apikey/add/", {"account": account.pk, "name": "ci"})
+    api_key = ApiKey.objects.get()
+    entry = LogEntry.objects.get()
+    assert entry.action_flag == ADDITION
+    assert entry.user == admin_user
+    assert entry.object_id == api_key.prefix
+    assert entry.object_repr == "ci"
+    assert json.loads(entry.change_message) == [{"added": {}}]
+    assert api_key.hashed_key not in f"{entry.object_id} {entry.object_repr} {entry.change_message}"
+
+
+def test_revoking_a_key_is_logged_once(admin_client, admin_user, account):
+    api_key, _ = create_api_key(account=account, name="old")
+    url = f"/admin/accounts/apikey/{api_key.prefix}/revoke/"
+    admin_client.get(url)
+    assert not LogEntry.objects.exists(), "the confirmation page changes nothing"
+    admin_client.post(url)
+    admin_client.post(url)
+    entry = LogEntry.objects.get()
+    assert entry.action_flag == CHANGE
+    assert entry.user == admin_user
+    assert entry.object_id == api_key.prefix
+    assert entry.get_change_message() == "Revoked the key."
+
+
+def test_a_key_log_entry_links_to_its_history_without_the_hash(admin_client, account):
+    admin_client.post("/admin/accounts/apikey/add/", {"account": account.pk, "name": "ci"})
+    api_key = ApiKey.objects.get()
+    admin_client.post(f"/admin/accounts/apikey/{api_key.prefix}/revoke/")
+    url = LogEntry.objects.order_by("id").first().get_admin_url()
+    assert url == f"/admin/accounts/apikey/{api_key.prefix}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert api_key.hashed_key not in page.content.decode()
+    history = admin_client.get(f"/admin/accounts/apikey/{api_key.prefix}/history/")
+    html = history.content.decode()
+    assert "Added." in html and "Revoked the key." in html
+    assert api_key.hashed_key not in html

@@ -1,4 +1,5 @@
-"""Concurrent submissions never spend the same credits twice.
+"""Concurrent submissions never spend the same credits twice, nor send the
+low-balance email twice.
 
 Each thread is its own HTTP client with its own database connection, so
 the only thing between them is the account row lock in billing._append.
@@ -9,13 +10,15 @@ serialise on the database lock and it holds too.
 import threading
 
 import pytest
+from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from rest_framework.test import APIClient
 
-from accounts.services import create_account, create_api_key
+from accounts.services import add_member, create_account, create_api_key
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
+from billing.services import adjust_credits
 from removal.models import RemovalJob
 from tests.images import solid_png
 
@@ -63,3 +66,37 @@ def test_fifty_concurrent_submissions_against_ten_requests_of_credit(settings):
     assert all(
         job.input_file.storage.exists(job.input_file.name) for job in RemovalJob.objects.all()
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_debits_across_the_threshold_send_one_low_balance_email(
+    settings, django_user_model
+):
+    price = settings.REMOVAL_PRICE_CREDITS
+    threshold = settings.LOW_BALANCE_REQUESTS * price
+    account = create_account(name="busy", credits=threshold + 5 * price)
+    add_member(account=account, username="owner")
+    django_user_model.objects.filter(username="owner").update(email="owner@example.com")
+    debits = 20
+    barrier = threading.Barrier(debits)
+    errors: list[BaseException] = []
+
+    def debit(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            adjust_credits(account=account, amount=-price, note=f"debit {n}")
+        except BaseException as exc:  # surfaced below, not swallowed
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=debit, args=(n,)) for n in range(debits)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors, errors
+    account.refresh_from_db()
+    assert account.credit_balance == threshold - 15 * price == ledger_sum(account=account)
+    assert [email.to for email in mail.outbox] == [["owner@example.com"]]

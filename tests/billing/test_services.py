@@ -1,7 +1,8 @@
 import pytest
+from django.core import mail
 from django.db import IntegrityError, transaction
 
-from accounts.services import create_account
+from accounts.services import add_member, create_account
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from billing.services import (
@@ -127,3 +128,119 @@ def test_ledger_rows_cannot_be_changed_or_deleted(account):
         entry.delete()
     entry.refresh_from_db()
     assert entry.amount == 1000
+
+
+# --- The low-balance email ---------------------------------------------------
+
+
+@pytest.fixture
+def watched(account, django_user_model):
+    """``account`` (1000 credits, threshold 20 x 25 = 500) with two users
+    who have an address and one who has none."""
+    for username, email in [("alice", "alice@example.com"), ("bob", "bob@example.com")]:
+        add_member(account=account, username=username)
+        django_user_model.objects.filter(username=username).update(email=email)
+    add_member(account=account, username="noemail")
+    return account
+
+
+def test_the_email_goes_to_the_accounts_users_when_a_debit_crosses_the_threshold(
+    watched, other_account, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_credits(account=watched, amount=-500, note="down to the threshold")
+    assert mail.outbox == [], "500 is not below 20 requests' worth"
+    with django_capture_on_commit_callbacks(execute=True):
+        charge_for_job(job=make_job(watched))
+    assert len(mail.outbox) == 1
+    email = mail.outbox[0]
+    assert sorted(email.to) == ["alice@example.com", "bob@example.com"]
+    assert email.subject == "Low balance: 475 credits left in acme"
+    assert "enough for 19 more background removals at 25 credits each" in email.body
+    watched.refresh_from_db()
+    assert watched.low_balance_notified
+
+
+def test_it_is_sent_once_per_crossing(watched, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_credits(account=watched, amount=-600, note="cross")
+        for _ in range(3):
+            charge_for_job(job=make_job(watched))
+    assert len(mail.outbox) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_credits(account=watched, amount=1000, note="top-up")
+        adjust_credits(account=watched, amount=-1000, note="cross again")
+    assert len(mail.outbox) == 2
+    assert mail.outbox[1].subject == "Low balance: 325 credits left in acme"
+
+
+def test_a_refund_back_over_the_threshold_does_not_send_it_again(
+    watched, django_capture_on_commit_callbacks
+):
+    adjust_credits(account=watched, amount=-500, note="at the threshold")
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = make_job(watched)
+        charge_for_job(job=failed)
+        refund_for_job(job=failed, reason="the worker failed")
+        charge_for_job(job=make_job(watched))
+    assert len(mail.outbox) == 1
+
+
+def test_credits_added_while_still_low_send_nothing(django_capture_on_commit_callbacks, watched):
+    adjust_credits(account=watched, amount=-900, note="low")
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_credits(account=watched, amount=50, note="a little")
+    assert mail.outbox == []
+
+
+def test_a_rolled_back_charge_sends_nothing(watched, django_capture_on_commit_callbacks):
+    adjust_credits(account=watched, amount=-500, note="at the threshold")
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        charge_for_job(job=make_job(watched))
+        raise RuntimeError("the job's upload could not be stored")
+    assert mail.outbox == []
+    watched.refresh_from_db()
+    assert not watched.low_balance_notified
+    with django_capture_on_commit_callbacks(execute=True):
+        charge_for_job(job=make_job(watched))
+    assert len(mail.outbox) == 1
+
+
+def test_the_threshold_follows_the_setting_and_zero_turns_it_off(
+    watched, settings, django_capture_on_commit_callbacks
+):
+    settings.LOW_BALANCE_REQUESTS = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_credits(account=watched, amount=-1000, note="empty")
+    assert mail.outbox == []
+    settings.LOW_BALANCE_REQUESTS = 50  # 1250 credits
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_credits(account=watched, amount=1300, note="refill")
+        adjust_credits(account=watched, amount=-100, note="under 1250")
+    assert len(mail.outbox) == 1
+
+
+def test_an_account_without_addresses_is_marked_told_and_nothing_fails(
+    account, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_credits(account=account, amount=-600, note="cross")
+    assert mail.outbox == []
+    account.refresh_from_db()
+    assert account.low_balance_notified
+    assert account.credit_balance == 400
+
+
+def test_a_failing_mail_server_does_not_fail_the_charge(
+    watched, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_credits(account=watched, amount=-600, note="cross")
+    watched.refresh_from_db()
+    assert watched.credit_balance == 400 == ledger_sum(account=watched)

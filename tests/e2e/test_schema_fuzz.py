@@ -58,7 +58,7 @@ def fuzz(live_server, *, headers: dict[str, str], max_examples: int) -> list[str
 
 def test_every_operation_keeps_to_its_schema_with_a_key(live_server, account, api_key):
     operations = fuzz(live_server, headers={"x-api-key": api_key}, max_examples=40)
-    assert len(operations) == 5, operations
+    assert len(operations) == 6, operations
 
 
 def test_every_operation_keeps_to_its_schema_without_a_key(live_server, account):
@@ -78,6 +78,7 @@ def test_the_schema_lists_every_endpoint_with_its_errors(client):
         "/output/{filename}": {"get": {"200", "404", "410"}},
         "/api/models": {"get": {"200"}},
         "/api/account": {"get": {"200", "401"}},
+        "/api/usage": {"get": {"200", "400", "401"}},
     }
     for path, methods in expected.items():
         for method, codes in methods.items():
