@@ -7,6 +7,7 @@ PORT ?= 8000
 
 # Development defaults; production sets DJANGO_DEBUG=0 and SECRET_KEY itself.
 export DJANGO_DEBUG ?= 1
+export SIGNUP_FREE_CREDITS ?= 100
 export PYTHONUNBUFFERED := 1
 
 .PHONY: run test setup venv models migrate chromium lint format bench bench-workers serve worker lock clean

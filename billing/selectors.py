@@ -1,7 +1,7 @@
 from django.db.models import Sum
 
 from accounts.models import Account
-from billing.models import LedgerEntry
+from billing.models import CreditPack, LedgerEntry, Purchase
 
 
 def ledger_sum(*, account: Account) -> int:
@@ -10,3 +10,11 @@ def ledger_sum(*, account: Account) -> int:
 
 def ledger_for_account(*, account: Account, limit: int = 50):
     return LedgerEntry.objects.filter(account=account).select_related("job")[:limit]
+
+
+def active_credit_packs():
+    return CreditPack.objects.filter(active=True)
+
+
+def purchases_for_account(*, account: Account, limit: int = 20):
+    return Purchase.objects.filter(account=account)[:limit]
