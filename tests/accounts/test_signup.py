@@ -1,7 +1,10 @@
 """Sign-up (django-allauth): email + password, verification before the
 first API key, free credits through the ledger, password reset."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from allauth.account.models import EmailAddress
@@ -13,6 +16,7 @@ from accounts.models import Account, ApiKey
 from accounts.services import add_member, create_account
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
+from tests.conftest import ROOT
 
 PASSWORD = "correct-horse-battery"
 
@@ -141,3 +145,32 @@ def test_the_login_page_offers_sign_up_and_password_reset_when_open(client, sign
     # The site's own layout, not allauth's bare one.
     assert b"app.css" in signup.content
     assert b'class="card login-card' in signup.content
+
+
+def settings_in_a_fresh_process(**env: str) -> str:
+    """SIGNUP_ENABLED, SIGNUP_FREE_CREDITS and the email backend as a process
+    started with ``env`` (and nothing else of ours) reads them."""
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.SIGNUP_ENABLED, s.SIGNUP_FREE_CREDITS, s.EMAIL_BACKEND.rsplit('.', 2)[-2])"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNUP_", "EMAIL_"))}
+    clean.pop("DJANGO_DEBUG", None)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "revid.settings", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_sign_up_is_on_in_development_and_off_in_production_by_default():
+    assert settings_in_a_fresh_process(DJANGO_DEBUG="1") == "True 0 console"
+    assert settings_in_a_fresh_process(DJANGO_DEBUG="0") == "False 0 smtp"
+    assert (
+        settings_in_a_fresh_process(DJANGO_DEBUG="0", SIGNUP_ENABLED="1", SIGNUP_FREE_CREDITS="50")
+        == "True 50 smtp"
+    )
