@@ -17,7 +17,13 @@ from billing.services import record_purchase, record_refund
 
 logger = logging.getLogger(__name__)
 
-HANDLED_EVENTS = ("checkout.session.completed", "charge.refunded")
+# async_payment_succeeded: a delayed method (e.g. SEPA debit) completes its
+# session unpaid and is paid later; same session id, so still granted once.
+HANDLED_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "charge.refunded",
+)
 
 
 class PaymentsDisabled(Exception):
@@ -86,7 +92,7 @@ def verify_event(*, payload: bytes, signature: str) -> dict[str, Any]:
 def handle_event(*, event: dict[str, Any]) -> str:
     """Applies one verified event; returns what happened, for the log and the reply."""
     obj = event["data"]["object"]
-    if event["type"] == "checkout.session.completed":
+    if event["type"] in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         return _handle_checkout_completed(obj)
     if event["type"] == "charge.refunded":
         return _handle_charge_refunded(obj)

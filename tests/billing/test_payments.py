@@ -204,6 +204,29 @@ def test_an_unpaid_completed_session_grants_nothing(
     assert account.credit_balance == 1000
 
 
+def test_a_delayed_payment_is_granted_when_stripe_reports_it_paid(
+    stripe_settings, pack, customer_client, account
+):
+    session_id = open_checkout(customer_client, pack)
+    completed = stripe_event(
+        stripe_settings,
+        "checkout.session.completed",
+        complete(stripe_settings, session_id, paid=False)["id"],
+    )
+    assert deliver(customer_client, completed).json()["outcome"] == "unpaid"
+    # localstripe has no delayed payment methods: the later event, as Stripe sends it.
+    paid_later = {
+        "id": "evt_async_paid",
+        "object": "event",
+        "type": "checkout.session.async_payment_succeeded",
+        "data": {"object": completed["data"]["object"] | {"payment_status": "paid"}},
+    }
+    assert deliver(customer_client, paid_later).json()["outcome"] == "granted"
+    assert deliver(customer_client, paid_later).json()["outcome"] == "already granted"
+    account.refresh_from_db()
+    assert account.credit_balance == 1500
+
+
 def buy(stripe_server: str, client: Client, pack: CreditPack) -> Purchase:
     session_id = open_checkout(client, pack)
     complete(stripe_server, session_id)
@@ -323,6 +346,7 @@ def test_without_stripe_settings_nothing_can_be_bought(settings, pack, customer_
     assert b"ask the administrator" in page.content
     assert b"Buy Starter" not in page.content
     assert customer_client.post(f"/billing/checkout/{pack.pk}/").status_code == 503
+    assert customer_client.get(WEBHOOK).json()["code"] == "method_not_allowed"
     webhook = customer_client.post(WEBHOOK, data="{}", content_type="application/json")
     assert webhook.status_code == 404
     assert webhook.json()["code"] == "payments_disabled"
