@@ -36,6 +36,7 @@ setup: .env venv models migrate
 # process group and gets exactly one SIGTERM from honcho when make is
 # stopped (a second signal can deadlock django-q2's qcluster). `-e /dev/null`:
 # settings read .env themselves, letting real environment variables win.
+run: export SIGNUP_FREE_CREDITS ?= 100
 run: setup
 	@$(PY) manage.py ensure_demo_account
 	@echo "Serving API, web page and admin on http://$(HOST):$(PORT) with a worker (Ctrl-C stops both)"

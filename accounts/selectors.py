@@ -25,3 +25,15 @@ def account_summary(*, account: Account, price: int) -> dict:
         "price_per_request": price,
         "requests_affordable": balance // price if price else None,
     }
+
+
+def email_verification_pending(*, user) -> bool:
+    """True for a user who signed up and has not verified an address yet.
+
+    Users made by an administrator or a command have no allauth address
+    record and are trusted as before.
+    """
+    from allauth.account.models import EmailAddress
+
+    addresses = EmailAddress.objects.filter(user=user)
+    return addresses.exists() and not addresses.filter(verified=True).exists()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -42,3 +43,20 @@ def add_member(*, account: Account, username: str, password: str | None = None) 
         user.save()
     member, _ = Member.objects.update_or_create(user=user, defaults={"account": account})
     return member
+
+
+@transaction.atomic
+def create_account_for_user(*, user) -> Account:
+    """The account of a user who signed up: named after their email, with
+    SIGNUP_FREE_CREDITS granted through the ledger."""
+    base = (user.email or user.get_username()).strip()[:90]
+    name, suffix = base, 1
+    # An administrator may already have named an account after this address.
+    while Account.objects.filter(name=name).exists():
+        suffix += 1
+        name = f"{base} ({suffix})"
+    account = create_account(
+        name=name, credits=settings.SIGNUP_FREE_CREDITS, note="Sign-up credits"
+    )
+    Member.objects.create(user=user, account=account)
+    return account

@@ -17,13 +17,21 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Account, ApiKey
-from accounts.selectors import account_for_user, api_keys_for_account
+from accounts.selectors import (
+    account_for_user,
+    api_keys_for_account,
+    email_verification_pending,
+)
 from accounts.services import create_api_key, revoke_api_key
 from removal.selectors import jobs_for_account
 from removal.views import NO_ACCOUNT_MESSAGE
 
 RECENT_JOBS = 20
 KEY_NAME_MAX_LENGTH = 50
+VERIFY_EMAIL_MESSAGE = (
+    "Verify your email address before creating an API key: open the link we emailed you "
+    "(or send it again from your email settings)."
+)
 
 
 def describe_age(moment: datetime) -> str:
@@ -42,7 +50,11 @@ def _render_dashboard(
     key_error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    context = {"account": account, "no_account_message": NO_ACCOUNT_MESSAGE}
+    context = {
+        "account": account,
+        "no_account_message": NO_ACCOUNT_MESSAGE,
+        "email_unverified": email_verification_pending(user=request.user),
+    }
     if account is not None:
         jobs = list(jobs_for_account(account=account, limit=RECENT_JOBS))
         for job in jobs:
@@ -80,6 +92,8 @@ def create_key(request: HttpRequest) -> HttpResponse:
     account = account_for_user(user=request.user)
     if account is None:
         return _render_dashboard(request, None, status=403)
+    if email_verification_pending(user=request.user):
+        return _render_dashboard(request, account, key_error=VERIFY_EMAIL_MESSAGE, status=403)
     name = request.POST.get("name", "").strip()
     if len(name) > KEY_NAME_MAX_LENGTH:
         return _render_dashboard(

@@ -9,6 +9,7 @@ class LedgerEntry(models.Model):
         CHARGE = "charge", "Charge"
         REFUND = "refund", "Refund"
         ADJUST = "adjust", "Adjustment"
+        PURCHASE = "purchase", "Purchase"
 
     account = models.ForeignKey(
         "accounts.Account", on_delete=models.PROTECT, related_name="ledger_entries"
@@ -25,6 +26,10 @@ class LedgerEntry(models.Model):
         related_name="ledger_entries",
     )
     note = models.CharField(max_length=500, blank=True)
+    # The outside event that caused this row (a Stripe Checkout Session for a
+    # purchase, a charge's refund state for a refund adjustment). Unique, so
+    # a replayed or concurrently delivered webhook cannot write it twice.
+    external_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -51,3 +56,110 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("Ledger entries are append-only.")
+
+
+class CreditPack(models.Model):
+    """A number of credits sold for a price, listed on the pricing page while active."""
+
+    name = models.CharField(max_length=100)
+    credits = models.PositiveIntegerField()
+    # In the currency's minor unit (cents), as Stripe counts.
+    price = models.PositiveIntegerField(help_text="In minor units, e.g. 900 for 9.00.")
+    currency = models.CharField(max_length=3, default="eur", help_text="ISO code, e.g. eur.")
+    active = models.BooleanField(default=True)
+    ordering = models.PositiveSmallIntegerField(default=0, help_text="Lower comes first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ordering", "price", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(credits__gt=0), name="pack_credits_positive"),
+            models.CheckConstraint(condition=models.Q(price__gt=0), name="pack_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.credits} credits, {format_money(self.price, self.currency)})"
+
+    def save(self, *args, **kwargs):
+        self.currency = self.currency.lower()
+        super().save(*args, **kwargs)
+
+    @property
+    def price_display(self) -> str:
+        return format_money(self.price, self.currency)
+
+
+class Purchase(models.Model):
+    """A paid Stripe Checkout Session and the credits it granted (its ledger row)."""
+
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="purchases"
+    )
+    pack = models.ForeignKey(CreditPack, on_delete=models.SET_NULL, null=True, blank=True)
+    pack_name = models.CharField(max_length=100)
+    credits = models.PositiveIntegerField()
+    amount_paid = models.PositiveIntegerField(help_text="In minor units.")
+    currency = models.CharField(max_length=3)
+    checkout_session_id = models.CharField(max_length=255, unique=True)
+    # Refund events carry the charge and its payment intent, not the session.
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, related_name="purchase"
+    )
+    # Refunds: how much money came back, how many credits that takes back,
+    # and how many of those could not be taken because they were spent.
+    amount_refunded = models.PositiveIntegerField(default=0)
+    credits_reclaimed = models.PositiveIntegerField(default=0)
+    credits_shortfall = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.pack_name} for {self.account} ({self.paid_display})"
+
+    @property
+    def paid_display(self) -> str:
+        return format_money(self.amount_paid, self.currency)
+
+    @property
+    def refunded_display(self) -> str:
+        return format_money(self.amount_refunded, self.currency)
+
+    @property
+    def needs_review(self) -> bool:
+        return self.credits_shortfall > 0
+
+
+# Currencies Stripe counts in whole units (no cents).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    [
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    ]
+)
+
+
+def format_money(amount: int, currency: str) -> str:
+    """900, "eur" -> "9.00 EUR"."""
+    code = currency.upper()
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if currency.lower() in ZERO_DECIMAL_CURRENCIES:
+        return f"{sign}{amount} {code}"
+    return f"{sign}{amount // 100}.{amount % 100:02d} {code}"

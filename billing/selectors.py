@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
-from billing.models import LedgerEntry
+from billing.models import CreditPack, LedgerEntry, Purchase
 from removal.models import RemovalJob
 from revid.errors import ApplicationError
 
@@ -191,3 +191,11 @@ def usage_row(*, entry: LedgerEntry) -> dict:
         "api_key": job.api_key.prefix if job and job.api_key else None,
         "note": entry.note,
     }
+
+
+def active_credit_packs():
+    return CreditPack.objects.filter(active=True)
+
+
+def purchases_for_account(*, account: Account, limit: int = 20):
+    return Purchase.objects.filter(account=account)[:limit]

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 
 from accounts.models import Account
-from billing.models import LedgerEntry
+from billing.models import CreditPack, LedgerEntry, Purchase, format_money
 from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,15 @@ class InsufficientCredits(ApplicationError):
     code = "insufficient_credits"
 
 
-def _append(*, account: Account, kind: str, amount: int, note: str = "", job=None) -> LedgerEntry:
+def _append(
+    *,
+    account: Account,
+    kind: str,
+    amount: int,
+    note: str = "",
+    job=None,
+    external_id: str | None = None,
+) -> LedgerEntry:
     with transaction.atomic():
         locked = Account.objects.select_for_update().get(pk=account.pk)
         new_balance = locked.credit_balance + amount
@@ -45,6 +53,7 @@ def _append(*, account: Account, kind: str, amount: int, note: str = "", job=Non
             balance_after=new_balance,
             job=job,
             note=note[:500],
+            external_id=external_id,
         )
         notified, send_now = _low_balance_flag(
             notified=locked.low_balance_notified, kind=kind, amount=amount, balance=new_balance
@@ -176,3 +185,113 @@ def refund_for_job(*, job, reason: str = "") -> LedgerEntry | None:
             )
     except IntegrityError:
         return None
+
+
+# --- Purchases and refunds (Stripe) -------------------------------------------
+# Called by the signature-checked webhook only (billing.views), never by the
+# browser's return from Checkout. Each is idempotent: Stripe retries and may
+# deliver an event twice or concurrently.
+
+
+def record_purchase(
+    *,
+    checkout_session_id: str,
+    account_id: int,
+    pack_id: int | None,
+    credits: int,
+    amount_paid: int,
+    currency: str,
+    payment_intent_id: str = "",
+) -> Purchase | None:
+    """Grants a paid Checkout Session's credits, once. None if already granted.
+
+    The session id is the ledger row's unique external_id: a second delivery
+    finds the purchase, and a concurrent one (which passed that check too)
+    fails the unique constraint at insert and changes nothing.
+    """
+    if credits <= 0:
+        raise ApplicationError("A purchase must grant credits.", code="invalid_amount")
+    if Purchase.objects.filter(checkout_session_id=checkout_session_id).exists():
+        return None
+    account = Account.objects.get(pk=account_id)
+    pack = CreditPack.objects.filter(pk=pack_id).first() if pack_id else None
+    pack_name = pack.name if pack else "Credits"
+    try:
+        with transaction.atomic():
+            entry = _append(
+                account=account,
+                kind=LedgerEntry.Kind.PURCHASE,
+                amount=credits,
+                note=f"Bought {pack_name}: paid {format_money(amount_paid, currency)}",
+                external_id=checkout_session_id,
+            )
+            return Purchase.objects.create(
+                account=account,
+                pack=pack,
+                pack_name=pack_name,
+                credits=credits,
+                amount_paid=amount_paid,
+                currency=currency.lower(),
+                checkout_session_id=checkout_session_id,
+                payment_intent_id=payment_intent_id or "",
+                ledger_entry=entry,
+            )
+    except IntegrityError:
+        return None
+
+
+def record_refund(
+    *, payment_intent_id: str, charge_id: str, amount_refunded: int
+) -> LedgerEntry | None:
+    """Takes back the credits of the refunded part of a purchase, once per refund state.
+
+    ``amount_refunded`` is the charge's running total (Stripe's
+    ``charge.amount_refunded``), so a replayed event asks for nothing new and
+    a second partial refund asks only for the difference. Credits already
+    spent cannot be taken back (the balance never goes below zero): what is
+    missing is recorded on the purchase as ``credits_shortfall``, noted on
+    the ledger row and shown to the admin as needing review.
+    Returns the negative adjustment, or None when there was nothing to take.
+    """
+    purchase = Purchase.objects.filter(payment_intent_id=payment_intent_id).first()
+    if purchase is None or not payment_intent_id:
+        return None
+    with transaction.atomic():
+        # The purchase row lock serialises two deliveries of refund events.
+        purchase = Purchase.objects.select_for_update().get(pk=purchase.pk)
+        amount_refunded = min(amount_refunded, purchase.amount_paid)
+        if amount_refunded <= purchase.amount_refunded:
+            return None
+        # Credits in proportion to the money returned; a full refund takes all.
+        reclaim_total = purchase.credits * amount_refunded // purchase.amount_paid
+        to_take = reclaim_total - purchase.credits_reclaimed
+        balance = Account.objects.select_for_update().get(pk=purchase.account_id).credit_balance
+        taken = min(to_take, balance)
+        shortfall = to_take - taken
+        refunded = format_money(amount_refunded - purchase.amount_refunded, purchase.currency)
+        note = f"Stripe refund of {refunded} for {purchase.pack_name}"
+        if shortfall:
+            note += f"; {shortfall} credits already spent could not be taken back (review)"
+        entry = None
+        if taken > 0:
+            entry = _append(
+                account=purchase.account,
+                kind=LedgerEntry.Kind.ADJUST,
+                amount=-taken,
+                note=note,
+                external_id=f"refund:{charge_id}:{amount_refunded}",
+            )
+        Purchase.objects.filter(pk=purchase.pk).update(
+            amount_refunded=amount_refunded,
+            credits_reclaimed=reclaim_total,
+            credits_shortfall=purchase.credits_shortfall + shortfall,
+        )
+    if shortfall:
+        logger.warning(
+            "Refund on %s: %d credits of account %s were already spent (purchase %s)",
+            charge_id,
+            shortfall,
+            purchase.account_id,
+            purchase.pk,
+        )
+    return entry

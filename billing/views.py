@@ -1,37 +1,48 @@
-"""The customer's usage page and its CSV export (login required).
+"""The customer's billing pages: usage (with its CSV export), pricing,
+Stripe Checkout and Stripe's webhook.
 
-Both read through ``billing.selectors`` with the same query as
-``GET /api/usage``, so the page, the file and the API agree row for row.
-The chart is drawn here as inline SVG: no script and no outside asset.
+Usage reads through ``billing.selectors`` with the same query as
+``GET /api/usage``, so the page, the file and the API agree row for row;
+its chart is inline SVG (no script, no outside asset). Payments go through
+``billing.payments``; the webhook is the only path by which a payment
+becomes credits.
 """
 
 import csv
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
+import stripe
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.selectors import account_for_user, api_keys_for_account
-from billing.models import LedgerEntry
+from billing import payments
+from billing.models import CreditPack, LedgerEntry
 from billing.selectors import (
     CHART_DAYS,
     UsageQuery,
+    active_credit_packs,
     daily_usage,
+    purchases_for_account,
     usage_entries,
     usage_query,
     usage_row,
     usage_summary,
 )
 from removal.views import NO_ACCOUNT_MESSAGE
-from revid.errors import ApplicationError
+from revid.errors import ApplicationError, error_response
 
 PAGE_SIZE = 50
 CSV_COLUMNS = [
@@ -215,3 +226,98 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
     filename = f"usage-{query.start:%Y%m%d}-{query.end:%Y%m%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+logger = logging.getLogger(__name__)
+
+
+def _render_pricing(request: HttpRequest, *, error: str = "", status: int = 200) -> HttpResponse:
+    account = account_for_user(user=request.user) if request.user.is_authenticated else None
+    context = {
+        "packs": active_credit_packs(),
+        "payments_enabled": payments.payments_enabled(),
+        "account": account,
+        "purchases": purchases_for_account(account=account) if account else [],
+        "checkout_error": error,
+    }
+    return render(request, "billing/pricing.html", context, status=status)
+
+
+@require_GET
+def pricing(request: HttpRequest) -> HttpResponse:
+    return _render_pricing(request)
+
+
+@login_required
+@require_POST
+def checkout(request: HttpRequest, pack_id: int) -> HttpResponse:
+    """Opens a Checkout Session for the pack and sends the browser to Stripe."""
+    pack = get_object_or_404(CreditPack, pk=pack_id, active=True)
+    account = account_for_user(user=request.user)
+    if account is None:
+        return _render_pricing(request, error=NO_ACCOUNT_MESSAGE, status=403)
+    if not payments.payments_enabled():
+        return _render_pricing(
+            request, error="Payments are not set up here; ask the administrator.", status=503
+        )
+    try:
+        url = payments.create_checkout_session(
+            account=account,
+            pack=pack,
+            success_url=request.build_absolute_uri(reverse("billing-checkout-success"))
+            + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=request.build_absolute_uri(reverse("billing-checkout-cancel")),
+            email=request.user.email,
+        )
+    except stripe.StripeError:
+        logger.exception("Could not create a Checkout Session for pack %s", pack.pk)
+        return _render_pricing(
+            request,
+            error="The payment service did not answer; nothing was charged. Try again shortly.",
+            status=502,
+        )
+    return redirect(url)
+
+
+@login_required
+@require_GET
+def checkout_success(request: HttpRequest) -> HttpResponse:
+    # Grants nothing: the signed webhook does, possibly a moment later.
+    return render(
+        request, "billing/pricing_success.html", {"account": account_for_user(user=request.user)}
+    )
+
+
+@login_required
+@require_GET
+def checkout_cancel(request: HttpRequest) -> HttpResponse:
+    messages.info(request, "Payment cancelled; nothing was charged.")
+    return redirect("pricing")
+
+
+@csrf_exempt
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's events, signature-checked with STRIPE_WEBHOOK_SECRET.
+
+    Register this URL in Stripe for checkout.session.completed and
+    charge.refunded. Any non-2xx answer makes Stripe retry later.
+    """
+    if request.method != "POST":
+        return error_response("Stripe sends events with POST.", "method_not_allowed", 405)
+    if not payments.payments_enabled():
+        return error_response("Payments are not enabled.", "payments_disabled", 404)
+    try:
+        event = payments.verify_event(
+            payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+        )
+    except (ValueError, stripe.SignatureVerificationError):
+        return error_response("Invalid Stripe signature or payload.", "invalid_signature", 400)
+    try:
+        outcome = payments.handle_event(event=event)
+    except Exception:
+        logger.exception("Stripe event %s (%s) failed", event.get("id"), event.get("type"))
+        return error_response(
+            "Could not process the event; Stripe will retry.", "processing_failed", 503
+        )
+    logger.info("Stripe event %s (%s): %s", event.get("id"), event.get("type"), outcome)
+    return JsonResponse({"received": True, "outcome": outcome})

@@ -116,6 +116,8 @@ INSTALLED_APPS = [
     # Swagger UI's own files, served from here: /api/docs/ works offline.
     "drf_spectacular_sidecar",
     "django_q",
+    "allauth",
+    "allauth.account",
     "accounts",
     "billing",
     "removal",
@@ -133,6 +135,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "revid.urls"
@@ -189,6 +192,50 @@ USE_TZ = True
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Sign-up (django-allauth, email + password, no social logins) ----------
+# On by default in development (make run), off by default in production:
+# a deployment without self-service customers stays as it was.
+SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", DEBUG)
+# Credits granted (through the ledger) to each account made by a sign-up.
+SIGNUP_FREE_CREDITS = env_int("SIGNUP_FREE_CREDITS", 0, minimum=0)
+AUTHENTICATION_BACKENDS = [
+    # Usernames, as before (admin-made users), then email or username for
+    # users who signed up.
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# Logging in works before the address is verified; creating the first API
+# key does not (accounts.selectors.email_verification_pending).
+ACCOUNT_EMAIL_VERIFICATION = "optional"
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Remove Background] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SECURE_HTTPS else "http"
+ACCOUNT_SIGNUP_REDIRECT_URL = "/dashboard/"
+ACCOUNT_LOGOUT_REDIRECT_URL = LOGOUT_REDIRECT_URL
+
+# --- Email ----------------------------------------------------------------
+# The console in development; SMTP (from the settings below) in production.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+# Only for EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Static and uploaded files ------------------------------------------
 STATIC_URL = "/static/"
@@ -320,6 +367,14 @@ EMAIL_BACKEND = (
     else "django.core.mail.backends.console.EmailBackend"
 )
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
+
+# --- Payments (Stripe Checkout) ---------------------------------------------
+# Buying credit packs is on only when both are set; otherwise the pricing
+# page asks customers to contact the administrator.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+# Another Stripe-compatible API (a local test server); empty for Stripe's own.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE")
 
 # Model weights: a flat folder of <model>.onnx that rembg reads (U2NET_HOME).
 U2NET_HOME = Path(env_str("U2NET_HOME", str(DATA_DIR / "models"))).resolve()

@@ -10,6 +10,8 @@ urlpatterns = [
     path("", include("removal.urls")),
     path("", include("removal.web_urls")),
     path("", include("accounts.urls")),
+    # allauth after ours: /accounts/login/ and /accounts/logout/ stay ours.
+    path("accounts/", include("allauth.account.urls")),
     path("", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -327,3 +327,37 @@ def loopback_files(settings):
     server = LoopbackFiles()
     yield server
     server.close()
+
+
+STRIPE_TEST_SECRET_KEY = "sk_test_revid"
+STRIPE_TEST_WEBHOOK_SECRET = "whsec_test_revid"
+
+
+@pytest.fixture(scope="session")
+def stripe_server(tmp_path_factory):
+    """localstripe with Checkout Sessions (tests/billing/stripe_server.py) on a free port."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.billing.stripe_server", "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), timeout=30, message=f"localstripe never answered at {url}")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def stripe_settings(settings, stripe_server) -> str:
+    """Payments on, with the Stripe library pointed at the local server."""
+    settings.STRIPE_SECRET_KEY = STRIPE_TEST_SECRET_KEY
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = stripe_server
+    return stripe_server
