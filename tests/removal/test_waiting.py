@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.services import add_member
 from removal import waiting
 from removal.models import RemovalJob
-from removal.services import fail_job
+from removal.services import fail_job, process_job
 from tests.conftest import ROOT, subprocess_env, wait_for
 from tests.job_factory import completed_job, failed_job, submitted_job
 
@@ -192,6 +192,18 @@ def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monke
     assert waiter.returned_at is not None, waiter.error
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.FAILED
+
+
+@pytest.mark.model
+def test_the_worker_announces_a_job_it_completed(backend, account, monkeypatch):
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    job = submitted_job(account, photo_name="coffee", model="u2netp")
+    waiter = start_waiter(job.id, timeout=60, backend=backend)
+    process_job(job_id=job.id)  # the real model; announces after commit
+    waiter.join(timeout=60)
+    assert waiter.returned_at is not None, waiter.error
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.COMPLETED
 
 
 def kill_listener_connection(backend: str) -> None:
