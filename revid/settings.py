@@ -472,8 +472,9 @@ if WAIT_BACKEND == "redis" and not REDIS_URL:
     raise ImproperlyConfigured("WAIT_BACKEND=redis needs REDIS_URL")
 if WAIT_BACKEND == "postgres" and "postgresql" not in DATABASES["default"]["ENGINE"]:
     raise ImproperlyConfigured("WAIT_BACKEND=postgres needs a PostgreSQL DATABASE_URL")
-# The poll backend's interval: one primary-key query per waiting request.
-WAIT_POLL_MS = env_int("WAIT_POLL_MS", 100, minimum=1)
+# The poll backend's interval: one query per web process (for all of its
+# waiting requests together), only while some request waits.
+WAIT_POLL_MS = env_int("WAIT_POLL_MS", 25, minimum=1)
 # The longest ?wait= a client may ask for, in seconds.
 WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 # The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.
