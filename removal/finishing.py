@@ -133,7 +133,7 @@ class Length:
         return self.value * whole / 100.0 if self.unit == "%" else self.value
 
     def __str__(self) -> str:
-        number = f"{self.value:g}" if self.value != int(self.value) else str(int(self.value))
+        number = f"{self.value:.6f}".rstrip("0").rstrip(".")
         return f"{number}{self.unit}"
 
 
@@ -203,7 +203,7 @@ def parse_bg_color(value: Any, *, field: str = "bg_color") -> tuple[int, int, in
         channels = list(value) + [255] * (4 - len(value))
         if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in channels):
             return tuple(channels)  # type: ignore[return-value]
-    text = _text(value) if not isinstance(value, list | tuple) else "?"
+    text = _text(value)  # a list that was not 3 or 4 bytes matches nothing below
     if text is None:
         return None
     match = _HEX.match(text)
@@ -993,6 +993,22 @@ def alpha_matting(
     return _with_alpha_of(Image.fromarray(colours, "RGB"), img), Image.fromarray(refined, "L")
 
 
+def warm_up_matting() -> float:
+    """Runs alpha matting once on a tiny image; returns the seconds it took.
+
+    pymatting's kernels are numba functions compiled on first use and cached
+    on disk (next to pymatting, or in NUMBA_CACHE_DIR). Without that cache
+    the first matting job of a process spends ~100 s compiling on a 2-core
+    machine, past REMOVAL_JOB_TIMEOUT; call this at install or worker start.
+    """
+    started = time.monotonic()
+    img = Image.new("RGB", (64, 64), (200, 40, 40))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    alpha_matting(img, mask, erode_size=2)
+    return time.monotonic() - started
+
+
 def _with_alpha_of(rgb: Image.Image, original: Image.Image) -> Image.Image:
     if original.mode == "RGBA":
         rgb.putalpha(original.getchannel("A"))
@@ -1078,7 +1094,8 @@ def fit_size(size: tuple[int, int], options: OutputOptions) -> tuple[int, int]:
         factor = min(factor, options.max_height / height)
     if factor >= 1.0:
         return size
-    target = (max(1, math.floor(width * factor)), max(1, math.floor(height * factor)))
+    # The epsilon keeps 3464 x sqrt(250000 / 3464^2) at 500, not 499.99...
+    target = (max(1, math.floor(width * factor + 1e-9)), max(1, math.floor(height * factor + 1e-9)))
     while options.max_pixels is not None and target[0] * target[1] > options.max_pixels:
         target = (max(1, target[0] - 1), max(1, target[1] - 1))  # float rounding
     return target

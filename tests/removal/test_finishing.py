@@ -229,6 +229,12 @@ def test_options_survive_a_round_trip_through_json():
     assert len(EVERY_OPTION.to_json(full=True)) == 16
 
 
+def test_lengths_print_as_they_parse():
+    for text in ("0px", "12.5%", "1000000px", "0.25%"):
+        (length,) = set(finishing.parse_crop_margin(text))
+        assert str(length) == text
+
+
 def test_to_json_lists_only_what_differs_from_the_defaults():
     assert OutputOptions(format="jpg", crop=True).to_json() == {"format": "jpg", "crop": True}
     full = OutputOptions(format="jpg").to_json(full=True)
