@@ -324,6 +324,13 @@ REMOVAL_PRICE_CREDITS = env_int("REMOVAL_PRICE_CREDITS", 25, minimum=0)
 REMOVAL_DEFAULT_MODEL = env_str("REMOVAL_DEFAULT_MODEL", "u2net")
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
+# Longest side, width or height. A 1x50,000,000 image is within the pixel
+# limit but the pipeline cannot finish it (the mask resize needs more than
+# Pillow allows); 65,535 (also a JPEG's own limit) is the most it can do,
+# and what the worker itself enforces, so the setting may only lower it.
+MAX_IMAGE_SIDE = env_int("MAX_IMAGE_SIDE", 65_535, minimum=1)
+if MAX_IMAGE_SIDE > 65_535:
+    raise ImproperlyConfigured(f"MAX_IMAGE_SIDE must be <= 65535, got {MAX_IMAGE_SIDE}")
 REMOVAL_JOB_TIMEOUT = env_int("REMOVAL_JOB_TIMEOUT", 60, minimum=1)
 # How long past REMOVAL_JOB_TIMEOUT a job may sit in "processing" before the
 # reaper (a django-q2 schedule, every minute) decides its worker died and
