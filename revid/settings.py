@@ -218,25 +218,6 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SECURE_HTTPS else "http"
 ACCOUNT_SIGNUP_REDIRECT_URL = "/dashboard/"
 ACCOUNT_LOGOUT_REDIRECT_URL = LOGOUT_REDIRECT_URL
 
-# --- Email ----------------------------------------------------------------
-# The console in development; SMTP (from the settings below) in production.
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend",
-)
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_TIMEOUT = 10
-# Only for EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
-SERVER_EMAIL = DEFAULT_FROM_EMAIL
-
 # --- Static and uploaded files ------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))).resolve()
@@ -360,7 +341,8 @@ LOW_BALANCE_REQUESTS = env_int("LOW_BALANCE_REQUESTS", 20, minimum=0)
 
 # --- Email ------------------------------------------------------------------
 # SMTP when EMAIL_HOST is set; otherwise emails are written to the console
-# (the process's output), which is what `make run` shows. Tests use
+# (the process's output), which is what `make run` shows. EMAIL_BACKEND
+# overrides both (the browser tests read a file-based outbox). Tests use
 # Django's in-memory outbox.
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
@@ -368,12 +350,16 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
-EMAIL_BACKEND = (
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend"
+    else "django.core.mail.backends.console.EmailBackend",
 )
+# Only for EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Payments (Stripe Checkout) ---------------------------------------------
 # Buying credit packs is on only when both are set; otherwise the pricing
