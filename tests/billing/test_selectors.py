@@ -50,7 +50,13 @@ def test_a_keys_rows_are_those_of_its_jobs(history):
     assert sorted(entry.kind for entry in entries) == ["charge", "charge", "refund"]
     assert {entry.job.api_key for entry in entries} == {history.key}
     summary = usage_summary(query=query)
-    assert summary["by_kind"] == {"grant": 0, "charge": -50, "refund": 25, "adjust": 0}
+    assert summary["by_kind"] == {
+        "grant": 0,
+        "charge": -50,
+        "refund": 25,
+        "adjust": 0,
+        "purchase": 0,
+    }
     assert summary["net"] == 850, "the account's movement, not the key's"
 
 

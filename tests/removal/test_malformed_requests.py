@@ -34,7 +34,8 @@ def raw_post(client, body: bytes, content_type: str, **extra):
 @pytest.mark.parametrize(
     ("body", "content_type", "status"),
     [
-        (b'{"file": "aGVsbG8=", "model": "u2net"}', "application/json", 415),
+        # JSON carries image_url or image_file_b64; a "file" in it is no file part.
+        (b'{"file": "aGVsbG8=", "model": "u2net"}', "application/json", 400),
         (b"just some text", "text/plain", 415),
         (solid_png(), "image/png", 415),
         (b"model=u2net", "application/x-www-form-urlencoded", 400),
