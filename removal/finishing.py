@@ -629,15 +629,21 @@ def finish_taking(
             foreground_threshold=options.alpha_matting_foreground_threshold,
             background_threshold=options.alpha_matting_background_threshold,
             erode_size=options.alpha_matting_erode_size,
+            estimate_colours=options.channels == "rgba",
             check=tick,
         )
-        reuse_img = True  # a copy of ours now
+        if options.channels == "rgba":
+            reuse_img = True  # a copy of ours now
     tick()
     stage(80, "Compositing cut-out...")
-    rgba = Image.fromarray(pipeline.cutout_pixels(img, mask, reuse_img=reuse_img), "RGBA")
+    if options.channels == "alpha":
+        # The mask alone: no colours to carry through the steps below.
+        rgba = _combined_alpha(img, mask)
+    else:
+        rgba = Image.fromarray(pipeline.cutout_pixels(img, mask, reuse_img=reuse_img), "RGBA")
     del img, mask
 
-    box = _subject_box(rgba.getchannel("A"))
+    box = _subject_box(_alpha_band(rgba))
     if options.crop and box is None:
         raise pipeline.NoSubjectFound("No subject was found to crop to.")
     if options.changes_geometry and box is not None:
@@ -645,7 +651,7 @@ def finish_taking(
         rgba, box = arrange(rgba, box, options)
 
     if options.channels == "alpha":
-        out = rgba.getchannel("A")
+        out = rgba
     elif options.bg_color is not None or options.format == "jpg":
         out = _flatten(rgba, options)
     else:
@@ -674,6 +680,20 @@ def _finished(data: bytes, fmt: str, width: int, height: int, foreground) -> Fin
         height=height,
         foreground=foreground,
     )
+
+
+def _combined_alpha(img: Image.Image, mask: Image.Image) -> Image.Image:
+    """The cut-out's alpha without the cut-out: the mask, times the input's own alpha."""
+    if img.mode != "RGBA":
+        return mask
+    combined = (
+        np.asarray(mask, dtype=np.uint16) * np.asarray(img.getchannel("A"), dtype=np.uint16)
+    ) // 255
+    return Image.fromarray(combined.astype(np.uint8), "L")
+
+
+def _alpha_band(img: Image.Image) -> Image.Image:
+    return img if img.mode == "L" else img.getchannel("A")
 
 
 def _alpha_image(pixels: np.ndarray) -> Image.Image:
@@ -896,11 +916,13 @@ def alpha_matting(
     foreground_threshold: int = 240,
     background_threshold: int = 10,
     erode_size: int = 10,
+    estimate_colours: bool = True,
     check: Callable[[], None] | None = None,
 ) -> tuple[Image.Image, Image.Image]:
     """rembg's alpha matting (pymatting's closed-form alpha, then its
-    multilevel foreground colours), bounded in time. Returns (the image with
-    the edge colours replaced, the refined mask); an input alpha is kept.
+    multilevel foreground colours), bounded in time. Returns (a copy of the
+    image with the edge colours replaced, or ``img`` itself without
+    ``estimate_colours``; the refined mask). An input alpha is kept.
 
     rembg solves on every pixel at full size: seconds at 1 MP, minutes and
     gigabytes at 12 MP. Here:
@@ -948,6 +970,9 @@ def alpha_matting(
             work_alpha = work_alpha.resize((width, height), Image.Resampling.BILINEAR)
         refined = np.where(unknown, np.asarray(work_alpha), tri)
     tick()
+
+    if not estimate_colours:
+        return img, Image.fromarray(refined, "L")
 
     # 4. Foreground colours where the alpha is fractional.
     colours = np.asarray(rgb).copy()
@@ -1022,9 +1047,9 @@ def arrange(rgba: Image.Image, box, options: OutputOptions):
     else:
         x = round((cw - nw) * position[0] / 100.0)
         y = round((ch - nh) * position[1] / 100.0)
-    out = Image.new("RGBA", (cw, ch), (0, 0, 0, 0))
+    out = Image.new(rgba.mode, (cw, ch), 0)
     out.paste(subject, (x, y))
-    new_box = _subject_box(out.getchannel("A"))
+    new_box = _subject_box(_alpha_band(out))
     return out, new_box
 
 

@@ -366,6 +366,27 @@ def test_mask_only_is_the_alpha_of_the_default_output_in_grayscale(img, mask):
     assert np.array_equal(np.asarray(out), alpha_of(finish(img, mask).data))
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"crop": True, "crop_margin": finishing.parse_crop_margin("10px 20%")},
+        {"scale": 50.0},
+        {"position": (0.0, 0.0), "max_width": 300},
+        {"alpha_matting": True},
+        {"roi": finishing.parse_roi("0 0 50% 50%"), "post_process_mask": True},
+    ],
+)
+def test_mask_only_is_the_alpha_of_the_same_options_in_rgba(img, mask, options):
+    rgba = finish(img, mask, OutputOptions(**options))
+    alpha = finish(img, mask, OutputOptions(channels="alpha", **options))
+    assert np.array_equal(np.asarray(decode(alpha.data)), alpha_of(rgba.data))
+    assert (alpha.width, alpha.height, alpha.foreground) == (
+        rgba.width,
+        rgba.height,
+        rgba.foreground,
+    )
+
+
 def test_mask_only_respects_the_inputs_own_alpha(img, mask):
     rgba = img.convert("RGBA")
     rgba.putalpha(Image.new("L", img.size, 128))
