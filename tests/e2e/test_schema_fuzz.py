@@ -83,7 +83,12 @@ def test_the_schema_lists_every_endpoint_with_its_errors(client):
     for path, methods in expected.items():
         for method, codes in methods.items():
             assert codes <= set(paths[path][method]["responses"]), (path, method)
-    assert paths["/output/{filename}"]["get"]["responses"]["200"]["content"].keys() == {"image/png"}
+    assert paths["/output/{filename}"]["get"]["responses"]["200"]["content"].keys() == {
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "application/zip",
+    }
     assert document["components"]["securitySchemes"]["ApiKeyAuth"] == {
         "type": "apiKey",
         "in": "header",
