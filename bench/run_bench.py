@@ -8,7 +8,9 @@ One run, the same images, three ways:
     throwaway SQLite database; POST, poll, download over HTTP.
 
 Plus (d) throughput with 40 jobs queued at once against a serial loop of
-(a), and (e) the RSS of the worker processes after 10 and after 200 jobs.
+(a), (e) the RSS of the worker processes after 10 and after 200 jobs, and
+(f) each output option at 1 and 12 MP against rembg's closest call
+(``bench/bench_options.py``; ``--no-options`` skips it).
 It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
 and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
 """
@@ -531,6 +533,12 @@ def main() -> int:
     parser.add_argument("--memory-jobs", type=int, default=200, help="jobs for (e)")
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="where to write the report")
     parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument(
+        "--no-options",
+        action="store_true",
+        help="skip (f), each output option at 1 and 12 MP against rembg (~10 minutes)",
+    )
+    parser.add_argument("--options-runs", type=int, default=3, help="timed runs at 1 MP for (f)")
     args = parser.parse_args()
 
     if not (ROOT / "var" / "models" / "u2net.onnx").is_file():
@@ -624,6 +632,16 @@ def main() -> int:
     finally:
         service.stop()
 
+    option_rows = []
+    if not args.no_options:
+        # After the service has stopped, so it has the CPUs to itself.
+        from bench import bench_options
+
+        print("(f) output options against rembg's closest call", flush=True)
+        option_rows = bench_options.run(
+            runs=args.options_runs, log=lambda line: print(line, flush=True)
+        )
+
     targets = evaluate(rows, throughput, memory)
     print()
     print("\n".join(table_lines(rows)))
@@ -652,6 +670,8 @@ def main() -> int:
             settings_used,
             notes,
         )
+        if option_rows:
+            bench_options.add_to_report(docs / "benchmarks.md", option_rows)
         (workdir / "results.json").write_text(
             json.dumps({"rows": [r.__dict__ for r in rows]}, default=lambda o: o.__dict__)
         )
