@@ -13,6 +13,7 @@ from PIL import Image
 from removal import finishing, pipeline, registry
 from removal.models import RemovalJob
 from tests.e2e.conftest import log_in
+from tests.e2e.test_browser import screenshot
 from tests.images import photo_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.model]
@@ -61,6 +62,7 @@ def test_a_customer_gets_a_cropped_jpg_on_a_colour_through_the_options_panel(
     page.get_by_label("Margin").fill(f"{MARGIN}px")
     # Matting's thresholds are only sent with matting.
     assert page.get_by_label("Erode size (0–40 px)").is_disabled()
+    screenshot(page, "upload-options.png")
 
     page.get_by_role("button", name="Remove background").click()
     page.wait_for_function(
