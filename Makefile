@@ -114,7 +114,8 @@ clean:
 
 # A benchmark, not a test: rembg.remove() vs our pipeline vs the whole
 # service, on this machine; prints PASS/FAIL per target and writes
-# docs/benchmarks.md (~5-10 minutes).
+# docs/benchmarks.md (~15-20 minutes; BENCH_ARGS=--no-options skips the
+# output options' rows, ~10 of them).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 

@@ -216,6 +216,25 @@ def markdown(rows: list[Row], *, model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_to_report(path: Path, rows: list[Row], *, model: str = "u2net") -> None:
+    """Puts the options table into ``make bench``'s report, before its notes."""
+    section = (
+        "## Output options\n\n"
+        "Each option of the seed API, at 1 MP and 12 MP, against the closest `rembg.remove()` "
+        "call (`bench/bench_options.py`; `make bench BENCH_ARGS=--no-options` skips it). "
+        "The `defaults (png)` row is the path a request without options takes.\n\n"
+        + markdown(rows, model=model)
+        + "\n"
+    )
+    text = path.read_text()
+    notes = text.find("\n## Notes\n")
+    if notes < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        text = text[: notes + 1] + section + text[notes + 1 :]
+    path.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="u2net")
@@ -228,6 +247,11 @@ def main() -> int:
         help="seconds rembg's 12 MP alpha matting may take",
     )
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="a quick check that it runs: one 0.25 MP photo, one run, no 12 MP",
+    )
     args = parser.parse_args()
     if not (ROOT / "var" / "models" / f"{args.model}.onnx").is_file():
         print("Model weights missing: run `make setup` first.", file=sys.stderr)
@@ -236,9 +260,10 @@ def main() -> int:
     print(f"Output options vs rembg ({args.model})", flush=True)
     rows = run(
         model=args.model,
-        runs=args.runs,
+        runs=1 if args.small else args.runs,
         runs_12mp=args.runs_12mp,
         rembg_matting_timeout=args.rembg_matting_timeout,
+        images=(("0.25 MP", "astronaut", (500, 500)),) if args.small else IMAGES,
         log=lambda line: print(line, flush=True),
     )
     table = markdown(rows, model=args.model)

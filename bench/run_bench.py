@@ -12,6 +12,8 @@ Plus (d) throughput with 40 jobs queued at once against a serial loop of
 (f) mask parity on small and thin subjects: scikit-image photos placed in
 12 MP frames at under 5 % of the frame (the test suite's, tests/images.py),
 where a shortcut in the resize to the model's input shows first.
+(g) each output option at 1 and 12 MP against rembg's closest call
+(``bench/bench_options.py``; ``--no-options`` skips it).
 It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
 and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
 """
@@ -603,6 +605,11 @@ def main() -> int:
     parser.add_argument(
         "--parity-only", action="store_true", help="only (f), mask parity on small subjects"
     )
+        "--no-options",
+        action="store_true",
+        help="skip (g), each output option at 1 and 12 MP against rembg (~10 minutes)",
+    )
+    parser.add_argument("--options-runs", type=int, default=3, help="timed runs at 1 MP for (g)")
     args = parser.parse_args()
 
     if not (ROOT / "var" / "models" / "u2net.onnx").is_file():
@@ -704,6 +711,16 @@ def main() -> int:
     finally:
         service.stop()
 
+    option_rows = []
+    if not args.no_options:
+        # After the service has stopped, so it has the CPUs to itself.
+        from bench import bench_options
+
+        print("(g) output options against rembg's closest call", flush=True)
+        option_rows = bench_options.run(
+            runs=args.options_runs, log=lambda line: print(line, flush=True)
+        )
+
     targets = evaluate(rows, throughput, memory, parity)
     print()
     print("\n".join(table_lines(rows)))
@@ -733,6 +750,8 @@ def main() -> int:
             settings_used,
             notes,
         )
+        if option_rows:
+            bench_options.add_to_report(docs / "benchmarks.md", option_rows)
         (workdir / "results.json").write_text(
             json.dumps({"rows": [r.__dict__ for r in rows]}, default=lambda o: o.__dict__)
         )

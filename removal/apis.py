@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiKey
 from removal import downloads, health, selectors, serializers, services, submissions, waiting
+from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
 from removal.submissions import Fields
 from removal.throttling import SubmissionRateThrottle
@@ -63,7 +64,8 @@ class RemoveBackgroundApi(APIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 required=False,
-                description="Optional. A retry with the same key and the same file and model "
+                description="Optional. A retry with the same key and the same file, model and "
+                "options "
                 "returns the same task and is not charged again; the same key with a "
                 "different request is refused with 409. Up to 255 visible ASCII characters.",
             ),
@@ -81,8 +83,9 @@ class RemoveBackgroundApi(APIView):
         },
         description=f"Accepts an image, charges {settings.REMOVAL_PRICE_CREDITS} credits "
         "(REMOVAL_PRICE_CREDITS) and queues "
-        "the removal. Everything is validated before the charge; a refused request costs "
-        "nothing, and a job that fails later is refunded.",
+        "the removal, whatever the options. Everything is validated before the charge; a "
+        "refused request costs nothing, and a job that fails later is refunded. Leaving "
+        "every option out gives the RGBA PNG at the input's size.",
     )
     def post(self, request: Request) -> Response:
         # Authentication, permission and the rate limit (in initial()) read
@@ -125,7 +128,8 @@ class TaskStatusApi(APIView):
         ],
         responses={200: serializers.TaskStatusSerializer, **errors(400, 401, 404)},
         description="The task's status, progress and, when completed, where to download the "
-        "PNG (result.expired is true once the file has been deleted). Anyone with the "
+        "result, its format, size, subject box and the options applied (result.expired is "
+        "true once the file has been deleted). Anyone with the "
         "task id may poll it; with an x-api-key, only that account's tasks are found. "
         "With ?wait=N the answer waits (up to N seconds) for the task to end.",
     )
@@ -178,23 +182,28 @@ class DownloadOutputApi(APIView):
                 "filename",
                 OpenApiTypes.STR,
                 OpenApiParameter.PATH,
-                description="<task_id>_output.png, as in result.image_filename",
+                description="<task_id>_output.<format>, as in result.image_filename",
             )
         ],
         responses={
-            (200, "image/png"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The cut-out: an RGBA PNG."
-            ),
+            **{
+                (200, content_type): OpenApiResponse(
+                    OpenApiTypes.BINARY,
+                    description="The result in the format the task asked for (result.format): "
+                    "an RGBA PNG by default.",
+                )
+                for content_type in CONTENT_TYPES.values()
+            },
             302: OpenApiResponse(
                 description="With OUTPUT_REDIRECT_TO_STORAGE: a redirect to a presigned URL "
-                "of the PNG in the bucket, valid OUTPUT_URL_EXPIRE_SECONDS."
+                "of the file in the bucket, valid OUTPUT_URL_EXPIRE_SECONDS."
             ),
             **errors(404, 410),
             503: OpenApiResponse(
                 serializers.ErrorSerializer, description="The storage is not reachable."
             ),
         },
-        description="Serves a finished PNG until it expires (OUTPUT_TTL_HOURS); 410 after.",
+        description="Serves a finished result until it expires (OUTPUT_TTL_HOURS); 410 after.",
     )
     def get(self, request: Request, filename: str):
         task_id, separator, _ = filename.partition("_output.")

@@ -16,9 +16,11 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.models import Account
 from accounts.selectors import account_for_user
 from removal import downloads, selectors, serializers, services, submissions, waiting
+from removal.finishing import MAX_DIMENSION, MAX_ERODE_SIZE
 from removal.models import RemovalJob
 from removal.pipeline import INPUT_CONTENT_TYPES, SUPPORTED_NAMES
 from removal.submissions import Fields
+from removal.templatetags.removal_options import summarize
 from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError, error_response
 
@@ -66,6 +68,8 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1048576),
             "accepted_types": ",".join(INPUT_CONTENT_TYPES.values()),
             "supported_names": SUPPORTED_NAMES.upper(),
+            "max_dimension": MAX_DIMENSION,
+            "max_erode_size": MAX_ERODE_SIZE,
         },
     )
 
@@ -82,7 +86,8 @@ def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
 
 @require_POST
 def submit_upload(request: HttpRequest) -> JsonResponse:
-    """Accepts the upload form's file; answers 202 with the job, or the error."""
+    """Accepts the upload form (the file and the same option fields as the API);
+    answers 202 with the job, or the error."""
     refusal = _json_login_required(request)
     if refusal is not None:
         return refusal
@@ -155,6 +160,8 @@ def job_payload(job: RemovalJob, *, request: HttpRequest, account: Account) -> d
         input_url=reverse("web-job-input", args=[job.id]) if job.has_live_input else None,
         output_url=serializers.download_path(job) if job.has_live_output else None,
         output_filename=job.output_filename,
+        output_format=job.output_format,
+        options_summary=summarize(options=job.options, output_format=job.output_format),
         balance=account.credit_balance,
     )
     return payload

@@ -546,6 +546,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The seed API's output formats; remove.bg's (with "auto") keep their own enum.
+    "ENUM_NAME_OVERRIDES": {"OutputFormatEnum": "removal.finishing.FORMATS"},
 }
 
 LOGGING = {

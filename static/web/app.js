@@ -46,8 +46,15 @@
       before.replaceWith(document.createTextNode("The original was deleted when it expired."));
     }
     var download = $("job-download");
+    var format = String(job.output_format || "png").toUpperCase();
+    download.textContent = "Download " + format;
     if (job.output_url) {
-      $("job-after").src = job.output_url;
+      // The "after" picture is the output file itself, shown on the
+      // checkerboard: exactly what the download gives (a zip cannot be shown).
+      var zip = job.output_format === "zip";
+      $("job-after").hidden = zip;
+      $("job-after-note").hidden = !zip;
+      if (!zip) $("job-after").src = job.output_url;
       download.href = job.output_url;
       download.setAttribute("download", job.output_filename);
       download.removeAttribute("aria-disabled");
@@ -57,7 +64,11 @@
       $("job-expired").hidden = false;
     }
     $("job-output-size").textContent = formatBytes(job.output_size);
-    $("job-dimensions").textContent = job.width + " × " + job.height;
+    var result = job.result || {};
+    $("job-dimensions").textContent = result.width
+      ? result.width + " × " + result.height
+      : job.width + " × " + job.height;
+    if (job.options_summary) $("job-options").textContent = job.options_summary;
     $("job-elapsed").textContent = job.elapsed_seconds != null ? job.elapsed_seconds.toFixed(2) + " s" : "–";
     $("job-model").textContent = job.model;
   }
@@ -114,6 +125,85 @@
     showProgress(0, "Uploading…");
   }
 
+  // --- options panel: remembered between visits -----------------------
+  var OPTIONS_KEY = "revid.upload-options";
+
+  function optionInputs(panel) {
+    return Array.prototype.filter.call(
+      panel.querySelectorAll("input[id], select[id]"),
+      function (el) { return el.type !== "file"; }
+    );
+  }
+
+  function readStored() {
+    try { return JSON.parse(window.localStorage.getItem(OPTIONS_KEY) || "{}") || {}; }
+    catch (e) { return {}; }
+  }
+
+  function setupOptions(panel) {
+    var inputs = optionInputs(panel);
+    // The page's own defaults, for "Reset options" (a select's is the option
+    // marked "selected", not its value now).
+    var defaults = {};
+    inputs.forEach(function (el) {
+      if (el.type === "checkbox") {
+        defaults[el.id] = el.defaultChecked;
+      } else if (el.tagName === "SELECT") {
+        var marked = el.querySelector("option[selected]") || el.options[0];
+        defaults[el.id] = marked ? marked.value : "";
+      } else {
+        defaults[el.id] = el.defaultValue;
+      }
+    });
+
+    // Dependent fields are disabled, so the form does not send them.
+    function sync() {
+      $("opt-bg-color").disabled = !$("opt-bg").checked;
+      $("opt-crop-margin").disabled = !$("opt-crop").checked;
+      var matting = $("opt-matting").checked;
+      Array.prototype.forEach.call(panel.querySelectorAll("[data-matting]"), function (el) {
+        el.disabled = !matting;
+      });
+      $("opt-format-hint").hidden = !($("opt-format").value === "jpg" && !$("opt-bg").checked);
+    }
+
+    function save() {
+      var values = { open: panel.open, advanced: $("options-advanced").open };
+      inputs.forEach(function (el) {
+        values[el.id] = el.type === "checkbox" ? el.checked : el.value;
+      });
+      try { window.localStorage.setItem(OPTIONS_KEY, JSON.stringify(values)); }
+      catch (e) { /* storage full or disabled: the choice is just not remembered */ }
+    }
+
+    function apply(values) {
+      inputs.forEach(function (el) {
+        if (!(el.id in values)) return;
+        if (el.type === "checkbox") {
+          el.checked = !!values[el.id];
+        } else {
+          var before = el.value;
+          el.value = values[el.id];
+          if (el.tagName === "SELECT" && el.value === "") el.value = before;
+        }
+      });
+      sync();
+    }
+
+    var stored = readStored();
+    apply(stored);
+    if (stored.open) panel.open = true;
+    if (stored.advanced) $("options-advanced").open = true;
+    panel.addEventListener("change", function () { sync(); save(); });
+    panel.addEventListener("input", save);
+    panel.addEventListener("toggle", save, true);
+    $("options-reset").addEventListener("click", function () {
+      apply(defaults);
+      save();
+    });
+    return save;
+  }
+
   // --- upload form -------------------------------------------------------
   function setupUpload(form) {
     var input = $("file-input");
@@ -122,6 +212,8 @@
     var errorBox = $("upload-error");
     var button = $("submit-button");
     var previewUrl = null;
+    var optionsPanel = $("options-panel");
+    var saveOptions = optionsPanel ? setupOptions(optionsPanel) : function () {};
 
     function showError(text) {
       errorBox.textContent = text;
@@ -181,6 +273,7 @@
         input.focus();
         return;
       }
+      saveOptions();
       button.disabled = true;
       button.textContent = "Uploading…";
       fetch(form.action, {

@@ -264,7 +264,15 @@ class TestStatus:
             "output_size_kb",
             "elapsed_seconds",
             "model",
+            "format",
+            "width",
+            "height",
+            "foreground",
+            "options",
         }
+        assert (result["format"], result["width"], result["height"]) == ("png", 451, 300)
+        assert result["options"] == {}
+        assert set(result["foreground"]) == {"top", "left", "width", "height"}
         assert result["image_filename"] == f"{job.id}_output.png"
         assert result["image_url"] == f"http://testserver/output/{job.id}_output.png"
         assert result["input_size"] == len(data)
