@@ -7,7 +7,8 @@ One run, the same images, three ways:
 (c) the whole service: a real gunicorn and a real ``manage.py qcluster`` on a
     throwaway SQLite database; POST, poll, download over HTTP.
 
-Plus (d) throughput with 40 jobs queued at once against a serial loop of
+Then the synchronous remove.bg endpoint against the async API
+(bench/bench_sync.py). Plus (d) throughput with 40 jobs queued at once against a serial loop of
 (a), (e) the RSS of the worker processes after 10 and after 200 jobs, and
 (f) mask parity on small and thin subjects: scikit-image photos placed in
 12 MP frames at under 5 % of the frame (the test suite's, tests/images.py),
@@ -44,6 +45,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_sync import measure_sync, sync_report_lines, sync_targets  # noqa: E402
 from bench.chart import draw_chart  # noqa: E402
 from tests.images import SMALL_SUBJECTS, small_subject_jpeg  # noqa: E402
 
@@ -299,7 +301,7 @@ class Service:
             try:
                 if requests.get(f"{self.base}/api/models", timeout=2).status_code < 500:
                     return key
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.2)
         raise RuntimeError("the web server did not start; see gunicorn.log")
 
@@ -526,6 +528,7 @@ def write_report(
     chart_name: str,
     settings_used: dict[str, str],
     notes: str,
+    sections: list[str] | None = None,
 ) -> None:
     cpu = platform.processor() or platform.machine()
     growth = memory["after_200"] / memory["after_10"] - 1
@@ -558,6 +561,7 @@ def write_report(
         "",
         f"![latency chart]({chart_name})",
         "",
+        *(sections or []),
         f"## Throughput ({throughput['jobs']} {throughput['model']} jobs queued at once)",
         "",
         "Submitted together (8 client threads), then awaited in order; against a serial loop "
@@ -652,6 +656,9 @@ def main() -> int:
                     flush=True,
                 )
 
+        print("sync /v1.0/removebg vs async", flush=True)
+        sync_rows = measure_sync(client.base, key, photos, models=MODELS, runs=args.runs)
+
         throughput_model = "u2net"
         # The benchmark's photos in turn (0.3, 1, 12 MP, ...): a mixed queue.
         names = [IMAGES[i % len(IMAGES)][0] for i in range(args.jobs)]
@@ -722,9 +729,11 @@ def main() -> int:
         )
 
     targets = evaluate(rows, throughput, memory, parity)
+    targets += [Target(*target) for target in sync_targets(sync_rows)]
     print()
     print("\n".join(table_lines(rows)))
     print()
+    print("\n".join(sync_report_lines(sync_rows)))
     width = max(len(t.name) for t in targets)
     for target in targets:
         print(
@@ -749,6 +758,7 @@ def main() -> int:
             "benchmarks.png",
             settings_used,
             notes,
+            sync_report_lines(sync_rows),
         )
         if option_rows:
             bench_options.add_to_report(docs / "benchmarks.md", option_rows)

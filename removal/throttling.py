@@ -67,8 +67,10 @@ class SubmissionRateThrottle(BaseThrottle):
         if not rate or not isinstance(request.auth, ApiKey):
             return True  # no limit, or refused as unauthenticated anyway
         limit, period = SimpleRateThrottle.parse_rate(None, rate)
+        # The key's prefix (unique, 8 characters): its pk, prefix.hash, is
+        # too long for the bucket's 100-character key on PostgreSQL.
         state = take_submission_slot(
-            key=f"submission:{request.auth.pk}", limit=limit, period=period
+            key=f"submission:{request.auth.prefix}", limit=limit, period=period
         )
         # For doors that report the limit in headers (the remove.bg dialect).
         request._request.submission_rate = state
