@@ -609,6 +609,7 @@ def main() -> int:
     parser.add_argument(
         "--parity-only", action="store_true", help="only (f), mask parity on small subjects"
     )
+    parser.add_argument(
         "--no-options",
         action="store_true",
         help="skip (g), each output option at 1 and 12 MP against rembg (~10 minutes)",
