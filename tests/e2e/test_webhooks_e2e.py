@@ -391,10 +391,13 @@ def test_a_receiver_that_hangs_never_slows_removals_and_is_timed_out_and_retried
     )
     assert hooked <= 2 * baseline + 1, (baseline, hooked)
 
-    events = WebhookEvent.objects.all()
-    wait_for(
-        lambda: events.count() == BATCH + 1
-        and all(event.status == WebhookEvent.Status.FAILED for event in events),
+    def all_failed() -> list[WebhookEvent] | None:
+        events = list(WebhookEvent.objects.all())
+        done = all(event.status == WebhookEvent.Status.FAILED for event in events)
+        return events if len(events) == BATCH + 1 and done else None
+
+    events = wait_for(
+        all_failed,
         timeout=SCHEDULER_SECONDS * 2 + timeout * 2 + READY_SECONDS,
         interval=0.5,
         message="the deliveries were not all timed out and retried",
