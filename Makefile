@@ -7,7 +7,7 @@ PORT ?= 8000
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup venv models migrate chromium redis screenshots lint format bench bench-workers serve worker lock clean
+.PHONY: run test setup venv models migrate chromium redis screenshots lint format bench bench-workers serve worker webhook-worker lock clean
 
 # Development settings, written once: a random SECRET_KEY and DJANGO_DEBUG=1
 # in a git-ignored .env that revid/settings.py reads (real environment
@@ -51,9 +51,10 @@ chromium:
 	}
 
 # Production, one command per machine (docs/deploy.md): `make serve` on each
-# web machine, `make worker` on each worker machine. Both run with debug off
-# and need SECRET_KEY, the same on every machine (django-q2 signs tasks with
-# it), plus DATABASE_URL, REDIS_URL and the bucket settings.
+# web machine, `make worker` (the removal cluster) on each worker machine and
+# `make webhook-worker` (the webhook cluster) on one or more machines. All
+# run with debug off and need SECRET_KEY, the same on every machine (django-q2
+# signs tasks with it), plus DATABASE_URL, REDIS_URL and the bucket settings.
 WEB_CONCURRENCY ?= 2
 # Threads per gunicorn process: a request waiting for a job (?wait=, the
 # synchronous endpoint) holds a thread, not a CPU, so waiting clients never
@@ -61,7 +62,7 @@ WEB_CONCURRENCY ?= 2
 # takes no more connections than it has threads (queued behind waiters
 # they would be); the others wait in the listen backlog for any process.
 WEB_THREADS ?= 16
-serve worker: export DJANGO_DEBUG := 0
+serve worker webhook-worker: export DJANGO_DEBUG := 0
 
 serve: venv
 	@test -n "$$SECRET_KEY" || { echo "make serve: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
@@ -71,9 +72,19 @@ serve: venv
 		--worker-connections $(WEB_THREADS) --keep-alive 0 --timeout 60 --graceful-timeout 30 \
 		--max-requests 1000 --max-requests-jitter 100 --access-logfile -
 
+# The removal cluster only (Q_CLUSTER_NAME unset, whatever the shell has):
+# it runs the models. Webhook deliveries wait on their own cluster, so a
+# slow receiver never holds a worker that removes backgrounds.
 worker: venv
 	@test -n "$$SECRET_KEY" || { echo "make worker: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
-	exec $(PY) manage.py qcluster
+	exec env -u Q_CLUSTER_NAME $(PY) manage.py qcluster
+
+# The webhook cluster: WEBHOOK_WORKERS processes that deliver webhooks, run
+# their retries and the sweep that recovers deliveries lost to a killed
+# worker. It loads no model.
+webhook-worker: venv
+	@test -n "$$SECRET_KEY" || { echo "make webhook-worker: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
+	exec env Q_CLUSTER_NAME=webhooks $(PY) manage.py qcluster
 
 # The Redis tests (django-q2's Redis broker) want a server on 127.0.0.1:6379:
 # start a throwaway one if redis-server is installed and none answers, as

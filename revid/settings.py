@@ -494,6 +494,13 @@ except ValueError:
     ) from None
 if not WEBHOOK_RETRY_DELAYS or min(WEBHOOK_RETRY_DELAYS) < 0:
     raise ImproperlyConfigured("WEBHOOK_RETRY_DELAYS needs at least one delay, none negative")
+# Recovery (webhooks/services.py): an attempt whose worker was killed is
+# due again this long after its time limit ran out; the sweep (run by the
+# webhook cluster's scheduler, which looks every 30 s) leaves events and
+# ended jobs younger than WEBHOOK_SWEEP_GRACE_SECONDS to the task queued
+# for them. Short values only make duplicate attempts more likely.
+WEBHOOK_CLAIM_GRACE_SECONDS = env_int("WEBHOOK_CLAIM_GRACE_SECONDS", 60, minimum=1)
+WEBHOOK_SWEEP_GRACE_SECONDS = env_int("WEBHOOK_SWEEP_GRACE_SECONDS", 30, minimum=1)
 # Absolute URLs in webhook payloads (image_url), where there is no request
 # to take the host from.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -88,6 +88,9 @@ MAKE_TARGETS = {
         "runs gunicorn as it does and checks its refusal without SECRET_KEY"
     ),
     "worker": "runs qcluster until stopped, as every end-to-end test does (start_worker)",
+    "webhook-worker": (
+        "runs the webhook qcluster until stopped, as tests/e2e/test_webhooks_e2e.py does"
+    ),
     "bench": "a benchmark of several minutes that rewrites docs/benchmarks.md",
     "bench-workers": "a benchmark of several minutes",
     "format": "rewrites the source files",

@@ -32,11 +32,6 @@ logger = logging.getLogger(__name__)
 
 # How long a rotated-out secret keeps signing beside the new one.
 PREVIOUS_SECRET_VALIDITY = timedelta(hours=24)
-# A claimed attempt is due again after its time limit plus this, so one
-# whose worker was killed is retried by the sweep.
-CLAIM_GRACE = timedelta(seconds=60)
-# The sweep leaves recent work to the task enqueued for it.
-SWEEP_GRACE = timedelta(seconds=30)
 # How far back the sweep looks for ended jobs whose event was never made.
 SWEEP_LOOKBACK = timedelta(hours=24)
 SWEEP_BATCH = 500
@@ -232,7 +227,11 @@ def _claim(*, event_id: str) -> WebhookEvent | None:
     the other's UPDATE matches nothing.
     """
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS) + CLAIM_GRACE
+    # Due again after the attempt's time limit plus WEBHOOK_CLAIM_GRACE_SECONDS:
+    # an attempt whose worker was killed is then retried by the sweep.
+    lease = now + timedelta(
+        seconds=settings.WEBHOOK_TIMEOUT_SECONDS + settings.WEBHOOK_CLAIM_GRACE_SECONDS
+    )
     claimed = WebhookEvent.objects.filter(
         pk=event_id, status=WebhookEvent.Status.PENDING, next_attempt_at__lte=now
     ).update(next_attempt_at=lease, attempts=models.F("attempts") + 1)
@@ -339,6 +338,10 @@ def resend(*, event: WebhookEvent) -> None:
     transaction.on_commit(lambda: enqueue_delivery(event_id=event.pk))
 
 
+def sweep_grace() -> timedelta:
+    return timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
+
+
 def enqueue_due_deliveries(*, now: datetime | None = None) -> int:
     """The periodic sweep: makes sure no event is lost.
 
@@ -351,11 +354,13 @@ def enqueue_due_deliveries(*, now: datetime | None = None) -> int:
     Returns how many attempts it queued.
     """
     now = now or timezone.now()
+    # Recent work is left to the task queued for it.
+    grace = sweep_grace()
     unannounced = (
         RemovalJob.objects.filter(
             status__in=[RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED],
             completed_at__gte=now - SWEEP_LOOKBACK,
-            completed_at__lte=now - SWEEP_GRACE,
+            completed_at__lte=now - grace,
         )
         .exclude(webhook_url="")
         .filter(webhook_events__isnull=True)
@@ -364,7 +369,7 @@ def enqueue_due_deliveries(*, now: datetime | None = None) -> int:
         logger.warning("Job %s ended without a webhook event; announcing it now", job.pk)
         announce_job_event(job=job)
     overdue = WebhookEvent.objects.filter(
-        status=WebhookEvent.Status.PENDING, next_attempt_at__lte=now - SWEEP_GRACE
+        status=WebhookEvent.Status.PENDING, next_attempt_at__lte=now - grace
     ).values_list("pk", flat=True)
     count = 0
     for event_id in overdue[:SWEEP_BATCH]:

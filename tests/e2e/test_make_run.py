@@ -1,11 +1,12 @@
 """`make run` as a person runs it, stopped as a terminal or a supervisor stops it.
 
-A real `make run` (set-up, honcho, runserver, qcluster and its children)
-starts in its own process group, on a free port and a fresh DATA_DIR, with a
-plain environment (no SECRET_KEY, no DJANGO_DEBUG: the set-up's .env supplies
-them). Once it serves HTTP and its worker is warm, the test signals the whole
-group, as Ctrl-C in a terminal does (SIGINT) or a supervisor (SIGTERM), and
-then requires every process it had seen to be gone, with qcluster stopped in
+A real `make run` (set-up, honcho, gunicorn, the removal and the webhook
+qcluster and their children) starts in its own process group, on a free port
+and a fresh DATA_DIR, with a plain environment (no SECRET_KEY, no
+DJANGO_DEBUG: the set-up's .env supplies them). Once it serves HTTP, its
+worker is warm and both clusters run, the test signals the whole group, as
+Ctrl-C in a terminal does (SIGINT) or a supervisor (SIGTERM), and then
+requires every process it had seen to be gone, with each qcluster stopped in
 order rather than killed. Before the fix, the second signal the old Makefile
 trap sent left qcluster deadlocked in its own signal handler.
 """
@@ -31,6 +32,8 @@ START_DEADLINE = 300
 # The issue's bound for a stopped `make run` to leave nothing behind.
 STOP_DEADLINE = 15
 KEY_BANNER = "API key (shown only this once):"
+# The Procfile's two django-q2 clusters: honcho process name -> queue name.
+CLUSTERS = {"worker": "revid", "webhooks": "webhooks"}
 
 
 def plain_environment(data_dir: Path) -> dict[str, str]:
@@ -119,7 +122,12 @@ class MakeRun:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"make run exited early:\n{self.output()}"
             self.seen |= descendants(self.process.pid)
-            if self.serving() and "warm in" in self.output():
+            output = self.output()
+            if (
+                self.serving()
+                and "warm in" in output
+                and all(f"[{queue}] running." in output for queue in CLUSTERS.values())
+            ):
                 self.seen |= descendants(self.process.pid)
                 return
             time.sleep(0.5)
@@ -166,12 +174,16 @@ def assert_stopped_cleanly(run: MakeRun, sig: int) -> None:
         for pid, _ in run.seen
         if (Path("/proc") / str(pid)).exists()
     )
-    for name in ("honcho", "runserver", "qcluster"):
+    for name in ("honcho", "gunicorn", "qcluster"):
         assert name in commands, f"{name} was never seen running:\n{run.output()}"
+    assert commands.count("qcluster") >= 2 * len(CLUSTERS), commands  # wrapper + qcluster each
     left = run.stop_with(sig)
     assert left == {}, f"still running {STOP_DEADLINE}s after {sig.name}: {left}\n{run.output()}"
-    # qcluster stopped its sentinel and workers in order: not killed, not hung.
-    assert "has stopped." in run.output(), run.output()
+    # Each qcluster stopped its sentinel and workers in order: not killed, not hung.
+    lines = run.output().splitlines()
+    for process in CLUSTERS:
+        stopped = [line for line in lines if f"{process}.1" in line and "has stopped." in line]
+        assert stopped, f"{process} did not stop in order:\n{run.output()}"
 
 
 def test_make_run_stops_every_process_on_ctrl_c_and_on_sigterm_and_shows_the_key_once(

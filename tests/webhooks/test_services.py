@@ -313,7 +313,7 @@ def test_the_sweep_finds_unannounced_jobs_and_overdue_attempts(
     # A job whose worker died between finishing and announcing it.
     job = ended_job("http://127.0.0.1:9/hook")
     RemovalJob.objects.filter(pk=job.pk).update(
-        completed_at=timezone.now() - services.SWEEP_GRACE - timedelta(seconds=1)
+        completed_at=timezone.now() - services.sweep_grace() - timedelta(seconds=1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         services.enqueue_due_deliveries()
@@ -321,7 +321,7 @@ def test_the_sweep_finds_unannounced_jobs_and_overdue_attempts(
 
     # Its queued task was lost too (a restart): the next sweep queues it again.
     OrmQ.objects.all().delete()
-    later = timezone.now() + services.SWEEP_GRACE + timedelta(seconds=1)
+    later = timezone.now() + services.sweep_grace() + timedelta(seconds=1)
     assert services.enqueue_due_deliveries(now=later) == 1
     assert [q.task["args"] for q in OrmQ.objects.filter(key="webhooks")] == [(event.pk,)]
 
