@@ -2,48 +2,16 @@
 to the Stripe redirect, in a real headless Chromium (Debian's package)
 against the live server and the local Stripe-compatible server."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 from django.core.cache import cache
 
 from accounts.services import add_member
 from billing.models import CreditPack
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import PASSWORD, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1200, "height": 860})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_a_visitor_signs_up_verifies_the_emailed_link_and_creates_a_key(
@@ -88,10 +56,7 @@ def test_a_customer_buys_a_pack_up_to_the_stripe_checkout_page(
     CreditPack.objects.create(name="Starter", credits=500, price=900, currency="eur")
     add_member(account=account, username="alice", password=PASSWORD)
 
-    page.goto(f"{live_server.url}/accounts/login/?next=/dashboard/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server, "alice", path="/accounts/login/?next=/dashboard/")
     page.get_by_role("link", name="Buy credits").click()
     page.wait_for_url(f"{live_server.url}/pricing/")
     assert "9.00 EUR" in page.inner_text("#packs")
