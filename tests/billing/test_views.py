@@ -7,7 +7,6 @@ from datetime import date
 
 import pytest
 
-from accounts.services import add_member
 from billing.selectors import ledger_sum
 from billing.services import grant_credits
 from billing.views import PAGE_SIZE, bar_chart
@@ -17,10 +16,9 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
-def customer(client, history):
-    add_member(account=history.account, username="alice", password=PASSWORD)
-    client.login(username="alice", password=PASSWORD)
-    return client
+def customer(customer_client, history):
+    """alice, logged in, on the account with ``history``."""
+    return customer_client
 
 
 def ledger_rows(html: str) -> list[str]:

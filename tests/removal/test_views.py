@@ -18,13 +18,6 @@ GIF = encode(Image.new("RGB", (8, 8), "red"), "GIF")
 
 
 @pytest.fixture
-def customer_client(account, client):
-    member = add_member(account=account, username="alice", password="pw-alice-123")
-    client.force_login(member.user)
-    return client
-
-
-@pytest.fixture
 def outsider_job(other_account):
     return submitted_job(other_account)
 

@@ -10,12 +10,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def customer_client(account, client):
-    client.force_login(add_member(account=account, username="alice", password="pw-a-123").user)
-    return client
-
-
-@pytest.fixture
 def outsider_client(other_account, client):
     client.force_login(add_member(account=other_account, username="eve", password="pw-e-123").user)
     return client
