@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from PIL import Image
+from rest_framework.test import APIClient
 
 from accounts.services import create_api_key, revoke_api_key
 from billing.models import LedgerEntry
@@ -14,6 +15,7 @@ from billing.selectors import ledger_sum
 from removal.models import RemovalJob
 from removal.services import process_job
 from tests.images import photo_bytes, solid_png
+from tests.removal.helpers import accepted_task, assert_json_error
 
 URL = "/paid/image/remove/background"
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$"
@@ -375,3 +377,30 @@ def test_the_models_endpoint_lists_the_six_models(anon_client, settings, tmp_pat
         "silueta": False,
         "isnet-general-use": False,
     }
+
+
+# --- task ids and other accounts' tasks -------------------------------------
+
+
+def test_a_key_cannot_see_another_accounts_task(api_client, account, other_account):
+    _, other_key = create_api_key(account=other_account, name="other")
+    other = APIClient()
+    other.credentials(HTTP_X_API_KEY=other_key)
+    their_task = accepted_task(other)
+
+    body = assert_json_error(api_client.get(f"/api/get/{their_task}"), 404, "task_not_found")
+    assert "progress" not in body
+    assert other.get(f"/api/get/{their_task}").status_code == 200
+
+
+def test_task_ids_are_random_uuid4(api_client, account):
+    ids = [accepted_task(api_client) for _ in range(5)]
+    assert len(set(ids)) == 5
+    for task_id in ids:
+        assert uuid.UUID(task_id).version == 4
+        assert str(uuid.UUID(task_id)) == task_id
+
+
+def test_an_unknown_or_malformed_task_id_is_a_json_404(api_client, account):
+    for task_id in (str(uuid.uuid4()), "nope", "1", "' OR 1=1 --", "%00"):
+        assert_json_error(api_client.get(f"/api/get/{task_id}"), 404)
