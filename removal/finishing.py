@@ -133,7 +133,7 @@ class Length:
         return self.value * whole / 100.0 if self.unit == "%" else self.value
 
     def __str__(self) -> str:
-        number = f"{self.value:g}" if self.value != int(self.value) else str(int(self.value))
+        number = f"{self.value:.6f}".rstrip("0").rstrip(".")
         return f"{number}{self.unit}"
 
 
@@ -203,7 +203,7 @@ def parse_bg_color(value: Any, *, field: str = "bg_color") -> tuple[int, int, in
         channels = list(value) + [255] * (4 - len(value))
         if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in channels):
             return tuple(channels)  # type: ignore[return-value]
-    text = _text(value) if not isinstance(value, list | tuple) else "?"
+    text = _text(value)  # a list that was not 3 or 4 bytes matches nothing below
     if text is None:
         return None
     match = _HEX.match(text)
@@ -629,15 +629,21 @@ def finish_taking(
             foreground_threshold=options.alpha_matting_foreground_threshold,
             background_threshold=options.alpha_matting_background_threshold,
             erode_size=options.alpha_matting_erode_size,
+            estimate_colours=options.channels == "rgba",
             check=tick,
         )
-        reuse_img = True  # a copy of ours now
+        if options.channels == "rgba":
+            reuse_img = True  # a copy of ours now
     tick()
     stage(80, "Compositing cut-out...")
-    rgba = Image.fromarray(pipeline.cutout_pixels(img, mask, reuse_img=reuse_img), "RGBA")
+    if options.channels == "alpha":
+        # The mask alone: no colours to carry through the steps below.
+        rgba = _combined_alpha(img, mask)
+    else:
+        rgba = Image.fromarray(pipeline.cutout_pixels(img, mask, reuse_img=reuse_img), "RGBA")
     del img, mask
 
-    box = _subject_box(rgba.getchannel("A"))
+    box = _subject_box(_alpha_band(rgba))
     if options.crop and box is None:
         raise pipeline.NoSubjectFound("No subject was found to crop to.")
     if options.changes_geometry and box is not None:
@@ -645,7 +651,7 @@ def finish_taking(
         rgba, box = arrange(rgba, box, options)
 
     if options.channels == "alpha":
-        out = rgba.getchannel("A")
+        out = rgba
     elif options.bg_color is not None or options.format == "jpg":
         out = _flatten(rgba, options)
     else:
@@ -674,6 +680,20 @@ def _finished(data: bytes, fmt: str, width: int, height: int, foreground) -> Fin
         height=height,
         foreground=foreground,
     )
+
+
+def _combined_alpha(img: Image.Image, mask: Image.Image) -> Image.Image:
+    """The cut-out's alpha without the cut-out: the mask, times the input's own alpha."""
+    if img.mode != "RGBA":
+        return mask
+    combined = (
+        np.asarray(mask, dtype=np.uint16) * np.asarray(img.getchannel("A"), dtype=np.uint16)
+    ) // 255
+    return Image.fromarray(combined.astype(np.uint8), "L")
+
+
+def _alpha_band(img: Image.Image) -> Image.Image:
+    return img if img.mode == "L" else img.getchannel("A")
 
 
 def _alpha_image(pixels: np.ndarray) -> Image.Image:
@@ -896,11 +916,13 @@ def alpha_matting(
     foreground_threshold: int = 240,
     background_threshold: int = 10,
     erode_size: int = 10,
+    estimate_colours: bool = True,
     check: Callable[[], None] | None = None,
 ) -> tuple[Image.Image, Image.Image]:
     """rembg's alpha matting (pymatting's closed-form alpha, then its
-    multilevel foreground colours), bounded in time. Returns (the image with
-    the edge colours replaced, the refined mask); an input alpha is kept.
+    multilevel foreground colours), bounded in time. Returns (a copy of the
+    image with the edge colours replaced, or ``img`` itself without
+    ``estimate_colours``; the refined mask). An input alpha is kept.
 
     rembg solves on every pixel at full size: seconds at 1 MP, minutes and
     gigabytes at 12 MP. Here:
@@ -949,6 +971,9 @@ def alpha_matting(
         refined = np.where(unknown, np.asarray(work_alpha), tri)
     tick()
 
+    if not estimate_colours:
+        return img, Image.fromarray(refined, "L")
+
     # 4. Foreground colours where the alpha is fractional.
     colours = np.asarray(rgb).copy()
     band = unknown & (refined > 0)
@@ -966,6 +991,22 @@ def alpha_matting(
         fg = (np.clip(foreground[inner], 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
         colours[core][core_band] = fg[core_band]
     return _with_alpha_of(Image.fromarray(colours, "RGB"), img), Image.fromarray(refined, "L")
+
+
+def warm_up_matting() -> float:
+    """Runs alpha matting once on a tiny image; returns the seconds it took.
+
+    pymatting's kernels are numba functions compiled on first use and cached
+    on disk (next to pymatting, or in NUMBA_CACHE_DIR). Without that cache
+    the first matting job of a process spends ~100 s compiling on a 2-core
+    machine, past REMOVAL_JOB_TIMEOUT; call this at install or worker start.
+    """
+    started = time.monotonic()
+    img = Image.new("RGB", (64, 64), (200, 40, 40))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    alpha_matting(img, mask, erode_size=2)
+    return time.monotonic() - started
 
 
 def _with_alpha_of(rgb: Image.Image, original: Image.Image) -> Image.Image:
@@ -1022,9 +1063,9 @@ def arrange(rgba: Image.Image, box, options: OutputOptions):
     else:
         x = round((cw - nw) * position[0] / 100.0)
         y = round((ch - nh) * position[1] / 100.0)
-    out = Image.new("RGBA", (cw, ch), (0, 0, 0, 0))
+    out = Image.new(rgba.mode, (cw, ch), 0)
     out.paste(subject, (x, y))
-    new_box = _subject_box(out.getchannel("A"))
+    new_box = _subject_box(_alpha_band(out))
     return out, new_box
 
 
@@ -1053,7 +1094,8 @@ def fit_size(size: tuple[int, int], options: OutputOptions) -> tuple[int, int]:
         factor = min(factor, options.max_height / height)
     if factor >= 1.0:
         return size
-    target = (max(1, math.floor(width * factor)), max(1, math.floor(height * factor)))
+    # The epsilon keeps 3464 x sqrt(250000 / 3464^2) at 500, not 499.99...
+    target = (max(1, math.floor(width * factor + 1e-9)), max(1, math.floor(height * factor + 1e-9)))
     while options.max_pixels is not None and target[0] * target[1] > options.max_pixels:
         target = (max(1, target[0] - 1), max(1, target[1] - 1))  # float rounding
     return target

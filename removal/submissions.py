@@ -328,7 +328,9 @@ def read_source(
 
 def validate_image(data: bytes) -> pipeline.ImageInfo:
     try:
-        return pipeline.inspect_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        return pipeline.inspect_image(
+            data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.MAX_IMAGE_SIDE
+        )
     except pipeline.UnsupportedFormat as exc:
         raise UnsupportedImageFormat(str(exc)) from None
     except pipeline.TooManyPixels as exc:

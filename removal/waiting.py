@@ -14,29 +14,32 @@ Backends (``WAIT_BACKEND``; ``auto`` picks the first that applies):
   ``pg_notify(WAIT_CHANNEL, id)`` on its own Django connection. Inside a
   transaction PostgreSQL delivers it only at commit, so a waiter is never
   woken before the new status is visible.
-- ``poll`` otherwise (SQLite): a waiter re-reads the job's status (a
-  primary-key query) every ``WAIT_POLL_MS``; announcing does nothing.
+- ``poll`` otherwise (SQLite, where web and worker share a file): announcing
+  does nothing; every ``WAIT_POLL_MS`` one query per web process (primary
+  keys, ``id IN (...) AND status IN (completed, failed)``) finds which of
+  the jobs its requests wait for have ended. Its cost does not grow with
+  the number of waiters, so the interval can be short.
 
 Many waiters in one web process:
 
 - ONE listener thread per process and backend holds one connection of its
-  own (never one of Django's): a PostgreSQL connection in LISTEN mode, or a
-  Redis pub/sub subscription. It turns each announced id into a
-  ``threading.Event`` set for that job's waiters. It starts on the first
-  wait, again in a forked child (threads do not survive ``fork``), and
-  reconnects with backoff when its connection drops.
+  own (never one of a request's): a PostgreSQL connection in LISTEN mode, a
+  Redis pub/sub subscription, or the poll's database connection. It turns
+  each ended job into a ``threading.Event`` set for that job's waiters. It
+  starts on the first wait, again in a forked child (threads do not survive
+  ``fork``), and reconnects with backoff when its connection drops.
 - No lost wake-ups: a waiter registers its Event, then reads the job, then
-  waits. An announcement after the registration sets the Event; one before
-  it was sent after the commit, so the read already sees the end.
+  waits. An announcement after the registration sets the Event (and the
+  poll sees the registration on its next pass); one sent earlier followed a
+  commit, so the read already sees the end.
 - A listener that loses its connection may miss announcements meanwhile:
   it wakes every waiter, and they re-read the job; until it is listening
-  again they poll. As a last net (a job ended by a path that does not
-  announce), a waiter re-reads its job every ``RECHECK_SECONDS``.
+  again they poll, each on its own. As a last net (a job ended by a path
+  that does not announce), a waiter re-reads its job every
+  ``RECHECK_SECONDS``.
 - A waiting request closes its thread's Django connection before it blocks
   (outside a transaction), so N waiting requests hold N threads (gunicorn
-  gthread, ``make serve``) but no database connections. The poll backend
-  keeps it: it queries every ``WAIT_POLL_MS``, and on SQLite a connection
-  is a file handle, not a server's slot.
+  gthread, ``make serve``) but no database connections.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ logger = logging.getLogger(__name__)
 # A waiter re-reads its job this often even when listening, in case the job
 # ended without an announcement (or the announcement was lost).
 RECHECK_SECONDS = 5.0
+# While the listener is down, each waiter reads its job this often itself.
+FALLBACK_POLL_SECONDS = 0.5
 # How long the first waiter gives a (re)starting listener to subscribe
 # before it polls instead.
 LISTENER_START_WAIT = 2.0
@@ -129,11 +134,7 @@ def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:
     """Returns once the job is completed or failed, or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     key = str(uuid.UUID(str(job_id)))
-    name = backend_name()
-    if name == "poll":
-        _poll(key, deadline=deadline, interval=settings.WAIT_POLL_MS / 1000)
-        return
-    listener = _listener(name)
+    listener = _listener(backend_name())
     # Register before reading the job: an announcement from here on sets
     # the event, and one sent earlier followed a commit the read will see.
     waiter = listener.waiters.add(key)
@@ -147,7 +148,7 @@ def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            step = RECHECK_SECONDS if listening else settings.WAIT_POLL_MS / 1000
+            step = RECHECK_SECONDS if listening else FALLBACK_POLL_SECONDS
             _release_db_connection()
             if waiter.event.wait(min(remaining, step)) and waiter.finished:
                 return
@@ -160,14 +161,6 @@ def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:
 
 def _is_finished(job_id: str) -> bool:
     return RemovalJob.objects.filter(pk=job_id, status__in=_FINISHED).exists()
-
-
-def _poll(job_id: str, *, deadline: float, interval: float) -> None:
-    while not _is_finished(job_id):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        time.sleep(min(interval, remaining))
 
 
 def _release_db_connection() -> None:
@@ -196,11 +189,13 @@ class _Waiters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_job: dict[str, set[_Waiter]] = {}
+        self.any = threading.Event()  # set while someone waits
 
     def add(self, job_id: str) -> _Waiter:
         waiter = _Waiter(job_id)
         with self._lock:
             self._by_job.setdefault(job_id, set()).add(waiter)
+            self.any.set()
         return waiter
 
     def remove(self, waiter: _Waiter) -> None:
@@ -210,6 +205,12 @@ class _Waiters:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._by_job[waiter.job_id]
+            if not self._by_job:
+                self.any.clear()
+
+    def job_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._by_job)
 
     def finish(self, job_id: str) -> None:
         with self._lock:
@@ -291,6 +292,31 @@ class _Listener:
         self._listening.set()
 
 
+class _PollListener(_Listener):
+    name = "poll"
+
+    def __init__(self, interval: float):
+        super().__init__(channel="")
+        self.interval = interval
+
+    def _listen(self) -> None:
+        # This thread's own Django connection, opened on the first query.
+        connection = connections[DEFAULT_DB_ALIAS]
+        try:
+            self._subscribed()
+            while not self._stopping.is_set():
+                if not self.waiters.any.wait(1.0):
+                    continue
+                # One query for every waiting request of this process.
+                for job_id in RemovalJob.objects.filter(
+                    pk__in=self.waiters.job_ids(), status__in=_FINISHED
+                ).values_list("pk", flat=True):
+                    self.waiters.finish(str(job_id))
+                self._stopping.wait(self.interval)
+        finally:
+            connection.close()
+
+
 class _PostgresListener(_Listener):
     name = "postgres"
 
@@ -367,7 +393,9 @@ _redis_clients: dict[str, object] = {}
 def _listener(name: str) -> _Listener:
     """This process's listener for the current settings (one per backend)."""
     channel = settings.WAIT_CHANNEL
-    if name == "redis":
+    if name == "poll":
+        key = (name, settings.WAIT_POLL_MS)
+    elif name == "redis":
         key = (name, settings.REDIS_URL, channel)
     else:
         params = connections[DEFAULT_DB_ALIAS].get_connection_params()
@@ -381,7 +409,9 @@ def _listener(name: str) -> _Listener:
     with _listeners_lock:
         listener = _listeners.get(key)
         if listener is None:
-            if name == "redis":
+            if name == "poll":
+                listener = _PollListener(settings.WAIT_POLL_MS / 1000)
+            elif name == "redis":
                 listener = _RedisListener(channel, settings.REDIS_URL)
             else:
                 listener = _PostgresListener(channel, params)

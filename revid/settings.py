@@ -218,25 +218,6 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SECURE_HTTPS else "http"
 ACCOUNT_SIGNUP_REDIRECT_URL = "/dashboard/"
 ACCOUNT_LOGOUT_REDIRECT_URL = LOGOUT_REDIRECT_URL
 
-# --- Email ----------------------------------------------------------------
-# The console in development; SMTP (from the settings below) in production.
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend",
-)
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_TIMEOUT = 10
-# Only for EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
-SERVER_EMAIL = DEFAULT_FROM_EMAIL
-
 # --- Static and uploaded files ------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))).resolve()
@@ -324,6 +305,13 @@ REMOVAL_PRICE_CREDITS = env_int("REMOVAL_PRICE_CREDITS", 25, minimum=0)
 REMOVAL_DEFAULT_MODEL = env_str("REMOVAL_DEFAULT_MODEL", "u2net")
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
+# Longest side, width or height. A 1x50,000,000 image is within the pixel
+# limit but the pipeline cannot finish it (the mask resize needs more than
+# Pillow allows); 65,535 (also a JPEG's own limit) is the most it can do,
+# and what the worker itself enforces, so the setting may only lower it.
+MAX_IMAGE_SIDE = env_int("MAX_IMAGE_SIDE", 65_535, minimum=1)
+if MAX_IMAGE_SIDE > 65_535:
+    raise ImproperlyConfigured(f"MAX_IMAGE_SIDE must be <= 65535, got {MAX_IMAGE_SIDE}")
 REMOVAL_JOB_TIMEOUT = env_int("REMOVAL_JOB_TIMEOUT", 60, minimum=1)
 # How long past REMOVAL_JOB_TIMEOUT a job may sit in "processing" before the
 # reaper (a django-q2 schedule, every minute) decides its worker died and
@@ -353,7 +341,8 @@ LOW_BALANCE_REQUESTS = env_int("LOW_BALANCE_REQUESTS", 20, minimum=0)
 
 # --- Email ------------------------------------------------------------------
 # SMTP when EMAIL_HOST is set; otherwise emails are written to the console
-# (the process's output), which is what `make run` shows. Tests use
+# (the process's output), which is what `make run` shows. EMAIL_BACKEND
+# overrides both (the browser tests read a file-based outbox). Tests use
 # Django's in-memory outbox.
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
@@ -361,12 +350,16 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
-EMAIL_BACKEND = (
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend"
+    else "django.core.mail.backends.console.EmailBackend",
 )
+# Only for EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Remove Background <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Payments (Stripe Checkout) ---------------------------------------------
 # Buying credit packs is on only when both are set; otherwise the pricing
@@ -472,8 +465,9 @@ if WAIT_BACKEND == "redis" and not REDIS_URL:
     raise ImproperlyConfigured("WAIT_BACKEND=redis needs REDIS_URL")
 if WAIT_BACKEND == "postgres" and "postgresql" not in DATABASES["default"]["ENGINE"]:
     raise ImproperlyConfigured("WAIT_BACKEND=postgres needs a PostgreSQL DATABASE_URL")
-# The poll backend's interval: one primary-key query per waiting request.
-WAIT_POLL_MS = env_int("WAIT_POLL_MS", 100, minimum=1)
+# The poll backend's interval: one query per web process (for all of its
+# waiting requests together), only while some request waits.
+WAIT_POLL_MS = env_int("WAIT_POLL_MS", 25, minimum=1)
 # The longest ?wait= a client may ask for, in seconds.
 WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 # The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.

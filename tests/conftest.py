@@ -24,6 +24,17 @@ def _media_root(settings, tmp_path_factory):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _stop_wait_listeners():
+    """A request that waited (?wait=) started a listener thread with a
+    database connection of its own; stop it with the test, before the test
+    database is flushed or dropped (PostgreSQL refuses while it is open)."""
+    yield
+    from removal import waiting
+
+    waiting.stop_listeners()
+
+
 @pytest.fixture
 def account(db):
     return create_account(name="acme", credits=1000)

@@ -35,9 +35,9 @@ def removal_request(
     )
 
 
-def submitted_job(account, **kwargs) -> RemovalJob:
+def submitted_job(account, *, api_key=None, **kwargs) -> RemovalJob:
     """A pending, charged job, submitted through the real services."""
-    return submit_job(account=account, request=removal_request(account, **kwargs))
+    return submit_job(account=account, request=removal_request(account, **kwargs), api_key=api_key)
 
 
 def completed_job(account, **kwargs) -> RemovalJob:

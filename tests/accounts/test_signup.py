@@ -169,8 +169,13 @@ def settings_in_a_fresh_process(**env: str) -> str:
 
 def test_sign_up_is_on_in_development_and_off_in_production_by_default():
     assert settings_in_a_fresh_process(DJANGO_DEBUG="1") == "True 0 console"
-    assert settings_in_a_fresh_process(DJANGO_DEBUG="0") == "False 0 smtp"
+    assert settings_in_a_fresh_process(DJANGO_DEBUG="0") == "False 0 console"
     assert (
-        settings_in_a_fresh_process(DJANGO_DEBUG="0", SIGNUP_ENABLED="1", SIGNUP_FREE_CREDITS="50")
+        settings_in_a_fresh_process(
+            DJANGO_DEBUG="0",
+            SIGNUP_ENABLED="1",
+            SIGNUP_FREE_CREDITS="50",
+            EMAIL_HOST="smtp.example.com",
+        )
         == "True 50 smtp"
     )

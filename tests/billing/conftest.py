@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
@@ -13,14 +12,14 @@ from accounts.services import create_api_key
 from billing.models import LedgerEntry
 from billing.services import adjust_credits
 from removal.models import RemovalJob
-from removal.services import fail_job, submit_job
+from removal.services import fail_job
 from tests.images import solid_png
+from tests.job_factory import submitted_job
 
 
 def run_job(account: Account, *, api_key: ApiKey | None = None, fail: bool = False) -> RemovalJob:
     """A charged job, finished without running a model."""
-    upload = SimpleUploadedFile("photo.png", solid_png(32, 32), "image/png")
-    job = submit_job(account=account, upload=upload, model_name="u2netp", api_key=api_key)
+    job = submitted_job(account, data=solid_png(32, 32), filename="photo.png", api_key=api_key)
     assert job.mark_processing()
     if fail:
         assert fail_job(job=job, error="The image could not be processed")

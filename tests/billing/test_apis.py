@@ -30,7 +30,13 @@ def test_every_row_adds_up_to_the_balance(api_client, history):
     assert body["opening_balance"] == 0
     assert body["closing_balance"] == body["balance"]
     assert body["rows"][0]["balance_after"] == body["balance"]
-    assert body["totals"] == {"grant": 1000, "charge": -75, "refund": 25, "adjust": -100}
+    assert body["totals"] == {
+        "grant": 1000,
+        "charge": -75,
+        "refund": 25,
+        "adjust": -100,
+        "purchase": 0,
+    }
     assert body["row_count"] == 6 and (body["page"], body["pages"]) == (1, 1)
 
 

@@ -9,7 +9,7 @@ from django.core.cache import cache
 
 from accounts.services import add_member
 from billing.models import CreditPack
-from tests.e2e.conftest import PASSWORD, log_in
+from tests.e2e.conftest import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -56,7 +56,10 @@ def test_a_customer_buys_a_pack_up_to_the_stripe_checkout_page(
     CreditPack.objects.create(name="Starter", credits=500, price=900, currency="eur")
     add_member(account=account, username="alice", password=PASSWORD)
 
-    log_in(page, live_server, "alice", path="/accounts/login/?next=/dashboard/")
+    page.goto(f"{live_server.url}/accounts/login/?next=/dashboard/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="Buy credits").click()
     page.wait_for_url(f"{live_server.url}/pricing/")
     assert "9.00 EUR" in page.inner_text("#packs")

@@ -74,7 +74,7 @@ def test_the_schema_lists_every_endpoint_with_its_errors(client):
         "/paid/image/remove/background": {
             "post": {"202", "400", "401", "402", "409", "413", "415", "429", "503"}
         },
-        "/api/get/{task_id}": {"get": {"200", "401", "404"}},
+        "/api/get/{task_id}": {"get": {"200", "400", "401", "404"}},
         "/output/{filename}": {"get": {"200", "404", "410"}},
         "/api/models": {"get": {"200"}},
         "/api/account": {"get": {"200", "401"}},

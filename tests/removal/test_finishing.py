@@ -229,6 +229,12 @@ def test_options_survive_a_round_trip_through_json():
     assert len(EVERY_OPTION.to_json(full=True)) == 16
 
 
+def test_lengths_print_as_they_parse():
+    for text in ("0px", "12.5%", "1000000px", "0.25%"):
+        (length,) = set(finishing.parse_crop_margin(text))
+        assert str(length) == text
+
+
 def test_to_json_lists_only_what_differs_from_the_defaults():
     assert OutputOptions(format="jpg", crop=True).to_json() == {"format": "jpg", "crop": True}
     full = OutputOptions(format="jpg").to_json(full=True)
@@ -364,6 +370,27 @@ def test_mask_only_is_the_alpha_of_the_default_output_in_grayscale(img, mask):
     out = decode(finished.data)
     assert out.mode == "L"
     assert np.array_equal(np.asarray(out), alpha_of(finish(img, mask).data))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"crop": True, "crop_margin": finishing.parse_crop_margin("10px 20%")},
+        {"scale": 50.0},
+        {"position": (0.0, 0.0), "max_width": 300},
+        {"alpha_matting": True},
+        {"roi": finishing.parse_roi("0 0 50% 50%"), "post_process_mask": True},
+    ],
+)
+def test_mask_only_is_the_alpha_of_the_same_options_in_rgba(img, mask, options):
+    rgba = finish(img, mask, OutputOptions(**options))
+    alpha = finish(img, mask, OutputOptions(channels="alpha", **options))
+    assert np.array_equal(np.asarray(decode(alpha.data)), alpha_of(rgba.data))
+    assert (alpha.width, alpha.height, alpha.foreground) == (
+        rgba.width,
+        rgba.height,
+        rgba.foreground,
+    )
 
 
 def test_mask_only_respects_the_inputs_own_alpha(img, mask):

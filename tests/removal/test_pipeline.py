@@ -11,7 +11,7 @@ from PIL import Image
 from rembg import remove
 
 from removal import pipeline, registry
-from tests.images import decode, encode, photo
+from tests.images import SMALL_SUBJECTS, decode, encode, photo, small_subject_jpeg
 
 pytestmark = pytest.mark.model
 
@@ -37,7 +37,7 @@ def assert_same_mask(ours: bytes, reference: bytes) -> None:
     iou = np.logical_and(got > 127, want > 127).sum() / union
     assert iou >= 0.99, f"IoU of alpha>127 is {iou:.4f}"
     mean_diff = np.abs(got - want).mean()
-    assert mean_diff <= 2.0, f"mean |alpha difference| is {mean_diff:.3f}/255"
+    assert mean_diff <= 1.0, f"mean |alpha difference| is {mean_diff:.3f}/255"
 
 
 def jpeg_of(name: str, size: tuple[int, int] | None = None, **params) -> bytes:
@@ -64,6 +64,28 @@ def test_its_u2netp_masks_match_rembg_remove(u2netp, name, size):
 def test_its_u2net_masks_match_rembg_remove(u2net, name, size):
     data = jpeg_of(name, size)
     assert_same_mask(run(data, u2net).png, remove(data, session=u2net))
+
+
+@pytest.mark.parametrize("label", ["rocket-1.5pct", "thin-astronaut"])
+def test_its_masks_match_rembg_remove_on_small_and_thin_subjects_in_12_mp_frames(u2netp, label):
+    """Where a shortcut in the resize to the model's 320x320 shows: IoU 0.98 with one."""
+    assert label in {name for name, *_ in SMALL_SUBJECTS}
+    data = small_subject_jpeg(label)
+    assert_same_mask(run(data, u2netp).png, remove(data, session=u2netp))
+
+
+@pytest.mark.parametrize(
+    "size",
+    # Pillow shrinks along the rows first up to height - 320 == 2 * (width - 320).
+    [(4001, 2999), (2999, 4001), (2300, 4280), (2300, 4281), (1500, 3000), (640, 6400)],
+)
+def test_its_resize_to_the_model_input_is_exactly_pillows_lanczos(size):
+    """The banded, threaded shrink must equal one ``resize()``, pixel for pixel."""
+    noise = np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    img = Image.fromarray(noise, "RGB")
+    want = img.resize((320, 320), Image.Resampling.LANCZOS)
+    got = pipeline._lanczos_shrink(img, (320, 320))
+    assert np.array_equal(np.asarray(got), np.asarray(want))
 
 
 def test_its_mask_matches_rembg_on_a_png_with_transparency(u2netp):

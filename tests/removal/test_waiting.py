@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.services import add_member
 from removal import waiting
 from removal.models import RemovalJob
-from removal.services import fail_job
+from removal.services import fail_job, process_job
 from tests.conftest import ROOT, subprocess_env, wait_for
 from tests.job_factory import completed_job, failed_job, submitted_job
 
@@ -47,15 +47,6 @@ def redis_reachable(url: str) -> bool:
         return False
     finally:
         client.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_listeners():
-    """Each test gets its own listener threads; none outlives it (a
-    PostgreSQL listener would keep the test database from being dropped)."""
-    waiting.stop_listeners()
-    yield
-    waiting.stop_listeners()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -103,14 +94,12 @@ def start_waiter(job_id, *, timeout: float, backend: str) -> Waiter:
     """Starts a waiter and returns once it is blocked waiting."""
     waiter = Waiter(job_id, timeout)
     waiter.start()
+    listener = waiting._listener(backend)
+    wait_for(lambda: len(listener.waiters) >= 1, timeout=10, interval=0.01)
+    wait_for(lambda: listener._listening.is_set(), timeout=10, interval=0.01)
     if backend == "poll":
-        # The poll has no registry to look at; it reads the job on start.
-        # A random phase, so hand-offs are not measured in step with it.
-        time.sleep(0.3 + random.uniform(0, django_settings.WAIT_POLL_MS / 1000))
-    else:
-        listener = waiting._listener(backend)
-        wait_for(lambda: len(listener.waiters) >= 1, timeout=10, interval=0.01)
-        wait_for(lambda: listener._listening.is_set(), timeout=10, interval=0.01)
+        # A random phase, so hand-offs are not measured in step with the poll.
+        time.sleep(random.uniform(0, django_settings.WAIT_POLL_MS / 1000))
     assert waiter.is_alive(), waiter.error
     return waiter
 
@@ -172,8 +161,7 @@ def test_many_waiters_on_many_jobs_are_each_woken_by_their_own_job(backend, acco
     for waiter in waiters[3:]:
         waiter.join(timeout=60)
         assert waiter.returned_at is not None, waiter.error
-    if backend != "poll":
-        assert len(waiting._listener(backend).waiters) == 0
+    assert len(waiting._listener(backend).waiters) == 0
 
 
 def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monkeypatch):
@@ -204,6 +192,18 @@ def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monke
     assert waiter.returned_at is not None, waiter.error
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.FAILED
+
+
+@pytest.mark.model
+def test_the_worker_announces_a_job_it_completed(backend, account, monkeypatch):
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    job = submitted_job(account, photo_name="coffee", model="u2netp")
+    waiter = start_waiter(job.id, timeout=60, backend=backend)
+    process_job(job_id=job.id)  # the real model; announces after commit
+    waiter.join(timeout=60)
+    assert waiter.returned_at is not None, waiter.error
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.COMPLETED
 
 
 def kill_listener_connection(backend: str) -> None:
@@ -251,7 +251,6 @@ def test_a_listener_that_loses_its_connection_reconnects_and_loses_no_job(
     assert waiter.returned_at is not None, waiter.error
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "poll"], indirect=True)
 def test_a_blocked_waiter_holds_no_database_connection(backend, account, monkeypatch):
     job = submitted_job(account)
     seen = []

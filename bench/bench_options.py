@@ -1,0 +1,254 @@
+"""Output options: what each one costs, against the closest rembg call.
+
+For each option, at 1 MP and 12 MP, in one process with one model session:
+``removal.pipeline.remove_background(options=...)`` against ``rembg.remove``
+with the nearest argument it has (``only_mask=True`` for channels=alpha,
+``bgcolor=`` for bg_color, ``post_process_mask=True``, ``alpha_matting=True``);
+options rembg has no argument for are set against a plain ``rembg.remove()``
+(the call a rembg user would make before converting the PNG themselves).
+The two calls are interleaved run by run, so other load on the machine hits
+both. rembg's alpha matting at 12 MP runs in a child process with a time and
+memory cap (it solves a 12-million-unknown system at full size), and the
+row says when the cap stopped it.
+
+A benchmark, not a test: it never fails a build. ``run(...)`` returns the
+rows; ``main`` prints them as a Markdown table (``--markdown`` writes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run_bench import make_photo  # noqa: E402
+
+IMAGES = (
+    ("1 MP", "astronaut", (1024, 1024)),
+    ("12 MP", "astronaut", (3464, 3464)),
+)
+WHITE = (255, 255, 255, 255)
+# label, our OutputOptions fields, rembg.remove keyword arguments, rembg call shown
+OPTIONS: tuple[tuple[str, dict, dict, str], ...] = (
+    ("defaults (png)", {}, {}, "remove()"),
+    ("channels=alpha", {"channels": "alpha"}, {"only_mask": True}, "remove(only_mask=True)"),
+    ("bg_color=white", {"bg_color": WHITE}, {"bgcolor": WHITE}, "remove(bgcolor=white)"),
+    (
+        "post_process_mask",
+        {"post_process_mask": True},
+        {"post_process_mask": True},
+        "remove(post_process_mask=True)",
+    ),
+    (
+        "alpha_matting",
+        {"alpha_matting": True},
+        {"alpha_matting": True},
+        "remove(alpha_matting=True)",
+    ),
+    ("format=jpg", {"format": "jpg"}, {}, "remove() (no JPEG output)"),
+    ("format=webp", {"format": "webp"}, {}, "remove() (no WebP output)"),
+    ("format=zip", {"format": "zip"}, {}, "remove() (no zip output)"),
+    ("crop, margin 10%", {"crop": True, "crop_margin": "10%"}, {}, "remove() (no crop)"),
+    ("size=preview", {"max_pixels": 250_000}, {}, "remove() (no resize)"),
+)
+# rembg's full-size alpha matting at 12 MP, in a child process, stops here.
+REMBG_MATTING_TIMEOUT_S = 240
+REMBG_MATTING_MEMORY_BYTES = 8 * 1024**3
+
+
+@dataclass
+class Row:
+    option: str
+    image: str
+    pixels: int
+    rembg_call: str
+    ours: list[float] = field(default_factory=list)
+    rembg: list[float] = field(default_factory=list)
+    rembg_note: str = ""  # why there is no rembg time
+    output_bytes: int = 0
+    output_size: tuple[int, int] = (0, 0)
+
+    @property
+    def ours_median(self) -> float:
+        return statistics.median(self.ours)
+
+    @property
+    def rembg_median(self) -> float | None:
+        return statistics.median(self.rembg) if self.rembg else None
+
+    @property
+    def speedup(self) -> float | None:
+        rembg = self.rembg_median
+        return None if rembg is None else rembg / self.ours_median
+
+
+def _options(fields: dict):
+    from removal import finishing
+
+    values = dict(fields)
+    if "crop_margin" in values:
+        values["crop_margin"] = finishing.parse_crop_margin(values["crop_margin"])
+    return finishing.OutputOptions(**values)
+
+
+def _rembg_matting_child(data: bytes, model: str, memory: int, queue) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        from rembg import new_session, remove
+
+        session = new_session(model, providers=["CPUExecutionProvider"])
+        started = time.perf_counter()
+        remove(data, session=session, alpha_matting=True)
+        queue.put(("ok", time.perf_counter() - started))
+    except MemoryError:
+        queue.put(("error", f"out of memory at a {memory / 1024**3:.0f} GB cap"))
+    except Exception as exc:  # report, never fail the benchmark
+        queue.put(("error", f"{type(exc).__name__}: {str(exc)[:80]}"))
+
+
+def rembg_matting_capped(data: bytes, model: str, *, timeout: float, memory: int):
+    """(seconds, "") or (None, why it did not finish)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_rembg_matting_child, args=(data, model, memory, queue))
+    child.start()
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return None, f"stopped after {timeout:.0f} s"
+    if queue.empty():
+        return None, f"child exited with code {child.exitcode}"
+    status, value = queue.get()
+    return (value, "") if status == "ok" else (None, value)
+
+
+def run(
+    *,
+    model: str = "u2net",
+    runs: int = 3,
+    runs_12mp: int = 1,
+    rembg_matting_timeout: float = REMBG_MATTING_TIMEOUT_S,
+    rembg_matting_memory: int = REMBG_MATTING_MEMORY_BYTES,
+    options: tuple = OPTIONS,
+    images: tuple = IMAGES,
+    log=print,
+) -> list[Row]:
+    """Times every option on every image; returns one Row per pair."""
+    os.environ.setdefault("U2NET_HOME", str(ROOT / "var" / "models"))
+    from rembg import new_session, remove
+
+    from removal import pipeline
+
+    session = new_session(model, providers=["CPUExecutionProvider"])
+    photos = {name: make_photo(photo, size) for name, photo, size in images}
+    # Untimed warm-up of both paths: ORT's arena, numba's JIT for pymatting.
+    warm = make_photo("astronaut", (256, 256))
+    remove(warm, session=session, alpha_matting=True)
+    for _, fields, _, _ in options:
+        pipeline.remove_background(warm, session, max_pixels=10**9, options=_options(fields))
+
+    rows = []
+    for name, _, size in images:
+        data = photos[name]
+        count = runs_12mp if size[0] * size[1] > 4_000_000 else runs
+        for label, fields, rembg_kwargs, rembg_call in options:
+            row = Row(label, name, size[0] * size[1], rembg_call)
+            opts = _options(fields)
+            capped = rembg_kwargs.get("alpha_matting") and size[0] * size[1] > 4_000_000
+            for _ in range(count):
+                if not capped:
+                    started = time.perf_counter()
+                    remove(data, session=session, **rembg_kwargs)
+                    row.rembg.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                cutout = pipeline.remove_background(data, session, max_pixels=10**9, options=opts)
+                row.ours.append(time.perf_counter() - started)
+            if capped:
+                seconds, row.rembg_note = rembg_matting_capped(
+                    data, model, timeout=rembg_matting_timeout, memory=rembg_matting_memory
+                )
+                if seconds is not None:
+                    row.rembg.append(seconds)
+            row.output_bytes = len(cutout.data)
+            row.output_size = (cutout.width, cutout.height)
+            rows.append(row)
+            log(format_line(row))
+    return rows
+
+
+def format_line(row: Row) -> str:
+    rembg = f"{row.rembg_median:7.2f}s" if row.rembg_median is not None else row.rembg_note
+    speedup = f"x{row.speedup:.1f}" if row.speedup is not None else ""
+    return (
+        f"  {row.image:6s} {row.option:18s} ours {row.ours_median:6.2f}s  "
+        f"rembg {rembg}  {speedup}  ({row.output_bytes / 1e6:.2f} MB, "
+        f"{row.output_size[0]}x{row.output_size[1]})"
+    )
+
+
+def markdown(rows: list[Row], *, model: str) -> str:
+    lines = [
+        f"Model {model}; median of the runs; seconds per call in one process "
+        "(decode, model, options, encode).",
+        "",
+        "| image | option | ours (s) | closest rembg call | rembg (s) | rembg / ours | output |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
+    for row in rows:
+        rembg = f"{row.rembg_median:.2f}" if row.rembg_median is not None else row.rembg_note
+        speedup = f"{row.speedup:.1f}x" if row.speedup is not None else "—"
+        lines.append(
+            f"| {row.image} | {row.option} | {row.ours_median:.2f} | `{row.rembg_call}` | "
+            f"{rembg} | {speedup} | {row.output_size[0]}×{row.output_size[1]}, "
+            f"{row.output_bytes / 1e6:.2f} MB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="u2net")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs at 1 MP (default 3)")
+    parser.add_argument("--runs-12mp", type=int, default=1, help="timed runs at 12 MP")
+    parser.add_argument(
+        "--rembg-matting-timeout",
+        type=float,
+        default=REMBG_MATTING_TIMEOUT_S,
+        help="seconds rembg's 12 MP alpha matting may take",
+    )
+    parser.add_argument("--markdown", help="also write the table to this file")
+    args = parser.parse_args()
+    if not (ROOT / "var" / "models" / f"{args.model}.onnx").is_file():
+        print("Model weights missing: run `make setup` first.", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    print(f"Output options vs rembg ({args.model})", flush=True)
+    rows = run(
+        model=args.model,
+        runs=args.runs,
+        runs_12mp=args.runs_12mp,
+        rembg_matting_timeout=args.rembg_matting_timeout,
+        log=lambda line: print(line, flush=True),
+    )
+    table = markdown(rows, model=args.model)
+    print()
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    print(f"({time.monotonic() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
