@@ -1,10 +1,8 @@
 """Inputs and outputs expire: files go, the job row and the ledger stay."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -12,29 +10,19 @@ from billing.models import LedgerEntry
 from removal import services, tasks
 from removal.models import RemovalJob
 from tests.images import encode, photo
-from tests.removal.helpers import assert_json_error
+from tests.job_factory import processed_job
+from tests.removal.helpers import accepted_task, assert_json_error
+
+CAT = encode(photo("chelsea"), "PNG")
 
 
-def submit(client, **extra) -> RemovalJob:
-    upload = SimpleUploadedFile("cat.png", encode(photo("chelsea"), "PNG"))
-    with mock.patch("removal.services.enqueue_job"):
-        response = client.post(
-            "/paid/image/remove/background",
-            {"file": upload, "model": "u2netp"},
-            format="multipart",
-            **extra,
-        )
-    assert response.status_code == 202, response.content
-    return RemovalJob.objects.get(pk=response.json()["task_id"])
+def submit(client) -> RemovalJob:
+    return RemovalJob.objects.get(pk=accepted_task(client, CAT, filename="cat.png"))
 
 
 @pytest.fixture
-def completed_job(api_client, account) -> RemovalJob:
-    job = submit(api_client)
-    services.process_job(job_id=job.id)  # the real u2netp model
-    job.refresh_from_db()
-    assert job.status == RemovalJob.Status.COMPLETED, job.error
-    return job
+def completed_job(account) -> RemovalJob:
+    return processed_job(account, data=CAT, filename="cat.png")
 
 
 def files_exist(job: RemovalJob) -> tuple[bool, bool]:
