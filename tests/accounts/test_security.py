@@ -1,10 +1,13 @@
 """API keys at rest and revoked: no table holds a usable key, a revoked one opens nothing."""
 
+import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.services import revoke_api_key
 from tests.removal.helpers import SUBMIT, accepted_task, assert_json_error
+
+pytestmark = pytest.mark.weights
 
 
 def every_stored_value() -> list[str]:

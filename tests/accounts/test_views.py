@@ -1,5 +1,7 @@
 """Logging in and out, and the customer dashboard."""
 
+import pytest
+
 from accounts.models import ApiKey
 from accounts.services import create_api_key
 from tests.conftest import CUSTOMER_PASSWORD as PASSWORD
@@ -28,6 +30,7 @@ def test_it_logs_out_with_a_post(customer_client):
     assert customer_client.get("/dashboard/").status_code == 302
 
 
+@pytest.mark.weights
 def test_the_dashboard_shows_the_balance_jobs_and_keys(customer_client, account):
     completed = completed_job(account)
     failed = failed_job(account)

@@ -61,6 +61,7 @@ TRAVERSALS = [
 ]
 
 
+@pytest.mark.model
 def test_the_download_route_refuses_path_traversal_in_every_encoding(live_server, finished_job):
     job_id = str(finished_job.id).encode()
     status, _, body = raw_get(live_server, b"/output/" + job_id + b"_output.png")
@@ -74,6 +75,7 @@ def test_the_download_route_refuses_path_traversal_in_every_encoding(live_server
         assert not any(marker in body for marker in SECRET_MARKERS), (path, body[:200])
 
 
+@pytest.mark.weights
 def test_stored_files_are_not_reachable_under_media_url(client, account):
     # In-process: Django's live test server serves MEDIA_URL for convenience,
     # the application itself (runserver, gunicorn) must not.

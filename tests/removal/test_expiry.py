@@ -83,6 +83,7 @@ def test_unexpired_results_are_kept_and_served(anon_client, completed_job):
     assert anon_client.get(f"/api/get/{completed_job.id}").json()["result"].get("expired") is None
 
 
+@pytest.mark.weights
 def test_the_expiry_follows_output_ttl_hours(api_client, account, settings):
     settings.OUTPUT_TTL_HOURS = 3
     job = submit(api_client)
@@ -90,6 +91,7 @@ def test_the_expiry_follows_output_ttl_hours(api_client, account, settings):
     assert abs((job.expires_at - expected).total_seconds()) < 60
 
 
+@pytest.mark.weights
 def test_a_failed_jobs_input_expires_too_and_its_refund_stays(api_client, account):
     job = submit(api_client)
     services.fail_job(job=job, error="test failure")
@@ -101,6 +103,7 @@ def test_a_failed_jobs_input_expires_too_and_its_refund_stays(api_client, accoun
     assert kinds == ["charge", "refund"]
 
 
+@pytest.mark.weights
 def test_jobs_still_waiting_or_running_are_never_expired(api_client, account):
     pending = submit(api_client)
     running = submit(api_client)

@@ -25,6 +25,7 @@ def age(job: RemovalJob, **created_ago) -> None:
     )
 
 
+@pytest.mark.weights
 def test_it_fails_and_refunds_a_job_no_worker_started_in_time(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     lost = submit(account)
@@ -41,6 +42,7 @@ def test_it_fails_and_refunds_a_job_no_worker_started_in_time(account, settings)
     assert ledger_sum(account=account) == account.credit_balance
 
 
+@pytest.mark.weights
 def test_it_leaves_a_job_that_is_still_within_the_queue_timeout(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     waiting = submit(account)
@@ -51,6 +53,7 @@ def test_it_leaves_a_job_that_is_still_within_the_queue_timeout(account, setting
     assert waiting.status == RemovalJob.Status.PENDING
 
 
+@pytest.mark.weights
 def test_it_refunds_a_lost_job_only_once_however_often_it_runs(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     lost = submit(account)
@@ -61,6 +64,7 @@ def test_it_refunds_a_lost_job_only_once_however_often_it_runs(account, settings
     assert LedgerEntry.objects.filter(job=lost, kind="refund").count() == 1
 
 
+@pytest.mark.weights
 def test_a_late_delivery_of_a_reaped_job_does_nothing(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     lost = submit(account)
@@ -80,6 +84,7 @@ def test_a_late_delivery_of_a_reaped_job_does_nothing(account, settings):
 # Processing jobs whose worker died (killed, out of memory, machine lost).
 
 
+@pytest.mark.weights
 def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
     settings.REMOVAL_JOB_TIMEOUT = 60
     stuck = submit(account)
@@ -97,6 +102,7 @@ def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
     assert services.fail_stale_jobs() == 0
 
 
+@pytest.mark.model
 def test_a_redelivered_task_may_take_over_a_stale_job(account, settings):
     settings.REMOVAL_JOB_TIMEOUT = 60
     job = submit(account)
@@ -107,6 +113,7 @@ def test_a_redelivered_task_may_take_over_a_stale_job(account, settings):
     assert job.attempts == 2
 
 
+@pytest.mark.model
 def test_a_worker_that_finishes_after_the_reaper_does_not_complete_or_charge(account):
     job = submit(account)
     assert job.mark_processing()
