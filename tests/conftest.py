@@ -385,6 +385,7 @@ def stripe_server(tmp_path_factory):
         process.wait(timeout=10)
 
 
+@pytest.fixture
 def stripe_settings(settings, stripe_server) -> str:
     """Payments on, with the Stripe library pointed at the local server."""
     settings.STRIPE_SECRET_KEY = STRIPE_TEST_SECRET_KEY
