@@ -135,7 +135,7 @@ def measure_in_process(rows: list[Row], photos: dict[str, bytes], runs: int) -> 
                 reference = remove(data, session=session)
                 row.rembg.seconds.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                ours = pipeline.remove_background(data, session, max_pixels=10**9).png
+                ours = pipeline.remove_background(data, session, max_pixels=10**9).data
                 row.pipeline.seconds.append(time.perf_counter() - started)
             references[(model, row.image)] = reference
             row.pipeline_agreement = agreement(reference, ours)
@@ -160,7 +160,7 @@ def measure_small_subjects() -> list[dict]:
         for label, *_ in SMALL_SUBJECTS:
             data = small_subject_jpeg(label)
             reference = remove(data, session=session)
-            ours = pipeline.remove_background(data, session, max_pixels=10**9).png
+            ours = pipeline.remove_background(data, session, max_pixels=10**9).data
             iou, mad = agreement(reference, ours)
             subject = float((alpha_of(reference) > 127).mean())
             results.append(

@@ -6,6 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -45,10 +46,17 @@ def errors(*codes: int) -> dict:
 
 class RemoveBackgroundApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
+    # Multipart as the contract says; a form or JSON body serves image_url
+    # and image_file_b64 without a file part.
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(
         operation_id="remove_background",
-        request={"multipart/form-data": serializers.RemoveBackgroundInputSerializer},
+        request={
+            "multipart/form-data": serializers.RemoveBackgroundInputSerializer,
+            "application/x-www-form-urlencoded": serializers.RemoveBackgroundInputSerializer,
+            "application/json": serializers.RemoveBackgroundInputSerializer,
+        },
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
-from removal.finishing import DEFAULT_OPTIONS, OutputOptions, finish_taking
+from removal.finishing import DEFAULT_OPTIONS, Finished, OutputOptions, finish_taking
 
 SUPPORTED_FORMATS = ("png", "jpeg", "webp", "bmp")
 SUPPORTED_NAMES = "png, jpg, jpeg, webp, bmp"
@@ -122,21 +122,8 @@ class NoSubjectFound(PipelineError):
     """An option needs the subject (crop) and the mask is empty."""
 
 
-@dataclass(frozen=True)
-class Cutout:
-    data: bytes
-    format: str  # png, jpg, webp, zip
-    content_type: str
-    extension: str
-    width: int
-    height: int
-    # {"top", "left", "width", "height"} in output pixels; None: no subject.
-    foreground: dict | None = None
-
-    @property
-    def png(self) -> bytes:
-        """The old name of ``data``, from when the result was always a PNG."""
-        return self.data
+# What ``remove_background`` returns: the finished file and its geometry.
+Cutout = Finished
 
 
 ProgressCallback = Callable[[int, str], None]
@@ -571,12 +558,4 @@ def remove_background(
     del img, mask
     finished = finish_taking(parts, options, on_step=step, check=check)
     step(95, "Saving result...")
-    return Cutout(
-        data=finished.data,
-        format=finished.format,
-        content_type=finished.content_type,
-        extension=finished.extension,
-        width=finished.width,
-        height=finished.height,
-        foreground=finished.foreground,
-    )
+    return finished

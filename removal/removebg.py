@@ -139,10 +139,7 @@ def wait_for_end(job: RemovalJob) -> RemovalJob:
             return job
         now = time.monotonic()
         if job.status == RemovalJob.Status.PENDING and now >= queue_deadline:
-            if services.fail_job(
-                job=job,
-                error="No worker could start this image in time; the charge was refunded",
-            ):
+            if services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR):
                 job.refresh_from_db()
                 return job
             continue
@@ -283,10 +280,20 @@ class RemoveBgApi(APIView):
         job = wait_for_end(job)
         if job.status == RemovalJob.Status.COMPLETED:
             return result_response(request, job, type_name)
-        if job.status == RemovalJob.Status.FAILED:
+        if job.status == RemovalJob.Status.FAILED and job.error == services.QUEUE_TIMEOUT_ERROR:
+            # The queue is too long right now: remove.bg's clients back off on a 429.
+            error = ApplicationError(
+                "The service is busy: no worker could start this image in time. The charge "
+                "was refunded; try again shortly.",
+                code="service_busy",
+                status_code=429,
+            )
+        elif job.status == RemovalJob.Status.FAILED:
             error = ApplicationError(
                 f"{job.error}. The credits for this image were refunded.",
-                code="unknown_foreground" if job.error.startswith("No subject") else "failed",
+                code="unknown_foreground"
+                if job.error.startswith("No subject")
+                else "processing_failed",
             )
         else:
             error = ApplicationError(

@@ -27,6 +27,10 @@ from revid.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 
+# What a job no worker ever started is failed with (the reaper, the remove.bg door).
+QUEUE_TIMEOUT_ERROR = "No worker could start this image in time; the charge was refunded"
+
+
 def stale_grace() -> timedelta:
     """How long past the job timeout a job may sit in "processing" before the
     reaper decides its worker is gone (REMOVAL_STALE_GRACE)."""
@@ -264,9 +268,7 @@ def fail_stale_jobs() -> int:
     for job in RemovalJob.objects.filter(
         status=RemovalJob.Status.PENDING, created_at__lt=queued_before
     ).select_related("account"):
-        if fail_job(
-            job=job, error="No worker could start this image in time; the charge was refunded"
-        ):
+        if fail_job(job=job, error=QUEUE_TIMEOUT_ERROR):
             count += 1
     return count
 

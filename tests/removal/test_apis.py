@@ -1,5 +1,6 @@
 """The HTTP contract, field for field (seed: remove-background-api.txt)."""
 
+import base64
 import io
 import uuid
 from datetime import timedelta
@@ -402,6 +403,27 @@ def test_the_models_endpoint_lists_the_six_models(anon_client, settings, tmp_pat
         "silueta": False,
         "isnet-general-use": False,
     }
+
+
+@pytest.mark.weights
+@pytest.mark.django_db
+def test_a_json_body_submits_a_base64_image(api_client, account):
+    body = {"image_file_b64": base64.b64encode(solid_png()).decode(), "model": "u2netp"}
+    response = api_client.post(URL, body, format="json")
+    assert response.status_code == 202, response.content
+    job = RemovalJob.objects.get(pk=response.json()["task_id"])
+    assert (job.input_format, job.width, job.height) == ("png", 64, 48)
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 - 25
+
+
+@pytest.mark.django_db
+def test_a_json_body_with_a_list_where_a_value_belongs_is_a_400(api_client, account):
+    response = api_client.post(URL, {"model": ["u2netp", "u2net"]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_field"
+    account.refresh_from_db()
+    assert account.credit_balance == 1000
 
 
 # --- task ids and other accounts' tasks -------------------------------------

@@ -57,13 +57,13 @@ def run(data: bytes, session) -> pipeline.Cutout:
 )
 def test_its_u2netp_masks_match_rembg_remove(u2netp, name, size):
     data = jpeg_of(name, size)
-    assert_same_mask(run(data, u2netp).png, remove(data, session=u2netp))
+    assert_same_mask(run(data, u2netp).data, remove(data, session=u2netp))
 
 
 @pytest.mark.parametrize("name, size", [("coffee", (1800, 1200))])
 def test_its_u2net_masks_match_rembg_remove(u2net, name, size):
     data = jpeg_of(name, size)
-    assert_same_mask(run(data, u2net).png, remove(data, session=u2net))
+    assert_same_mask(run(data, u2net).data, remove(data, session=u2net))
 
 
 @pytest.mark.parametrize("label", ["rocket-1.5pct", "thin-astronaut"])
@@ -71,7 +71,7 @@ def test_its_masks_match_rembg_remove_on_small_and_thin_subjects_in_12_mp_frames
     """Where a shortcut in the resize to the model's 320x320 shows: IoU 0.98 with one."""
     assert label in {name for name, *_ in SMALL_SUBJECTS}
     data = small_subject_jpeg(label)
-    assert_same_mask(run(data, u2netp).png, remove(data, session=u2netp))
+    assert_same_mask(run(data, u2netp).data, remove(data, session=u2netp))
 
 
 @pytest.mark.parametrize(
@@ -91,14 +91,14 @@ def test_its_resize_to_the_model_input_is_exactly_pillows_lanczos(size):
 def test_its_mask_matches_rembg_on_a_png_with_transparency(u2netp):
     img = photo("chelsea").convert("RGBA")
     data = encode(img, "PNG")
-    assert_same_mask(run(data, u2netp).png, remove(data, session=u2netp))
+    assert_same_mask(run(data, u2netp).data, remove(data, session=u2netp))
 
 
 def test_it_keeps_the_input_transparency(u2netp):
     img = photo("astronaut").convert("RGBA")
     img.putalpha(Image.new("L", img.size, 100))
     cutout = run(encode(img, "PNG"), u2netp)
-    assert alpha(cutout.png).max() <= 100
+    assert alpha(cutout.data).max() <= 100
 
 
 def test_its_output_is_a_standard_rgba_png_of_the_size_as_displayed(u2netp):
@@ -107,15 +107,15 @@ def test_its_output_is_a_standard_rgba_png_of_the_size_as_displayed(u2netp):
     data = jpeg_of("coffee", exif=exif.tobytes())  # 600x400 stored
     cutout = run(data, u2netp)
 
-    img = decode(cutout.png)
+    img = decode(cutout.data)
     assert img.format == "PNG"
     assert img.mode == "RGBA"
     assert img.size == (400, 600) == (cutout.width, cutout.height)
-    assert_same_mask(cutout.png, remove(data, session=u2netp))
+    assert_same_mask(cutout.data, remove(data, session=u2netp))
 
 
 def test_it_zeroes_the_colour_of_fully_transparent_pixels(u2netp):
-    pixels = np.asarray(decode(run(jpeg_of("astronaut"), u2netp).png))
+    pixels = np.asarray(decode(run(jpeg_of("astronaut"), u2netp).data))
     transparent = pixels[..., 3] == 0
     assert transparent.any()
     assert not pixels[transparent][:, :3].any()
@@ -171,7 +171,7 @@ def test_it_uses_a_sessions_own_predict_for_models_it_does_not_know():
             return [Image.new("L", img.size, 255), Image.new("L", img.size, 0)]
 
     cutout = run(encode(photo("coffee"), "PNG"), MaskEverythingSession())
-    assert alpha(cutout.png).min() == 255
+    assert alpha(cutout.data).min() == 255
 
 
 def _encode_large_image_in_child(pixels, results):

@@ -341,3 +341,21 @@ def test_the_account_endpoint_reports_the_ledger(client, account):
     }
     assert attributes["api"] == {"free_calls": 0, "sizes": "all"}
     assert json.dumps(body)  # plain JSON
+
+
+def test_a_job_no_worker_starts_in_time_is_refunded_and_answered_429(
+    transactional_db, account, api_key, settings, monkeypatch
+):
+    from removal import services
+
+    monkeypatch.setattr(services, "enqueue_job", lambda *, job_id: None)  # no worker at all
+    settings.REMOVEBG_QUEUE_WAIT_SECONDS = 1
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key)
+    response = post(client)
+    error = assert_removebg_error(response, 429, "service_busy")
+    assert "refunded" in error["detail"]
+    assert int(response["Retry-After"]) > 0
+    job = RemovalJob.objects.get(pk=response["X-Task-Id"])
+    assert job.status == RemovalJob.Status.FAILED
+    assert_uncharged_after_refund(account)
