@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from billing.models import LedgerEntry
@@ -100,6 +101,23 @@ def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
     assert recent.status == RemovalJob.Status.PROCESSING
     assert ledger_sum(account=account) == 1000 - 25
     assert services.fail_stale_jobs() == 0
+
+
+@pytest.mark.weights
+def test_a_worker_killed_after_storing_its_output_leaves_no_file_once_reaped(account, settings):
+    # Killed between saving the file and marking the job completed: the job
+    # row never names the file, so nothing would ever serve or expire it.
+    settings.REMOVAL_JOB_TIMEOUT = 60
+    stuck = submit(account)
+    assert stuck.mark_processing()
+    orphan = stuck.output_file.storage.save(f"outputs/{stuck.output_filename}", ContentFile(b"x"))
+    RemovalJob.objects.filter(pk=stuck.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+
+    assert services.fail_stale_jobs() == 1
+
+    stuck.refresh_from_db()
+    assert stuck.status == RemovalJob.Status.FAILED
+    assert not stuck.output_file.storage.exists(orphan)
 
 
 @pytest.mark.model
