@@ -20,7 +20,7 @@ from accounts.models import Account, ApiKey
 from billing.services import charge_for_job, refund_for_job
 from removal import pipeline, registry, waiting
 from removal.finishing import OutputOptions
-from removal.models import RemovalJob
+from removal.models import RemovalJob, output_upload_to
 from removal.submissions import RemovalRequest
 from revid.errors import ApplicationError
 
@@ -244,6 +244,20 @@ def _stale_cutoff():
     return timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT) - stale_grace()
 
 
+def _delete_orphan_output(*, job: RemovalJob) -> None:
+    """Deletes the output a worker stored before it died, if any.
+
+    A worker killed between storing the file and marking the job completed
+    leaves a file the job row never names: nothing would serve it or expire
+    it. The job is failed now, so the file at its name is an orphan (a slow
+    worker still alive finds the job failed and deletes its file itself).
+    """
+    name = output_upload_to(job, job.output_filename)
+    storage = job.output_file.storage
+    if storage.exists(name):
+        storage.delete(name)
+
+
 def fail_stale_jobs() -> int:
     """Fails (and refunds) jobs that will never finish on their own.
 
@@ -263,6 +277,7 @@ def fail_stale_jobs() -> int:
         if fail_job(
             job=job, error="The worker processing this image stopped; the charge was refunded"
         ):
+            _delete_orphan_output(job=job)
             count += 1
     queued_before = timezone.now() - timedelta(seconds=settings.REMOVAL_QUEUE_TIMEOUT)
     for job in RemovalJob.objects.filter(

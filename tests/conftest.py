@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connections
 from rest_framework.test import APIClient
 
-from accounts.services import create_account, create_api_key
+from accounts.services import add_member, create_account, create_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +62,25 @@ def api_client(api_key):
 @pytest.fixture
 def anon_client():
     return APIClient()
+
+
+CUSTOMER_PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def alice(account):
+    """A user of ``account`` (alice, alice@example.com) who logs in to the web pages."""
+    user = add_member(account=account, username="alice", password=CUSTOMER_PASSWORD).user
+    user.email = "alice@example.com"
+    user.save(update_fields=["email"])
+    return user
+
+
+@pytest.fixture
+def customer_client(alice, client):
+    """The test client, logged in as ``alice``."""
+    client.force_login(alice)
+    return client
 
 
 def database_url_for_subprocess() -> str:

@@ -1,14 +1,16 @@
 """Jobs in a given state, made through the real submit service (so they are
-charged) and the model's guarded transitions, without running a model."""
+charged) and the model's guarded transitions; only ``processed_job`` runs a
+model (the real one, in the worker's code)."""
 
 from datetime import timedelta
+from unittest import mock
 
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from removal.models import RemovalJob
-from removal.services import fail_job, submit_job
+from removal.services import fail_job, process_job, submit_job
 from removal.submissions import Fields, RemovalRequest, seed_request
 from tests.images import encode, photo, photo_bytes
 
@@ -55,4 +57,14 @@ def failed_job(account, *, error: str = "Processing timed out after 60 seconds")
     job = submitted_job(account)
     assert job.mark_processing()
     assert fail_job(job=job, error=error)
+    return job
+
+
+def processed_job(account, **kwargs) -> RemovalJob:
+    """A job run through the worker's own code with the real model (u2netp by default)."""
+    with mock.patch("removal.services.enqueue_job"):
+        job = submitted_job(account, **kwargs)
+    process_job(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == RemovalJob.Status.COMPLETED, job.error
     return job

@@ -3,21 +3,9 @@
 import pytest
 
 from accounts.models import ApiKey
-from accounts.services import add_member, create_api_key
+from accounts.services import create_api_key
+from tests.conftest import CUSTOMER_PASSWORD as PASSWORD
 from tests.job_factory import completed_job, failed_job
-
-PASSWORD = "pw-alice-123"
-
-
-@pytest.fixture
-def alice(account):
-    return add_member(account=account, username="alice", password=PASSWORD).user
-
-
-@pytest.fixture
-def customer_client(alice, client):
-    client.force_login(alice)
-    return client
 
 
 def test_it_logs_a_customer_in_and_sends_them_to_the_upload_page(client, alice):
@@ -42,6 +30,7 @@ def test_it_logs_out_with_a_post(customer_client):
     assert customer_client.get("/dashboard/").status_code == 302
 
 
+@pytest.mark.weights
 def test_the_dashboard_shows_the_balance_jobs_and_keys(customer_client, account):
     completed = completed_job(account)
     failed = failed_job(account)

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -19,6 +20,7 @@ def client_for(api_key) -> APIClient:
     return client
 
 
+@pytest.mark.weights
 def test_every_row_adds_up_to_the_balance(api_client, history):
     response = api_client.get("/api/usage")
     assert response.status_code == 200
@@ -40,6 +42,7 @@ def test_every_row_adds_up_to_the_balance(api_client, history):
     assert body["row_count"] == 6 and (body["page"], body["pages"]) == (1, 1)
 
 
+@pytest.mark.weights
 def test_rows_say_which_job_and_key_they_belong_to(api_client, history):
     rows = api_client.get("/api/usage").json()["rows"]
     refund = next(row for row in rows if row["kind"] == "refund")
@@ -50,6 +53,7 @@ def test_rows_say_which_job_and_key_they_belong_to(api_client, history):
     assert (grant["job_id"], grant["api_key"], grant["note"]) == (None, None, "Initial credits")
 
 
+@pytest.mark.weights
 def test_per_day_totals_cover_every_day_of_the_period(api_client, history):
     today = timezone.localdate()
     start = today - timedelta(days=6)
@@ -68,6 +72,7 @@ def test_per_day_totals_cover_every_day_of_the_period(api_client, history):
     assert all(day["images_completed"] == 0 for day in body["days"][:-1])
 
 
+@pytest.mark.weights
 def test_a_period_in_the_past_has_its_opening_and_closing_balance(api_client, history):
     grant = history.account.ledger_entries.get(kind="grant")
     backdate([grant], days=10)
@@ -81,6 +86,7 @@ def test_a_period_in_the_past_has_its_opening_and_closing_balance(api_client, hi
     assert later["opening_balance"] + sum(row["amount"] for row in later["rows"]) == 850
 
 
+@pytest.mark.weights
 def test_it_filters_by_api_key(api_client, history):
     body = api_client.get(f"/api/usage?api_key={history.other_key.prefix}").json()
     assert [(row["kind"], row["amount"]) for row in body["rows"]] == [("charge", -25)]
@@ -88,6 +94,7 @@ def test_it_filters_by_api_key(api_client, history):
     assert body["totals"]["charge"] == -25
 
 
+@pytest.mark.weights
 def test_bad_dates_are_a_400_in_the_error_shape(api_client, history):
     for query, code in [
         ("from=2025-13-01", "invalid_date"),
@@ -102,12 +109,14 @@ def test_bad_dates_are_a_400_in_the_error_shape(api_client, history):
         assert "Traceback" not in body["error"]
 
 
+@pytest.mark.weights
 def test_it_needs_a_valid_key(anon_client, history):
     assert_json_error(anon_client.get("/api/usage"), 401, "missing_api_key")
     anon_client.credentials(HTTP_X_API_KEY="nope.nope")
     assert_json_error(anon_client.get("/api/usage"), 401, "invalid_api_key")
 
 
+@pytest.mark.weights
 def test_a_key_sees_only_its_own_accounts_rows(history, other_account):
     _, key = create_api_key(account=other_account, name="theirs")
     body = client_for(key).get("/api/usage").json()

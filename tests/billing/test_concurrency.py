@@ -26,6 +26,7 @@ URL = "/paid/image/remove/background"
 SUBMISSIONS = 50
 
 
+@pytest.mark.weights
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_submissions_against_ten_requests_of_credit(settings):
     settings.REMOVAL_RATE_LIMIT = ""

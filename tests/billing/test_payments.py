@@ -21,7 +21,6 @@ import stripe
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from accounts.services import add_member
 from billing.models import CreditPack, LedgerEntry, Purchase
 from billing.selectors import ledger_sum
 from billing.services import adjust_credits
@@ -34,16 +33,6 @@ AUTH = {"Authorization": f"Bearer {STRIPE_TEST_SECRET_KEY}"}
 @pytest.fixture
 def pack(db):
     return CreditPack.objects.create(name="Starter", credits=500, price=900, currency="eur")
-
-
-@pytest.fixture
-def customer_client(account):
-    member = add_member(account=account, username="alice", password="correct-horse-battery")
-    member.user.email = "alice@example.com"
-    member.user.save()
-    client = Client()
-    client.force_login(member.user)
-    return client
 
 
 def open_checkout(client: Client, pack: CreditPack) -> str:

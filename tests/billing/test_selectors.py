@@ -26,6 +26,7 @@ def test_without_dates_a_query_covers_the_last_thirty_days(account):
     assert query.api_key is None
 
 
+@pytest.mark.weights
 def test_the_rows_of_every_period_add_up_to_the_balance(history):
     account = history.account
     rows = list(history.account.ledger_entries.order_by("id"))
@@ -60,6 +61,7 @@ def test_a_keys_rows_are_those_of_its_jobs(history):
     assert summary["net"] == 850, "the account's movement, not the key's"
 
 
+@pytest.mark.weights
 def test_per_day_totals_count_images_by_outcome_and_net_credits(history):
     run_job(history.account, api_key=history.key)
     yesterday = list(history.account.ledger_entries.filter(kind="charge").order_by("-id")[:1])

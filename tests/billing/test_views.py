@@ -7,7 +7,6 @@ from datetime import date
 
 import pytest
 
-from accounts.services import add_member
 from billing.selectors import ledger_sum
 from billing.services import grant_credits
 from billing.views import PAGE_SIZE, bar_chart
@@ -17,10 +16,9 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
-def customer(client, history):
-    add_member(account=history.account, username="alice", password=PASSWORD)
-    client.login(username="alice", password=PASSWORD)
-    return client
+def customer(customer_client, history):
+    """alice, logged in, on the account with ``history``."""
+    return customer_client
 
 
 def ledger_rows(html: str) -> list[str]:
@@ -33,6 +31,7 @@ def csv_rows(response) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+@pytest.mark.weights
 def test_it_needs_a_login(client, history):
     response = client.get("/usage/")
     assert response.status_code == 302
@@ -47,11 +46,13 @@ def test_a_user_without_an_account_is_told_so(client, django_user_model):
     assert client.get("/usage/export.csv").status_code == 403
 
 
+@pytest.mark.weights
 def test_the_dashboard_links_to_it(customer):
     html = customer.get("/dashboard/").content.decode()
     assert 'href="/usage/"' in html
 
 
+@pytest.mark.weights
 def test_it_shows_every_row_of_the_period_and_totals_that_add_up(customer, history):
     response = customer.get("/usage/")
     html = response.content.decode()
@@ -65,6 +66,7 @@ def test_it_shows_every_row_of_the_period_and_totals_that_add_up(customer, histo
     assert "outsider" not in html
 
 
+@pytest.mark.weights
 def test_it_draws_the_last_thirty_days_as_inline_svg(customer, history):
     html = customer.get("/usage/").content.decode()
     images_chart = html.split('id="images-chart"')[1].split("</svg>")[0]
@@ -77,6 +79,7 @@ def test_it_draws_the_last_thirty_days_as_inline_svg(customer, history):
     assert "<script" not in html.split("<main")[1].split("</main>")[0]
 
 
+@pytest.mark.weights
 def test_it_filters_by_date(customer, history):
     old = [row for row in history.account.ledger_entries.filter(kind="grant")]
     backdate(old, days=40)
@@ -88,6 +91,7 @@ def test_it_filters_by_date(customer, history):
     assert 'data-testid="closing-balance">850<' in recent
 
 
+@pytest.mark.weights
 def test_it_filters_by_api_key(customer, history):
     html = customer.get(f"/usage/?api_key={history.key.prefix}").content.decode()
     assert sorted(ledger_rows(html)) == ["charge", "charge", "refund"]
@@ -95,6 +99,7 @@ def test_it_filters_by_api_key(customer, history):
     assert f'<option value="{history.key.prefix}" selected>' in html
 
 
+@pytest.mark.weights
 def test_a_bad_filter_is_a_400_with_a_plain_message(customer, history):
     response = customer.get("/usage/?from=yesterday")
     assert response.status_code == 400
@@ -106,6 +111,7 @@ def test_a_bad_filter_is_a_400_with_a_plain_message(customer, history):
     assert "That API key does not exist in this account." in response.content.decode()
 
 
+@pytest.mark.weights
 def test_it_pages_the_rows(customer, history):
     for number in range(PAGE_SIZE):
         grant_credits(account=history.account, amount=1, note=f"grant {number}")
@@ -116,6 +122,7 @@ def test_it_pages_the_rows(customer, history):
     assert len(ledger_rows(second)) == 6
 
 
+@pytest.mark.weights
 def test_the_csv_has_the_same_rows_as_the_page_and_adds_up_to_the_balance(customer, history):
     response = customer.get("/usage/export.csv")
     assert response.status_code == 200
@@ -127,6 +134,7 @@ def test_the_csv_has_the_same_rows_as_the_page_and_adds_up_to_the_balance(custom
     assert int(rows[0]["balance_after"]) == 850
 
 
+@pytest.mark.weights
 def test_the_csv_follows_the_filter(customer, history):
     rows = csv_rows(customer.get(f"/usage/export.csv?api_key={history.other_key.prefix}"))
     assert [(row["kind"], row["amount"], row["api_key"]) for row in rows] == [
@@ -137,6 +145,7 @@ def test_the_csv_follows_the_filter(customer, history):
     assert response.status_code == 400
 
 
+@pytest.mark.weights
 def test_the_csv_quotes_notes_a_spreadsheet_would_run(customer, history):
     rows = csv_rows(customer.get("/usage/export.csv"))
     (adjustment,) = [row for row in rows if row["kind"] == "adjust"]

@@ -7,6 +7,7 @@ PostgreSQL in CI (DATABASE_URL), else the SQLite test file, which every
 process here opens too.
 """
 
+import math
 import re
 import signal
 import time
@@ -21,19 +22,38 @@ from billing.selectors import ledger_sum
 from removal.models import RemovalJob
 from tests.conftest import bucket_keys, wait_for
 from tests.images import encode, photo
+from tests.speed import job_seconds, wait_while_progressing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 JOBS = 30
 PRICE = 25
 STARTING_CREDITS = 1000 + JOBS * PRICE  # the account fixture's 1000, plus room for 30
-# Short limits so the test can watch the reaper work: a u2netp job on this
-# small photo takes well under a second, so nothing legitimate hits them.
+# Short limits so the test can watch the reaper work, scaled from one job's
+# measured time on this machine (see `Limits`), never below these.
 JOB_TIMEOUT = 20
 STALE_GRACE = 5
 QUEUE_TIMEOUT = 45
 
 PROCESSING_LINE = re.compile(r"processing removal-([0-9a-f-]{36})")
+
+
+class Limits:
+    """Deadlines from one job's measured time here (u2netp loaded, this process).
+
+    ``drain``: the whole batch on one worker. A worker runs a job no slower
+    than ten times the measurement, even with the test, the web server and
+    the other worker beside it on a loaded machine.
+    """
+
+    def __init__(self, seconds_per_job: float, *, queue_factor: float):
+        self.per_job = seconds_per_job
+        self.drain = JOBS * seconds_per_job
+        self.job_timeout = max(JOB_TIMEOUT, math.ceil(10 * seconds_per_job))
+        self.queue_timeout = max(QUEUE_TIMEOUT, math.ceil(queue_factor * self.drain))
+        # The longest a worker may go without finishing a job before the
+        # test calls it stuck: well over a job, or a worker starting.
+        self.stall = max(60.0, 20 * seconds_per_job)
 
 
 @pytest.fixture
@@ -44,28 +64,35 @@ def small_photo() -> bytes:
 
 
 @pytest.fixture
+def measured(small_photo) -> float:
+    """Seconds one job takes here now (the slowest of three, after a first run)."""
+    job_seconds(small_photo, model="u2netp")
+    return job_seconds(small_photo, model="u2netp", runs=3)
+
+
+@pytest.fixture
 def cluster(live_server, start_worker, redis_broker, s3_storage_settings, account):
     """Starts worker processes configured like a second and third machine."""
     from billing.services import grant_credits
 
     grant_credits(account=account, amount=JOBS * PRICE, note="distributed test")
-    env = {
-        **s3_storage_settings,
-        "REDIS_URL": redis_broker,
-        "Q_WORKERS": "1",
-        "ORT_INTRA_OP_THREADS": "1",
-        "WARM_MODELS": "u2netp",
-        "REMOVAL_JOB_TIMEOUT": str(JOB_TIMEOUT),
-        "REMOVAL_STALE_GRACE": str(STALE_GRACE),
-        "REMOVAL_QUEUE_TIMEOUT": str(QUEUE_TIMEOUT),
-    }
 
-    def start(count: int):
+    def start(count: int, limits: Limits):
+        env = {
+            **s3_storage_settings,
+            "REDIS_URL": redis_broker,
+            "Q_WORKERS": "1",
+            "ORT_INTRA_OP_THREADS": "1",
+            "WARM_MODELS": "u2netp",
+            "REMOVAL_JOB_TIMEOUT": str(limits.job_timeout),
+            "REMOVAL_STALE_GRACE": str(STALE_GRACE),
+            "REMOVAL_QUEUE_TIMEOUT": str(limits.queue_timeout),
+        }
         workers = [start_worker(**env) for _ in range(count)]
         for worker in workers:
             wait_for(
                 lambda w=worker: "running." in w.log() or w.process.poll() is not None,
-                timeout=60,
+                timeout=120,
                 message="qcluster never came up",
             )
             assert worker.process.poll() is None, worker.log()
@@ -130,22 +157,29 @@ def assert_outputs_in_bucket(s3_env, task_ids: list[str]) -> None:
 
 
 def test_thirty_jobs_on_two_workers_each_complete_exactly_once(
-    cluster, live_server, api_key, account, small_photo, s3_storage_settings
+    cluster, live_server, api_key, account, small_photo, s3_storage_settings, measured
 ):
     from django_q.models import Task
 
-    workers = cluster(2)
+    # The queue timeout is far beyond the batch's time on one worker: every
+    # job here must complete, none may be reaped for waiting.
+    limits = Limits(measured, queue_factor=10)
+    workers = cluster(2, limits)
     task_ids = submit_all(live_server, api_key, small_photo)
 
-    wait_for(lambda: unfinished(task_ids) == 0, timeout=150, message="jobs never finished")
+    wait_while_progressing(
+        lambda: unfinished(task_ids),
+        stall=limits.stall,
+        message=f"jobs stopped finishing (one took {measured:.2f}s here)",
+    )
 
     jobs = {str(job.pk): job for job in RemovalJob.objects.filter(pk__in=task_ids)}
     assert {job.status for job in jobs.values()} == {RemovalJob.Status.COMPLETED}
     assert all(job.attempts == 1 for job in jobs.values())
-    # Each task was delivered once, to one worker, and both workers took part.
+    # Each task was delivered once, to one worker. Which worker is Redis's
+    # choice: on a loaded machine one may take most (or all) of them.
     seen = [processed_ids(worker) for worker in workers]
     assert sorted(seen[0] + seen[1]) == sorted(task_ids)
-    assert all(seen), [len(ids) for ids in seen]
     rows = Task.objects.filter(name__in=[f"removal-{pk}" for pk in task_ids])
     assert rows.count() == JOBS
     assert all(row.success and row.attempt_count == 1 for row in rows)
@@ -163,27 +197,43 @@ def test_thirty_jobs_on_two_workers_each_complete_exactly_once(
 
 
 def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
-    cluster, live_server, api_key, account, small_photo, s3_storage_settings
+    cluster, live_server, api_key, account, small_photo, s3_storage_settings, measured
 ):
     from django_q.tasks import async_task
 
-    victim, survivor = cluster(2)
+    # The tasks the victim had taken off the queue wait out the queue
+    # timeout: twice the batch's time on the survivor alone.
+    limits = Limits(measured, queue_factor=2)
+    victim, survivor = cluster(2, limits)
+    submitted_at = time.monotonic()
     task_ids = submit_all(live_server, api_key, small_photo)
 
     def victim_is_mid_job():
         # The last job the victim announced, if the database says it is
         # still running it.
         ids = processed_ids(victim)
-        if len(ids) < 2:
+        if not ids:
             return None
         job = RemovalJob.objects.filter(pk=ids[-1], status=RemovalJob.Status.PROCESSING).first()
         return str(job.pk) if job else None
 
-    killed_job = wait_for(victim_is_mid_job, timeout=60, interval=0.05, message="never caught")
+    # Looked for ten times per measured job, while the batch lasts.
+    killed_job = wait_for(
+        victim_is_mid_job,
+        timeout=limits.stall + 10 * limits.drain,
+        interval=min(0.05, measured / 10),
+        message="never caught the victim running a job",
+    )
     victim.kill(signal.SIGKILL)
     victim.process.wait(timeout=10)
     still_running = RemovalJob.objects.get(pk=killed_job).status == RemovalJob.Status.PROCESSING
     survivor_before = len(processed_ids(survivor))
+    pending_at_kill = {
+        str(pk)
+        for pk in RemovalJob.objects.filter(
+            pk__in=task_ids, status=RemovalJob.Status.PENDING
+        ).values_list("pk", flat=True)
+    }
 
     def all_finished():
         if unfinished(task_ids) == 0:
@@ -194,7 +244,18 @@ def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
         async_task("removal.tasks.fail_stale_jobs", task_name=f"reaper-{time.monotonic()}")
         return False
 
-    wait_for(all_finished, timeout=150, interval=3, message="a job was lost")
+    # Lost tasks are reaped after the queue timeout, the killed job after the
+    # job timeout and grace; the reaper waits its turn behind the survivor's
+    # queue, which drains in `drain` seconds (ten times that on a bad day).
+    bound = (
+        limits.queue_timeout + limits.job_timeout + STALE_GRACE + 10 * limits.drain + limits.stall
+    )
+    wait_for(
+        all_finished,
+        timeout=bound - (time.monotonic() - submitted_at),
+        interval=3,
+        message="a job was lost",
+    )
 
     jobs = {str(job.pk): job for job in RemovalJob.objects.filter(pk__in=task_ids)}
     statuses = {job.status for job in jobs.values()}
@@ -205,8 +266,10 @@ def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
         # The job the victim died in was failed and refunded by the reaper.
         assert jobs[killed_job].status == RemovalJob.Status.FAILED
         assert "stopped" in jobs[killed_job].error
-    # The survivor kept working after the kill.
-    assert len(processed_ids(survivor)) > survivor_before
+    # The survivor kept working after the kill: every job still waiting then
+    # that completed, it ran (the victim's taken tasks were reaped instead).
+    completed_later = {pk for pk in pending_at_kill if jobs[pk].status == "completed"}
+    assert completed_later <= set(processed_ids(survivor)[survivor_before:])
 
     assert_outputs_in_bucket(s3_storage_settings, task_ids)
     assert_ledger_exact(account, task_ids)

@@ -1,9 +1,28 @@
-"""Assertions shared by the hardening tests."""
+"""Requests and assertions shared by the removal tests."""
+
+from unittest import mock
+
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Account
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from removal.models import RemovalJob
+from tests.images import solid_png
+
+SUBMIT = "/paid/image/remove/background"
+
+
+def accepted_task(client, data: bytes | None = None, filename: str = "a.png", **extra) -> str:
+    """Posts an image to the seed API as ``client`` and returns the 202's task
+    id; the job stays pending (nothing is queued)."""
+    upload = SimpleUploadedFile(filename, solid_png() if data is None else data)
+    with mock.patch("removal.services.enqueue_job"):
+        response = client.post(
+            SUBMIT, {"file": upload, "model": "u2netp"}, format="multipart", **extra
+        )
+    assert response.status_code == 202, response.content
+    return response.json()["task_id"]
 
 
 def assert_json_error(response, status: int, code: str | None = None) -> dict:

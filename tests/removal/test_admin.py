@@ -1,8 +1,12 @@
 """Removal jobs in the admin: filters, search by task id, thumbnails, read-only."""
 
+import pytest
+
 from removal.models import RemovalJob
 from tests.images import photo_bytes
 from tests.job_factory import completed_job, failed_job, submitted_job
+
+pytestmark = pytest.mark.weights
 
 CHANGELIST = "/admin/removal/removaljob/"
 

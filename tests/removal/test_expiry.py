@@ -1,10 +1,8 @@
 """Inputs and outputs expire: files go, the job row and the ledger stay."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -12,29 +10,19 @@ from billing.models import LedgerEntry
 from removal import services, tasks
 from removal.models import RemovalJob
 from tests.images import encode, photo
-from tests.removal.helpers import assert_json_error
+from tests.job_factory import processed_job
+from tests.removal.helpers import accepted_task, assert_json_error
+
+CAT = encode(photo("chelsea"), "PNG")
 
 
-def submit(client, **extra) -> RemovalJob:
-    upload = SimpleUploadedFile("cat.png", encode(photo("chelsea"), "PNG"))
-    with mock.patch("removal.services.enqueue_job"):
-        response = client.post(
-            "/paid/image/remove/background",
-            {"file": upload, "model": "u2netp"},
-            format="multipart",
-            **extra,
-        )
-    assert response.status_code == 202, response.content
-    return RemovalJob.objects.get(pk=response.json()["task_id"])
+def submit(client) -> RemovalJob:
+    return RemovalJob.objects.get(pk=accepted_task(client, CAT, filename="cat.png"))
 
 
 @pytest.fixture
-def completed_job(api_client, account) -> RemovalJob:
-    job = submit(api_client)
-    services.process_job(job_id=job.id)  # the real u2netp model
-    job.refresh_from_db()
-    assert job.status == RemovalJob.Status.COMPLETED, job.error
-    return job
+def completed_job(account) -> RemovalJob:
+    return processed_job(account, data=CAT, filename="cat.png")
 
 
 def files_exist(job: RemovalJob) -> tuple[bool, bool]:
@@ -95,6 +83,7 @@ def test_unexpired_results_are_kept_and_served(anon_client, completed_job):
     assert anon_client.get(f"/api/get/{completed_job.id}").json()["result"].get("expired") is None
 
 
+@pytest.mark.weights
 def test_the_expiry_follows_output_ttl_hours(api_client, account, settings):
     settings.OUTPUT_TTL_HOURS = 3
     job = submit(api_client)
@@ -102,6 +91,7 @@ def test_the_expiry_follows_output_ttl_hours(api_client, account, settings):
     assert abs((job.expires_at - expected).total_seconds()) < 60
 
 
+@pytest.mark.weights
 def test_a_failed_jobs_input_expires_too_and_its_refund_stays(api_client, account):
     job = submit(api_client)
     services.fail_job(job=job, error="test failure")
@@ -113,6 +103,7 @@ def test_a_failed_jobs_input_expires_too_and_its_refund_stays(api_client, accoun
     assert kinds == ["charge", "refund"]
 
 
+@pytest.mark.weights
 def test_jobs_still_waiting_or_running_are_never_expired(api_client, account):
     pending = submit(api_client)
     running = submit(api_client)

@@ -18,6 +18,7 @@ def test_healthz_answers_ok_without_touching_the_database(client):
     assert response["Cache-Control"] == "no-store"
 
 
+@pytest.mark.weights
 @pytest.mark.django_db
 def test_readyz_is_ready_on_the_embedded_default(client):
     response = client.get("/readyz")
@@ -31,6 +32,7 @@ def test_readyz_is_ready_on_the_embedded_default(client):
     assert "u2net" in body["checks"]["models"]["detail"]
 
 
+@pytest.mark.weights
 @pytest.mark.django_db
 def test_readyz_is_ready_on_redis_and_s3(client, redis_broker, s3_storage_settings):
     response = client.get("/readyz")
@@ -77,6 +79,7 @@ def test_readyz_answers_503_when_the_default_model_has_no_weights(client, settin
     assert "install_models" in models["detail"]
 
 
+@pytest.mark.weights
 def test_readyz_answers_503_when_the_database_is_unreachable(client, transactional_db):
     from django.db import connections
 

@@ -22,6 +22,7 @@ def post(client, data: bytes, key: str | None, model: str = "u2netp"):
     return client.post(URL, {"file": upload, "model": model}, format="multipart", **headers)
 
 
+@pytest.mark.weights
 def test_a_retry_with_the_same_key_returns_the_same_task_and_charges_once(api_client, account):
     data = solid_png()
     first = post(api_client, data, "order-42")
@@ -34,6 +35,7 @@ def test_a_retry_with_the_same_key_returns_the_same_task_and_charges_once(api_cl
     assert account.credit_balance == 975 == ledger_sum(account=account)
 
 
+@pytest.mark.weights
 def test_the_same_key_with_a_different_file_is_refused_with_409(api_client, account):
     post(api_client, solid_png(color=(1, 2, 3)), "order-42")
     response = post(api_client, solid_png(color=(3, 2, 1)), "order-42")
@@ -42,12 +44,14 @@ def test_the_same_key_with_a_different_file_is_refused_with_409(api_client, acco
     assert LedgerEntry.objects.filter(account=account, kind="charge").count() == 1
 
 
+@pytest.mark.weights
 def test_the_same_key_with_a_different_model_is_refused_with_409(api_client, account):
     data = solid_png()
     post(api_client, data, "order-42", model="u2netp")
     assert_json_error(post(api_client, data, "order-42", model="u2net"), 409)
 
 
+@pytest.mark.weights
 def test_different_keys_make_different_tasks(api_client, account):
     data = solid_png()
     first = post(api_client, data, "a").json()["task_id"]
@@ -56,6 +60,7 @@ def test_different_keys_make_different_tasks(api_client, account):
     assert LedgerEntry.objects.filter(account=account, kind="charge").count() == 2
 
 
+@pytest.mark.weights
 def test_without_a_key_every_post_is_a_new_task(api_client, account):
     data = solid_png()
     post(api_client, data, None)
@@ -63,6 +68,7 @@ def test_without_a_key_every_post_is_a_new_task(api_client, account):
     assert RemovalJob.objects.filter(account=account).count() == 2
 
 
+@pytest.mark.weights
 def test_keys_belong_to_one_account(api_client, account, other_account):
     from accounts.services import create_api_key
 
@@ -75,6 +81,7 @@ def test_keys_belong_to_one_account(api_client, account, other_account):
     assert mine != theirs
 
 
+@pytest.mark.weights
 def test_a_key_whose_first_request_was_refused_can_be_used_again(api_client, account):
     assert_json_error(post(api_client, b"not an image", "order-7"), 415)
     response = post(api_client, solid_png(), "order-7")
@@ -88,6 +95,7 @@ def test_it_refuses_malformed_idempotency_keys(api_client, account, key):
     assert not RemovalJob.objects.exists()
 
 
+@pytest.mark.weights
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_retries_with_one_key_make_one_task_and_one_charge(account, api_key):
     """Both retries pass the lookup; the unique constraint lets one insert in."""

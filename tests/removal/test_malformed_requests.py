@@ -31,6 +31,7 @@ def raw_post(client, body: bytes, content_type: str, **extra):
     return client.generic("POST", URL, body, content_type=content_type, **extra)
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize(
     ("body", "content_type", "status"),
     [
@@ -50,6 +51,7 @@ def test_it_refuses_bodies_that_are_not_a_multipart_upload(
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize(
     "content_type",
     [
@@ -68,6 +70,7 @@ def test_it_refuses_a_broken_multipart_boundary(api_client, account, content_typ
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_it_refuses_a_body_cut_off_in_the_middle_of_a_part(api_client, account):
     body = multipart([("file", "a.png", solid_png())])
     response = raw_post(api_client, body[: len(body) // 2], "multipart/form-data; boundary=XyZ123")
@@ -76,6 +79,7 @@ def test_it_refuses_a_body_cut_off_in_the_middle_of_a_part(api_client, account):
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_it_ignores_extra_fields(api_client, account):
     body = multipart(
         [
@@ -106,6 +110,7 @@ def test_it_refuses_a_model_sent_as_a_file(api_client, account):
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_it_refuses_repeated_file_fields(api_client, account):
     body = multipart([("file", "a.png", solid_png()), ("file", "b.png", solid_png(10, 10))])
     response = raw_post(api_client, body, "multipart/form-data; boundary=XyZ123")
@@ -113,6 +118,7 @@ def test_it_refuses_repeated_file_fields(api_client, account):
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_it_refuses_a_file_sent_as_a_plain_field(api_client, account):
     body = multipart([("file", None, solid_png())])
     response = raw_post(api_client, body, "multipart/form-data; boundary=XyZ123")
@@ -134,6 +140,7 @@ def test_it_refuses_hundreds_of_files(api_client, account):
     assert_nothing_charged(account, balance=1000)
 
 
+@pytest.mark.weights
 def test_it_accepts_odd_spacing_in_headers(account, api_key, anon_client):
     body = multipart([("file", "a.png", solid_png()), ("model", None, b"  u2netp  ")])
     with mock.patch("removal.services.enqueue_job"):

@@ -8,7 +8,7 @@ from django.utils import timezone
 from removal.models import RemovalJob
 from tests.job_factory import completed_job, failed_job, submitted_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.weights]
 
 
 def test_a_completed_job_has_a_live_output_and_input(account):

@@ -88,6 +88,7 @@ def test_the_worker_says_the_same_about_a_broken_file(label):
     assert not INTERNALS.search(str(refusal.value)), str(refusal.value)
 
 
+@pytest.mark.weights
 def test_a_png_whose_pixel_data_is_corrupt_is_refused_before_the_charge(api_client, account):
     """Reading a PNG's EXIF decodes it; that decode's error must not be swallowed."""
     response = post(api_client, with_damaged_idat(photo_bytes("coffee", "PNG")))
@@ -112,6 +113,7 @@ def test_the_check_decodes_a_jpeg_at_one_eighth_yet_finds_damage_at_its_end():
 # --- Too long and thin to process ----------------------------------------------
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize("size", [(1, 50_000_000), (50_000_000, 1)], ids=["1xN", "Nx1"])
 def test_an_image_too_long_to_process_is_refused_from_its_header(api_client, account, size):
     data = grey_png(*size)  # valid, about 100 kB, within the 50 M pixel limit

@@ -4,9 +4,8 @@ import pytest
 
 from removal import registry
 
-pytestmark = pytest.mark.model
 
-
+@pytest.mark.model
 def test_warm_models_loads_and_runs_each_named_model():
     timings = registry.warm_models(["u2netp"])
 
@@ -20,16 +19,19 @@ def test_warm_models_skips_unknown_and_uninstalled_models(settings, tmp_path):
     assert registry.warm_models(["no-such-model", "isnet-general-use"]) == {}
 
 
+@pytest.mark.model
 def test_warm_models_reads_the_warm_models_setting(settings):
     settings.WARM_MODELS = ["u2netp"]
 
     assert list(registry.warm_models()) == ["u2netp"]
 
 
+@pytest.mark.weights
 def test_sessions_are_reused_within_a_process():
     assert registry.get_session("u2netp") is registry.get_session("u2netp")
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize("spinning, entry", [(True, "1"), (False, "0")])
 def test_new_sessions_follow_the_thread_settings(settings, spinning, entry):
     settings.ORT_ALLOW_SPINNING = spinning

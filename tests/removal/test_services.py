@@ -30,6 +30,7 @@ def balance(account) -> int:
     return account.credit_balance
 
 
+@pytest.mark.model
 def test_it_processes_a_job_into_a_transparent_png(account):
     job = process_job(job_id=submit(account).id)
     assert job.status == RemovalJob.Status.COMPLETED
@@ -46,6 +47,7 @@ def test_it_processes_a_job_into_a_transparent_png(account):
     assert balance(account) == 975
 
 
+@pytest.mark.model
 def test_a_second_delivery_of_the_same_task_does_nothing(account):
     job = process_job(job_id=submit(account).id)
     completed_at = job.completed_at
@@ -55,6 +57,7 @@ def test_a_second_delivery_of_the_same_task_does_nothing(account):
     assert again.attempts == 1
 
 
+@pytest.mark.weights
 def test_a_job_that_fails_is_refunded_exactly_once(account):
     job = submit(account)
     job.input_file.storage.delete(job.input_file.name)
@@ -67,6 +70,7 @@ def test_a_job_that_fails_is_refunded_exactly_once(account):
     assert ledger_sum(account=account) == 1000
 
 
+@pytest.mark.weights
 def test_a_job_over_the_time_limit_fails_with_a_clear_message(account, settings):
     job = submit(account)
     settings.REMOVAL_JOB_TIMEOUT = 0  # every step is already past the deadline
@@ -77,6 +81,7 @@ def test_a_job_over_the_time_limit_fails_with_a_clear_message(account, settings)
     assert balance(account) == 1000
 
 
+@pytest.mark.weights
 def test_a_failed_job_cannot_be_completed_or_reopened(account):
     job = submit(account)
     assert fail_job(job=job, error="gave up")
@@ -86,6 +91,7 @@ def test_a_failed_job_cannot_be_completed_or_reopened(account):
     assert job.status == RemovalJob.Status.FAILED
 
 
+@pytest.mark.model
 def test_expired_files_are_deleted_but_the_job_and_ledger_stay(account):
     job = process_job(job_id=submit(account).id)
     storage = job.output_file.storage

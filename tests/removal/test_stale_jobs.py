@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from billing.models import LedgerEntry
@@ -25,6 +26,7 @@ def age(job: RemovalJob, **created_ago) -> None:
     )
 
 
+@pytest.mark.weights
 def test_it_fails_and_refunds_a_job_no_worker_started_in_time(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     lost = submit(account)
@@ -41,6 +43,7 @@ def test_it_fails_and_refunds_a_job_no_worker_started_in_time(account, settings)
     assert ledger_sum(account=account) == account.credit_balance
 
 
+@pytest.mark.weights
 def test_it_leaves_a_job_that_is_still_within_the_queue_timeout(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     waiting = submit(account)
@@ -51,6 +54,7 @@ def test_it_leaves_a_job_that_is_still_within_the_queue_timeout(account, setting
     assert waiting.status == RemovalJob.Status.PENDING
 
 
+@pytest.mark.weights
 def test_it_refunds_a_lost_job_only_once_however_often_it_runs(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     lost = submit(account)
@@ -61,6 +65,7 @@ def test_it_refunds_a_lost_job_only_once_however_often_it_runs(account, settings
     assert LedgerEntry.objects.filter(job=lost, kind="refund").count() == 1
 
 
+@pytest.mark.weights
 def test_a_late_delivery_of_a_reaped_job_does_nothing(account, settings):
     settings.REMOVAL_QUEUE_TIMEOUT = 60
     lost = submit(account)
@@ -80,6 +85,7 @@ def test_a_late_delivery_of_a_reaped_job_does_nothing(account, settings):
 # Processing jobs whose worker died (killed, out of memory, machine lost).
 
 
+@pytest.mark.weights
 def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
     settings.REMOVAL_JOB_TIMEOUT = 60
     stuck = submit(account)
@@ -97,6 +103,24 @@ def test_the_reaper_fails_and_refunds_jobs_whose_worker_died(account, settings):
     assert services.fail_stale_jobs() == 0
 
 
+@pytest.mark.weights
+def test_a_worker_killed_after_storing_its_output_leaves_no_file_once_reaped(account, settings):
+    # Killed between saving the file and marking the job completed: the job
+    # row never names the file, so nothing would ever serve or expire it.
+    settings.REMOVAL_JOB_TIMEOUT = 60
+    stuck = submit(account)
+    assert stuck.mark_processing()
+    orphan = stuck.output_file.storage.save(f"outputs/{stuck.output_filename}", ContentFile(b"x"))
+    RemovalJob.objects.filter(pk=stuck.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+
+    assert services.fail_stale_jobs() == 1
+
+    stuck.refresh_from_db()
+    assert stuck.status == RemovalJob.Status.FAILED
+    assert not stuck.output_file.storage.exists(orphan)
+
+
+@pytest.mark.model
 def test_a_redelivered_task_may_take_over_a_stale_job(account, settings):
     settings.REMOVAL_JOB_TIMEOUT = 60
     job = submit(account)
@@ -107,6 +131,7 @@ def test_a_redelivered_task_may_take_over_a_stale_job(account, settings):
     assert job.attempts == 2
 
 
+@pytest.mark.model
 def test_a_worker_that_finishes_after_the_reaper_does_not_complete_or_charge(account):
     job = submit(account)
     assert job.mark_processing()

@@ -1,5 +1,6 @@
 """The per-key submission limit: 429 with Retry-After, and nothing charged."""
 
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
@@ -16,6 +17,7 @@ def post(client):
     return client.post(URL, {"file": upload, "model": "u2netp"}, format="multipart")
 
 
+@pytest.mark.weights
 def test_it_answers_429_with_retry_after_past_the_limit_and_charges_nothing(
     api_client, account, settings
 ):
@@ -32,6 +34,7 @@ def test_it_answers_429_with_retry_after_past_the_limit_and_charges_nothing(
     assert account.credit_balance == 1000 - 3 * 25
 
 
+@pytest.mark.weights
 def test_the_limit_is_per_key(api_client, account, settings):
     settings.REMOVAL_RATE_LIMIT = "1/minute"
     assert post(api_client).status_code == 202
@@ -51,11 +54,13 @@ def test_a_throttled_request_is_refused_before_its_body_is_read(api_client, acco
     assert_json_error(response, 429, "rate_limited")
 
 
+@pytest.mark.weights
 def test_an_empty_setting_turns_the_limit_off(api_client, account, settings):
     settings.REMOVAL_RATE_LIMIT = ""
     assert {post(api_client).status_code for _ in range(5)} == {202}
 
 
+@pytest.mark.weights
 def test_status_polling_is_not_limited(api_client, account, settings):
     settings.REMOVAL_RATE_LIMIT = "1/minute"
     task_id = post(api_client).json()["task_id"]

@@ -18,13 +18,6 @@ GIF = encode(Image.new("RGB", (8, 8), "red"), "GIF")
 
 
 @pytest.fixture
-def customer_client(account, client):
-    member = add_member(account=account, username="alice", password="pw-alice-123")
-    client.force_login(member.user)
-    return client
-
-
-@pytest.fixture
 def outsider_job(other_account):
     return submitted_job(other_account)
 
@@ -60,6 +53,7 @@ def test_it_lists_every_model_and_disables_those_without_weights(customer_client
     assert not re.search(r'value="u2netp"\s+disabled', html)
 
 
+@pytest.mark.weights
 def test_it_accepts_an_upload_charges_once_and_answers_with_the_job(customer_client, account):
     data = photo_bytes("astronaut")
     response = upload(customer_client, data, name="astronaut.jpg")
@@ -78,6 +72,7 @@ def test_it_accepts_an_upload_charges_once_and_answers_with_the_job(customer_cli
     assert account.credit_balance == 975 == ledger_sum(account=account)
 
 
+@pytest.mark.weights
 def test_it_refuses_a_gif_with_the_services_sentence_and_charges_nothing(customer_client, account):
     response = upload(customer_client, GIF, name="cat.gif")
     assert response.status_code == 415
@@ -91,6 +86,7 @@ def test_it_refuses_a_gif_with_the_services_sentence_and_charges_nothing(custome
     assert not RemovalJob.objects.exists()
 
 
+@pytest.mark.weights
 def test_it_refuses_a_request_without_a_file(customer_client, account):
     response = customer_client.post("/jobs/", {"model": "u2netp"})
     assert response.status_code == 400
@@ -98,6 +94,7 @@ def test_it_refuses_a_request_without_a_file(customer_client, account):
     assert LedgerEntry.objects.filter(kind="charge").count() == 0
 
 
+@pytest.mark.weights
 def test_it_refuses_an_upload_the_balance_cannot_pay_for(customer_client, account):
     from billing.services import adjust_credits
 
@@ -137,6 +134,7 @@ def test_a_user_without_an_account_is_told_so_and_cannot_upload(client, django_u
     assert response.json()["code"] == "no_account"
 
 
+@pytest.mark.weights
 def test_it_reports_a_running_job_with_the_workers_progress(customer_client, account):
     job = submitted_job(account)
     assert job.mark_processing()
@@ -147,6 +145,7 @@ def test_it_reports_a_running_job_with_the_workers_progress(customer_client, acc
     assert body["output_url"] is None
 
 
+@pytest.mark.weights
 def test_it_reports_a_finished_job_with_its_download_and_numbers(customer_client, account):
     job = completed_job(account)
     body = customer_client.get(f"/jobs/{job.id}/status").json()
@@ -160,6 +159,7 @@ def test_it_reports_a_finished_job_with_its_download_and_numbers(customer_client
     assert customer_client.get(body["output_url"])["Content-Type"] == "image/png"
 
 
+@pytest.mark.weights
 def test_it_reports_a_failed_job_with_its_error(customer_client, account):
     job = failed_job(account)
     body = customer_client.get(f"/jobs/{job.id}/status").json()
@@ -168,6 +168,7 @@ def test_it_reports_a_failed_job_with_its_error(customer_client, account):
     assert body["balance"] == 1000
 
 
+@pytest.mark.weights
 def test_it_shows_the_owner_the_uploaded_photo(customer_client, account):
     job = submitted_job(account)
     response = customer_client.get(f"/jobs/{job.id}/input")
@@ -176,6 +177,7 @@ def test_it_shows_the_owner_the_uploaded_photo(customer_client, account):
     assert b"".join(response.streaming_content) == photo_bytes("astronaut")
 
 
+@pytest.mark.weights
 def test_it_says_when_the_uploaded_photo_has_expired(customer_client, account):
     from removal.services import expire_job_files
 
@@ -187,6 +189,7 @@ def test_it_says_when_the_uploaded_photo_has_expired(customer_client, account):
     assert response.json()["code"] == "expired"
 
 
+@pytest.mark.weights
 def test_it_refuses_the_uploaded_photo_once_past_expiry_before_the_cleanup_ran(
     customer_client, account
 ):
@@ -197,6 +200,7 @@ def test_it_refuses_the_uploaded_photo_once_past_expiry_before_the_cleanup_ran(
     assert response.json()["code"] == "expired"
 
 
+@pytest.mark.weights
 def test_it_hides_another_accounts_job_everywhere(customer_client, outsider_job):
     job_id = outsider_job.id
     assert customer_client.get(f"/jobs/{job_id}/status").status_code == 404
@@ -206,6 +210,7 @@ def test_it_hides_another_accounts_job_everywhere(customer_client, outsider_job)
     assert "not in your account" in page.content.decode()
 
 
+@pytest.mark.weights
 def test_the_job_page_polls_its_own_status(customer_client, account):
     job = completed_job(account)
     html = customer_client.get(f"/jobs/{job.id}/").content.decode()

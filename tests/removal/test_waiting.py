@@ -104,6 +104,7 @@ def start_waiter(job_id, *, timeout: float, backend: str) -> Waiter:
     return waiter
 
 
+@pytest.mark.weights
 def test_wait_returns_at_once_for_a_job_that_already_ended(backend, account):
     for job in (completed_job(account), failed_job(account)):
         started = time.monotonic()
@@ -111,6 +112,7 @@ def test_wait_returns_at_once_for_a_job_that_already_ended(backend, account):
         assert time.monotonic() - started < 15
 
 
+@pytest.mark.weights
 def test_wait_returns_after_the_timeout_when_the_job_does_not_end(backend, account):
     job = submitted_job(account)
     started = time.monotonic()
@@ -121,6 +123,7 @@ def test_wait_returns_after_the_timeout_when_the_job_does_not_end(backend, accou
     assert job.status == RemovalJob.Status.PENDING
 
 
+@pytest.mark.weights
 def test_an_announced_end_wakes_the_waiter_long_before_its_timeout(backend, account, monkeypatch):
     """Measures the hand-off (announce -> waiter returns), median of 20."""
     # Only the announcement (or the poll) can end these waits early.
@@ -145,6 +148,7 @@ def test_an_announced_end_wakes_the_waiter_long_before_its_timeout(backend, acco
     assert max(latencies) < 30
 
 
+@pytest.mark.weights
 def test_many_waiters_on_many_jobs_are_each_woken_by_their_own_job(backend, account, monkeypatch):
     monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
     jobs = [submitted_job(account) for _ in range(4)]
@@ -164,6 +168,7 @@ def test_many_waiters_on_many_jobs_are_each_woken_by_their_own_job(backend, acco
     assert len(waiting._listener(backend).waiters) == 0
 
 
+@pytest.mark.weights
 def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monkeypatch):
     monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
     job = submitted_job(account)
@@ -227,6 +232,7 @@ def kill_listener_connection(backend: str) -> None:
         client.close()
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "poll"], indirect=True)
 def test_a_listener_that_loses_its_connection_reconnects_and_loses_no_job(
     backend, account, monkeypatch
@@ -277,6 +283,7 @@ def test_a_blocked_waiter_holds_no_database_connection(backend, account, monkeyp
 # --- the HTTP endpoints ---------------------------------------------------------
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize("value", ["0", "-1", "31", "abc", "nan", "inf", "", "1e9"])
 def test_the_status_api_refuses_a_wait_it_cannot_honour(value, anon_client, account):
     job = submitted_job(account)
@@ -288,6 +295,7 @@ def test_the_status_api_refuses_a_wait_it_cannot_honour(value, anon_client, acco
     assert "at most 30" in body["error"]
 
 
+@pytest.mark.weights
 def test_the_status_api_answers_as_soon_as_the_job_ends(transactional_db, account, anon_client):
     job = submitted_job(account)
     ender = threading.Timer(0.5, lambda: (fail_job(job=job, error="Stopped"), connection.close()))
@@ -301,6 +309,7 @@ def test_the_status_api_answers_as_soon_as_the_job_ends(transactional_db, accoun
     assert elapsed < 15
 
 
+@pytest.mark.weights
 def test_the_status_api_answers_after_the_wait_with_the_current_status(
     transactional_db, account, anon_client
 ):
@@ -313,6 +322,7 @@ def test_the_status_api_answers_after_the_wait_with_the_current_status(
     assert elapsed >= 0.5
 
 
+@pytest.mark.weights
 def test_the_status_api_answers_a_finished_job_without_waiting(anon_client, account):
     job = completed_job(account)
     started = time.monotonic()
@@ -328,6 +338,7 @@ def test_an_unknown_task_is_404_at_once_even_with_wait(anon_client, db):
     assert response.json()["code"] == "task_not_found"
 
 
+@pytest.mark.weights
 def test_the_web_status_endpoint_waits_too(transactional_db, account):
     member = add_member(account=account, username="alice", password="pw-alice-123")
     client = Client()

@@ -8,7 +8,7 @@ from webhooks.models import WebhookDelivery, WebhookEvent
 EVENTS = "/admin/webhooks/webhookevent/"
 DELIVERIES = "/admin/webhooks/webhookdelivery/"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.weights]
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def verify(secret: str, received) -> dict:
     return Webhook(secret).verify(received.body, received.headers)
 
 
+@pytest.mark.weights
 def test_a_completed_jobs_event_verifies_and_holds_the_status_json(
     account, api_client, settings, receiver, ended_job
 ):
@@ -68,6 +69,7 @@ def test_a_completed_jobs_event_verifies_and_holds_the_status_json(
     assert event.next_attempt_at is None
 
 
+@pytest.mark.weights
 def test_a_tampered_body_or_another_secret_does_not_verify(account, receiver, ended_job):
     hook = receiver()
     services.deliver(event_id=announce(ended_job(hook.url)).id)
@@ -81,6 +83,7 @@ def test_a_tampered_body_or_another_secret_does_not_verify(account, receiver, en
         )
 
 
+@pytest.mark.weights
 def test_a_failed_job_sends_removal_failed_with_its_error(account, receiver, ended_job):
     hook = receiver()
     job = ended_job(hook.url, failed=True)
@@ -91,6 +94,7 @@ def test_a_failed_job_sends_removal_failed_with_its_error(account, receiver, end
     assert payload["data"]["result"] == {"error": job.error}
 
 
+@pytest.mark.weights
 def test_500_twice_then_200_makes_three_attempts_with_one_id_and_growing_delays(
     account, receiver, ended_job, fast_retries
 ):
@@ -120,6 +124,7 @@ def test_500_twice_then_200_makes_three_attempts_with_one_id_and_growing_delays(
     assert (event.status, event.attempts) == (WebhookEvent.Status.DELIVERED, 3)
 
 
+@pytest.mark.weights
 def test_each_retry_is_kept_in_a_database_schedule_for_the_webhook_cluster(
     receiver, ended_job, fast_retries
 ):
@@ -133,6 +138,7 @@ def test_each_retry_is_kept_in_a_database_schedule_for_the_webhook_cluster(
     assert schedule.next_run == delivery.next_retry_at
 
 
+@pytest.mark.weights
 def test_an_attempt_that_is_not_due_or_already_taken_does_nothing(receiver, ended_job):
     hook = receiver([500])
     event = announce(ended_job(hook.url))
@@ -142,6 +148,7 @@ def test_an_attempt_that_is_not_due_or_already_taken_does_nothing(receiver, ende
     assert len(hook.received) == 1
 
 
+@pytest.mark.weights
 def test_a_hanging_receiver_is_timed_out_and_retried(account, settings, receiver, ended_job):
     settings.WEBHOOK_TIMEOUT_SECONDS = 1
     settings.WEBHOOK_RETRY_DELAYS = [0.2]
@@ -159,6 +166,7 @@ def test_a_hanging_receiver_is_timed_out_and_retried(account, settings, receiver
     assert {r.headers["webhook-id"] for r in hook.received} == {event.id}
 
 
+@pytest.mark.weights
 def test_a_redirect_to_a_forbidden_address_is_not_followed(receiver, ended_job, fast_retries):
     # 127.0.0.2 is outside the allowed 127.0.0.1/32.
     target = receiver(host="127.0.0.2")
@@ -175,6 +183,7 @@ def test_a_redirect_to_a_forbidden_address_is_not_followed(receiver, ended_job, 
     assert target.received == []
 
 
+@pytest.mark.weights
 def test_a_forbidden_webhook_url_is_also_refused_at_each_attempt(settings, receiver, ended_job):
     hook = receiver()
     event = announce(ended_job(hook.url))
@@ -185,6 +194,7 @@ def test_a_forbidden_webhook_url_is_also_refused_at_each_attempt(settings, recei
     assert hook.received == []
 
 
+@pytest.mark.weights
 def test_it_gives_up_after_the_last_attempt(settings, receiver, ended_job):
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     settings.WEBHOOK_RETRY_DELAYS = [0.2]
@@ -199,6 +209,7 @@ def test_it_gives_up_after_the_last_attempt(settings, receiver, ended_job):
     assert len(hook.received) == 2
 
 
+@pytest.mark.weights
 def test_resend_makes_a_new_attempt_now_even_after_giving_up(settings, receiver, ended_job):
     settings.WEBHOOK_MAX_ATTEMPTS = 1
     hook = receiver([500])
@@ -214,6 +225,7 @@ def test_resend_makes_a_new_attempt_now_even_after_giving_up(settings, receiver,
     assert [r.headers["webhook-id"] for r in hook.received] == [event.id, event.id]
 
 
+@pytest.mark.weights
 def test_a_rotated_secret_still_verifies_retries_of_an_event_made_before(
     account, settings, receiver, ended_job, fast_retries
 ):
@@ -283,6 +295,7 @@ def test_the_accounts_default_url_is_validated_and_returned(account, allow_loopb
     assert services.webhook_url_for(account=account) == ""
 
 
+@pytest.mark.weights
 def test_an_event_is_made_once_per_job_and_queued_on_its_own_cluster(
     ended_job, django_capture_on_commit_callbacks
 ):
@@ -298,6 +311,7 @@ def test_an_event_is_made_once_per_job_and_queued_on_its_own_cluster(
     assert json.loads(first.body)["task_id"] == str(job.id)
 
 
+@pytest.mark.weights
 def test_no_event_for_a_job_without_a_webhook_url_or_that_has_not_ended(account):
     assert services.announce_job_event(job=completed_job(account)) is None
     running = submitted_job(account)
@@ -307,6 +321,7 @@ def test_no_event_for_a_job_without_a_webhook_url_or_that_has_not_ended(account)
     assert not WebhookEvent.objects.exists()
 
 
+@pytest.mark.weights
 def test_the_sweep_finds_unannounced_jobs_and_overdue_attempts(
     ended_job, django_capture_on_commit_callbacks
 ):
@@ -326,6 +341,7 @@ def test_the_sweep_finds_unannounced_jobs_and_overdue_attempts(
     assert [q.task["args"] for q in OrmQ.objects.filter(key="webhooks")] == [(event.pk,)]
 
 
+@pytest.mark.weights
 def test_an_attempt_cut_short_by_a_dead_worker_is_retried_after_its_claim_ends(receiver, ended_job):
     hook = receiver()
     event = announce(ended_job(hook.url))

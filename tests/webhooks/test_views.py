@@ -10,12 +10,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def customer_client(account, client):
-    client.force_login(add_member(account=account, username="alice", password="pw-a-123").user)
-    return client
-
-
-@pytest.fixture
 def outsider_client(other_account, client):
     client.force_login(add_member(account=other_account, username="eve", password="pw-e-123").user)
     return client
@@ -55,6 +49,7 @@ def test_rotate_shows_a_new_secret_and_says_the_old_one_still_signs(customer_cli
     assert "The previous secret also signs every call until" in html
 
 
+@pytest.mark.weights
 def test_the_job_page_lists_deliveries_with_a_resend_button(
     customer_client, receiver, ended_job, django_capture_on_commit_callbacks
 ):
@@ -80,6 +75,7 @@ def test_the_job_page_lists_deliveries_with_a_resend_button(
     assert "HTTP 200" in html
 
 
+@pytest.mark.weights
 def test_nobody_else_can_resend_an_accounts_event(outsider_client, ended_job, receiver):
     hook = receiver([500])
     event = services.announce_job_event(job=ended_job(hook.url))

@@ -1,0 +1,91 @@
+"""The download route, over real HTTP so nothing normalises the paths, and
+stored files that no URL but the route reaches."""
+
+import http.client
+from urllib.parse import urlparse
+
+import pytest
+
+from removal.models import RemovalJob
+from tests.images import encode, photo, solid_png
+from tests.job_factory import processed_job, submitted_job
+
+SECRET_MARKERS = (b"SECRET_KEY", b"root:", b"\x89PNG", b"SQLite format", b"[extensions]")
+
+
+@pytest.fixture
+def finished_job(live_server, account) -> RemovalJob:
+    return processed_job(account, data=encode(photo("chelsea"), "PNG"), filename="cat.png")
+
+
+def raw_get(live_server, path: bytes) -> tuple[int, dict, bytes]:
+    url = urlparse(live_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        # putrequest(skip_host...) sends the path byte for byte.
+        conn.putrequest("GET", path.decode("latin-1"), skip_accept_encoding=True)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+TRAVERSALS = [
+    b"../../revid/settings.py",
+    b"..%2f..%2frevid%2fsettings.py",
+    b"%2e%2e%2f%2e%2e%2frevid%2fsettings.py",
+    b"%2E%2E%2F%2E%2E%2Fmanage.py",
+    b"%252e%252e%252f%252e%252e%252fmanage.py",
+    b"..%255c..%255cmanage.py",
+    b"..\\..\\manage.py",
+    b"..%5c..%5cmanage.py",
+    b"%c0%ae%c0%ae%c0%afmanage.py",
+    b"..%c0%af..%c0%afetc%c0%afpasswd",
+    b"....//....//etc/passwd",
+    b"%2fetc%2fpasswd",
+    b"/etc/passwd",
+    b"C:%5cWindows%5cwin.ini",
+    b"file:%2f%2f%2fetc%2fpasswd",
+    b"%00",
+    b"..%00",
+    b"manage.py%00_output.png",
+    b"%u002e%u002e%u2215manage.py",
+    b"{job}_output.png%00.txt",
+    b"{job}_output.png/../../manage.py",
+    b"..%2f{job}_output.png",
+    b"outputs%2f{job}_output.png",
+    b"%2e%2e%2fmedia%2foutputs%2f{job}_output.png",
+    b"{job}.png",
+    b"..%2finputs%2f{job}.png",
+]
+
+
+@pytest.mark.model
+def test_the_download_route_refuses_path_traversal_in_every_encoding(live_server, finished_job):
+    job_id = str(finished_job.id).encode()
+    status, _, body = raw_get(live_server, b"/output/" + job_id + b"_output.png")
+    assert status == 200 and body.startswith(b"\x89PNG")  # the route does work
+
+    for attack in TRAVERSALS:
+        path = b"/output/" + attack.replace(b"{job}", job_id)
+        status, headers, body = raw_get(live_server, path)
+        assert status in (400, 404), (path, status, body[:200])
+        assert headers.get("Content-Type", "").startswith("application/json"), (path, headers)
+        assert not any(marker in body for marker in SECRET_MARKERS), (path, body[:200])
+
+
+@pytest.mark.weights
+def test_stored_files_are_not_reachable_under_media_url(client, account):
+    # In-process: Django's live test server serves MEDIA_URL for convenience,
+    # the application itself (runserver, gunicorn) must not.
+    task_id = submit_as(account)
+    job = RemovalJob.objects.get(pk=task_id)
+    for path in (f"/media/{job.input_file.name}", f"/media/outputs/{job.output_filename}"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert not response.content.startswith(b"\x89PNG")
+
+
+def submit_as(account) -> str:
+    return str(submitted_job(account, data=solid_png(), filename="a.png").id)
