@@ -45,6 +45,7 @@ def test_the_rows_of_every_period_add_up_to_the_balance(history):
         assert summary["total"] == summary["net"]
 
 
+@pytest.mark.weights
 def test_a_keys_rows_are_those_of_its_jobs(history):
     query = usage_query(account=history.account, api_key_prefix=history.key.prefix)
     entries = list(usage_entries(query=query))

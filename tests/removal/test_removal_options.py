@@ -1,5 +1,7 @@
 """The options summary the job page, the dashboard and the upload page show."""
 
+import pytest
+
 from removal.finishing import OutputOptions, parse_crop_margin, parse_roi
 from removal.templatetags.removal_options import options_summary, summarize
 from tests.job_factory import submitted_job
@@ -49,6 +51,7 @@ def test_remove_bgs_options_are_named_too():
     )
 
 
+@pytest.mark.weights
 def test_the_filter_reads_a_jobs_options(db, account):
     job = submitted_job(account, format="webp", size="preview")
     assert options_summary(job) == "WEBP · preview"

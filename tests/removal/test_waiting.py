@@ -257,6 +257,7 @@ def test_a_listener_that_loses_its_connection_reconnects_and_loses_no_job(
     assert waiter.returned_at is not None, waiter.error
 
 
+@pytest.mark.weights
 def test_a_blocked_waiter_holds_no_database_connection(backend, account, monkeypatch):
     job = submitted_job(account)
     seen = []
