@@ -34,7 +34,7 @@ def cut(data: bytes, session) -> Image.Image:
     """What the API checks, then what the worker does; returns the decoded PNG."""
     info = pipeline.inspect_image(data, max_pixels=MAX_PIXELS)
     result = pipeline.remove_background(data, session, max_pixels=MAX_PIXELS)
-    out = Image.open(io.BytesIO(result.png))
+    out = Image.open(io.BytesIO(result.data))
     assert out.format == "PNG"
     assert out.mode == "RGBA"
     assert out.size == (info.width, info.height) == (result.width, result.height)

@@ -226,6 +226,6 @@ def test_every_mutant_is_refused_before_the_charge_or_completes(u2netp, source):
         except Exception as exc:
             pytest.fail(f"{description}: accepted and charged, then failed: {exc!r}")
         assert (result.width, result.height) == (info.width, info.height), description
-        out = Image.open(io.BytesIO(result.png))
+        out = Image.open(io.BytesIO(result.data))
         out.load()
         assert out.size == (info.width, info.height), description

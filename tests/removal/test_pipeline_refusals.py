@@ -144,6 +144,6 @@ def test_an_image_at_the_longest_side_allowed_is_processed(size):
     data = grey_png(*size)
     info = pipeline.inspect_image(data, max_pixels=MAX_PIXELS)
     result = pipeline.remove_background(data, registry.get_session("u2netp"), max_pixels=MAX_PIXELS)
-    out = Image.open(io.BytesIO(result.png))
+    out = Image.open(io.BytesIO(result.data))
     out.load()
     assert out.size == (info.width, info.height) == size
