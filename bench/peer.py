@@ -91,9 +91,10 @@ class Peer:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if self.http.get(f"{self.base}/docs", timeout=2).status_code == 200:
+                # Any answer will do (/api/remove without a URL is a 4xx).
+                if self.http.get(f"{self.base}/api/remove", timeout=10).status_code < 500:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.3)
         else:
             raise RuntimeError("rembg s did not start; see rembg-s.log")

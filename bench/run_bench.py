@@ -300,9 +300,9 @@ class Service:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.base}/api/models", timeout=2).status_code < 500:
+                if requests.get(f"{self.base}/api/models", timeout=10).status_code < 500:
                     return key
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still importing
                 time.sleep(0.2)
         raise RuntimeError("the web server did not start; see gunicorn.log")
 

@@ -274,3 +274,21 @@ def test_a_forked_worker_encodes_large_pngs_with_its_own_threads():
 
     assert not alive, "the child hung waiting for threads it does not have"
     assert results.get(timeout=5) is True
+
+
+def test_a_small_image_reports_no_progress_a_large_one_each_stage(u2netp):
+    """Progress is a database write per step: worth it only where a job takes a while."""
+    small, large = [], []
+    pipeline.remove_background(
+        jpeg_of("coffee"), u2netp, max_pixels=50_000_000, on_progress=lambda *a: small.append(a)
+    )
+    pipeline.remove_background(
+        jpeg_of("astronaut", (2048, 2048)),
+        u2netp,
+        max_pixels=50_000_000,
+        on_progress=lambda *a: large.append(a),
+    )
+
+    assert small == []
+    percents = [percent for percent, _ in large]
+    assert percents == sorted(percents) and percents[0] == 50 and percents[-1] == 95
