@@ -473,8 +473,16 @@ def measure_side_by_side(service: Service, key: str, quick: bool, runs: int, job
                 mix = [photos[("0.3 MP", "1 MP", "12 MP")[i % 3]] for i in range(jobs)]
             print(f"  throughput: {jobs} u2net photos, 8 client threads", flush=True)
             rate = peers.throughput(rival, ours, mix, "u2net", clients=8, log=_log)
-        memory = {"ours": ours_rss.peak, "peer": peer_rss.peak}
-        _log(f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB")
+        memory = {
+            "ours": ours_rss.peak,
+            "peer": peer_rss.peak,
+            "ours_pss": ours_rss.peak_pss,
+            "peer_pss": peer_rss.peak_pss,
+        }
+        _log(
+            f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB; "
+            f"peak PSS: ours {memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB"
+        )
     finally:
         rival.stop()
     return {
@@ -563,7 +571,8 @@ def peer_lines(side: dict) -> list[str]:
         f"sending one whole request at a time: ours {rate['ours']['per_min']:.1f} images/min, "
         f"rembg s {rate['peer']['per_min']:.1f} images/min. Peak RSS during (g): ours (gunicorn "
         f"+ qcluster, every process) {side['memory']['ours']:.0f} MiB, rembg s "
-        f"{side['memory']['peer']:.0f} MiB.",
+        f"{side['memory']['peer']:.0f} MiB (summed PSS, shared pages counted once: ours "
+        f"{side['memory']['ours_pss']:.0f} MiB, rembg s {side['memory']['peer_pss']:.0f} MiB).",
     ]
     return lines
 

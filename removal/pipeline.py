@@ -13,6 +13,7 @@ Two entry points:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ _FORMAT_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP", "bmp": "BMP"}
 # coefficients than Pillow allows (and gigabytes to hold them). 65,535 is
 # also the most a JPEG can declare, so no photograph comes near it.
 DEFAULT_MAX_SIDE = 65_535
+
+logger = logging.getLogger(__name__)
 
 # Pillow's own bomb guard is global; ours is per call (max_pixels), so keep
 # Pillow's as a last resort only and never let it load truncated files.
@@ -407,6 +410,34 @@ def png_encoding_for(filtered_bytes: int) -> tuple[int, bool]:
     raise AssertionError("the last size class has no limit")
 
 
+_adaptive_filter_state: list = []
+_adaptive_filter_lock = threading.Lock()
+
+
+def _adaptive_filter():
+    """The compiled adaptive filter, or None (then "Up") where numba cannot build it.
+
+    numba needs a writable cache (next to the code, or NUMBA_CACHE_DIR):
+    a read-only install must still encode, a little larger.
+    """
+    with _adaptive_filter_lock:
+        return _load_adaptive_filter()
+
+
+def _load_adaptive_filter():
+    if not _adaptive_filter_state:
+        try:
+            from removal.pngfilter import adaptive_filter_rows
+
+            probe = np.zeros((2, 4), dtype=np.uint8)
+            adaptive_filter_rows(probe, 0, 2, 4, np.empty((2, 5), dtype=np.uint8))
+            _adaptive_filter_state.append(adaptive_filter_rows)
+        except Exception:
+            logger.warning("PNG adaptive filter unavailable; using the Up filter", exc_info=True)
+            _adaptive_filter_state.append(None)
+    return _adaptive_filter_state[0]
+
+
 def _encode_band(
     rows: np.ndarray,
     first: int,
@@ -420,9 +451,8 @@ def _encode_band(
     from zlib_ng import zlib_ng
 
     filtered = np.empty((stop - first, rows.shape[1] + 1), dtype=np.uint8)
-    if adaptive:
-        from removal.pngfilter import adaptive_filter_rows
-
+    adaptive_filter_rows = _adaptive_filter() if adaptive else None
+    if adaptive_filter_rows is not None:
         adaptive_filter_rows(rows, first, stop, bpp, filtered)
     else:
         filtered[:, 0] = _PNG_FILTER_UP

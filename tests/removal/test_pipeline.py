@@ -292,3 +292,13 @@ def test_a_small_image_reports_no_progress_a_large_one_each_stage(u2netp):
     assert small == []
     percents = [percent for percent, _ in large]
     assert percents == sorted(percents) and percents[0] == 50 and percents[-1] == 95
+
+
+def test_without_the_compiled_filter_it_still_writes_standard_pngs(monkeypatch):
+    """A read-only install where numba cannot cache: Up filter only, same pixels."""
+    monkeypatch.setattr(pipeline, "_adaptive_filter_state", [None])
+    pixels = noisy_photo((60, 50, 4))
+    png = pipeline.encode_png(pixels)
+
+    assert np.array_equal(read_png_strictly(png)[1], pixels)
+    assert np.array_equal(np.asarray(decode(png)), pixels)
