@@ -14,7 +14,11 @@ Then the synchronous remove.bg endpoint against the async API
 12 MP frames at under 5 % of the frame (the test suite's, tests/images.py),
 where a shortcut in the resize to the model's input shows first.
 (g) each output option at 1 and 12 MP against rembg's closest call
-(``bench/bench_options.py``; ``--no-options`` skips it).
+(``bench/bench_options.py``; ``--no-options`` skips it); and (h)
+side by side with `rembg s`, rembg's own HTTP server, installed by the
+benchmark into bench/out/rembg-venv (bench/peer.py): single requests as a
+user waits, throughput with 8 clients, peak RSS, PNG bytes, our stage split.
+``--quick`` runs (h) alone on small images with few runs (a few minutes).
 It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
 and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
 """
@@ -291,7 +295,8 @@ class Service:
                 "--workers",
                 "2",
                 "--threads",
-                "4",
+                # Waiting clients (?wait=, the sync door) each hold a thread.
+                "8",
             ],
             "gunicorn.log",
         )
@@ -299,9 +304,9 @@ class Service:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.base}/api/models", timeout=2).status_code < 500:
+                if requests.get(f"{self.base}/api/models", timeout=10).status_code < 500:
                     return key
-            except (requests.ConnectionError, requests.Timeout):
+            except requests.RequestException:  # not listening yet, or still importing
                 time.sleep(0.2)
         raise RuntimeError("the web server did not start; see gunicorn.log")
 
@@ -313,6 +318,13 @@ class Service:
             _stop(self.cluster)
             self.processes.remove(self.cluster)
             self.cluster = None
+
+    def all_pids(self) -> list[int]:
+        """Every process of ours: gunicorn's and qcluster's trees."""
+        pids = []
+        for process in self.processes:
+            pids += [process.pid, *_descendants(process.pid)]
+        return pids
 
     def worker_rss_mib(self) -> list[float]:
         """RSS of each qcluster process that holds a model (the workers)."""
@@ -431,6 +443,144 @@ def run_many(client: Client, images: list[bytes], model: str, concurrency: int) 
     return time.perf_counter() - started
 
 
+# --- (h) side by side with `rembg s` ----------------------------------------
+
+# (label, photo, size) for (g); the full run adds 4 MP to the benchmark's three.
+PEER_IMAGES = (
+    ("0.3 MP", "coffee", (672, 448)),
+    ("1 MP", "astronaut", (1024, 1024)),
+    ("4 MP", "coffee", (2448, 1632)),
+    ("12 MP", "astronaut", (3464, 3464)),
+)
+PEER_QUICK_IMAGES = PEER_IMAGES[:2]
+
+
+def measure_side_by_side(service: Service, key: str, quick: bool, runs: int, jobs: int) -> dict:
+    from bench import peer as peers
+
+    images = PEER_QUICK_IMAGES if quick else PEER_IMAGES
+    photos = {name: make_photo(photo, size) for name, photo, size in images}
+    rival = peers.Peer(service.workdir, free_port(), log=_log)
+    ours = peers.Ours(service.base, key, service.workdir / "data" / "db.sqlite3")
+    ours_pids = service.all_pids
+    try:
+        print("(h) side by side with `rembg s`", flush=True)
+        rival.start(MODELS)
+        with (
+            peers.RssSampler(ours_pids) as ours_rss,
+            peers.RssSampler(rival.pids) as peer_rss,
+        ):
+            single = peers.single_requests(rival, ours, photos, MODELS, runs, log=_log)
+            # The mixed queue: 0.3, 1 and 12 MP photos in turn (quick: 0.3 and 1 MP).
+            mix = [photos[images[i % len(images)][0]] for i in range(jobs)]
+            if not quick:
+                mix = [photos[("0.3 MP", "1 MP", "12 MP")[i % 3]] for i in range(jobs)]
+            print(f"  throughput: {jobs} u2net photos, 8 client threads", flush=True)
+            rate = peers.throughput(rival, ours, mix, "u2net", clients=8, log=_log)
+        memory = {
+            "ours": ours_rss.peak,
+            "peer": peer_rss.peak,
+            "ours_pss": ours_rss.peak_pss,
+            "peer_pss": peer_rss.peak_pss,
+        }
+        _log(
+            f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB; "
+            f"peak PSS: ours {memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB"
+        )
+    finally:
+        rival.stop()
+    return {
+        "single": single,
+        "throughput": rate,
+        "memory": memory,
+        "jobs": jobs,
+        "mix": "0.3 / 1 MP" if quick else "0.3 / 1 / 12 MP",
+    }
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def peer_targets(side: dict) -> list[Target]:
+    rows = side["single"]
+    worst_wait = max(r["wait"] / r["peer"] for r in rows)
+    worst_sync = max(r["sync"] / r["peer"] for r in rows)
+    handoff = max(r["stages"].get("handoff", 0.0) for r in rows)
+    worst_bytes = max(r["ours_bytes"] / r["peer_bytes"] for r in rows)
+    worst_iou = min(r["iou"] for r in rows)
+    worst_mad = max(r["mad"] for r in rows)
+    rate = side["throughput"]["ours"]["per_min"] / side["throughput"]["peer"]["per_min"]
+    memory = side["memory"]["ours"] / side["memory"]["peer"]
+    return [
+        Target(
+            "vs rembg s: every single request, ?wait= ≤ 0.9 ×",
+            f"max {worst_wait:.2f} ×",
+            worst_wait <= 0.9,
+        ),
+        Target(
+            "vs rembg s: every single request, /v1.0/removebg ≤ 0.9 ×",
+            f"max {worst_sync:.2f} ×",
+            worst_sync <= 0.9,
+        ),
+        Target(
+            "Job completed → client holds the answer ≤ 20 ms",
+            f"max {handoff * 1000:.0f} ms",
+            handoff <= 0.020,
+        ),
+        Target(
+            f"vs rembg s: throughput, {side['jobs']} mixed ({side['mix']}) ≥ 1.5 ×",
+            f"{rate:.2f} ×",
+            rate >= 1.5,
+        ),
+        Target("vs rembg s: peak RSS ≤ 0.5 ×", f"{memory:.2f} ×", memory <= 0.5),
+        Target("vs rembg s: PNG bytes ≤ 1.05 ×", f"max {worst_bytes:.3f} ×", worst_bytes <= 1.05),
+        Target("vs rembg s: masks IoU ≥ 0.99", f"min {worst_iou:.4f}", worst_iou >= 0.99),
+        Target("vs rembg s: mean abs Δalpha ≤ 1/255", f"max {worst_mad:.3f}/255", worst_mad <= 1.0),
+    ]
+
+
+def peer_lines(side: dict) -> list[str]:
+    from bench.peer import STAGES
+
+    lines = [
+        "| model | image | rembg s | ours, POST + ?wait= + download | ours, /v1.0/removebg "
+        "| ?wait= / peer | sync / peer | PNG bytes ours / peer | mask IoU | mean abs Δalpha |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in side["single"]:
+        lines.append(
+            f"| {r['model']} | {r['image']} | {r['peer']:.3f} s | {r['wait']:.3f} s "
+            f"| {r['sync']:.3f} s | {r['wait'] / r['peer']:.2f} | {r['sync'] / r['peer']:.2f} "
+            f"| {r['ours_bytes'] / r['peer_bytes']:.3f} | {r['iou']:.4f} | {r['mad']:.3f} |"
+        )
+    lines += [
+        "",
+        "Where our ?wait= time goes (medians, ms):",
+        "",
+        "| model | image | " + " | ".join(name for name, _ in STAGES) + " |",
+        "|---|---|" + "---|" * len(STAGES),
+    ]
+    for r in side["single"]:
+        lines.append(
+            f"| {r['model']} | {r['image']} | "
+            + " | ".join(f"{r['stages'].get(name, 0) * 1000:.0f}" for name, _ in STAGES)
+            + " |"
+        )
+    lines += ["", *[f"- {name}: {meaning}" for name, meaning in STAGES]]
+    rate = side["throughput"]
+    lines += [
+        "",
+        f"Throughput, {side['jobs']} u2net photos ({side['mix']}), 8 client threads each "
+        f"sending one whole request at a time: ours {rate['ours']['per_min']:.1f} images/min, "
+        f"rembg s {rate['peer']['per_min']:.1f} images/min. Peak RSS during (g): ours (gunicorn "
+        f"+ qcluster, every process) {side['memory']['ours']:.0f} MiB, rembg s "
+        f"{side['memory']['peer']:.0f} MiB (summed PSS, shared pages counted once: ours "
+        f"{side['memory']['ours_pss']:.0f} MiB, rembg s {side['memory']['peer_pss']:.0f} MiB).",
+    ]
+    return lines
+
+
 # --- Report -------------------------------------------------------------------
 
 
@@ -528,6 +678,7 @@ def write_report(
     chart_name: str,
     settings_used: dict[str, str],
     notes: str,
+    side: dict,
     sections: list[str] | None = None,
 ) -> None:
     cpu = platform.processor() or platform.machine()
@@ -579,6 +730,16 @@ def write_report(
             for run in throughput["runs"]
         ],
         "",
+        "## Side by side with `rembg s`",
+        "",
+        "rembg 2.0.86's own server (`rembg s`, installed by the benchmark from PyPI into "
+        "bench/out/rembg-venv, our weights), same photos, alternating systems, medians of "
+        f"{runs}. Ours is timed as a client waits: `POST` then `GET /api/get/<id>?wait=30` "
+        "then the download, and the synchronous `POST /v1.0/removebg` (size=full, format=png). "
+        "PNG bytes and masks are compared with rembg s's own answer.",
+        "",
+        *peer_lines(side),
+        "",
         "## Masks on small and thin subjects",
         "",
         "scikit-image photos resized and pasted into 4000×3000 frames (plain or heavily blurred "
@@ -599,6 +760,29 @@ def write_report(
     path.write_text("\n".join(lines))
 
 
+def quick_side_by_side(*, runs: int, jobs: int, began: float) -> int:
+    """``--quick``: (g) alone, small images, few runs; prints, writes nothing."""
+    workdir = Path(tempfile.mkdtemp(prefix="revid-bench-"))
+    service = Service(workdir, {"WARM_MODELS": ",".join(MODELS)})
+    try:
+        key = service.start()
+        side = measure_side_by_side(service, key, quick=True, runs=runs, jobs=jobs)
+    finally:
+        service.stop()
+    print()
+    print("\n".join(peer_lines(side)))
+    print()
+    targets = peer_targets(side)
+    width = max(len(t.name) for t in targets)
+    for target in targets:
+        print(
+            f"{target.name:<{width}}  {target.measured:>14}  {'PASS' if target.passed else 'FAIL'}"
+        )
+    print(f"\nQuick run ({runs} runs, 0.3 and 1 MP, {jobs} jobs): {time.monotonic() - began:.0f} s")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per cell (default 7)")
@@ -615,6 +799,11 @@ def main() -> int:
         help="skip (g), each output option at 1 and 12 MP against rembg (~10 minutes)",
     )
     parser.add_argument("--options-runs", type=int, default=3, help="timed runs at 1 MP for (g)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only (h), side by side with rembg s, at 0.3 and 1 MP, 3 runs, 8 jobs; no docs",
+    )
     args = parser.parse_args()
 
     if not (ROOT / "var" / "models" / "u2net.onnx").is_file():
@@ -628,6 +817,8 @@ def main() -> int:
         for target in targets:
             print(f"{target.name}  {target.measured}  {'PASS' if target.passed else 'FAIL'}")
         return 0
+    if args.quick:
+        return quick_side_by_side(runs=min(args.runs, 3), jobs=min(args.jobs, 8), began=began)
     photos = {name: make_photo(photo, size) for name, photo, size in IMAGES}
     rows = [Row(model, name, size[0] * size[1]) for model in MODELS for name, _, size in IMAGES]
 
@@ -687,6 +878,8 @@ def main() -> int:
                 flush=True,
             )
 
+        side = measure_side_by_side(service, key, quick=False, runs=args.runs, jobs=args.jobs)
+
         memory_model, memory_image = "u2netp", "0.3 MP"
         print(f"(e) worker RSS over {args.memory_jobs} {memory_model} jobs", flush=True)
         service.stop_cluster()
@@ -729,12 +922,15 @@ def main() -> int:
             runs=args.options_runs, log=lambda line: print(line, flush=True)
         )
 
-    targets = evaluate(rows, throughput, memory, parity)
+    targets = evaluate(rows, throughput, memory, parity) + peer_targets(side)
     targets += [Target(*target) for target in sync_targets(sync_rows)]
     print()
     print("\n".join(table_lines(rows)))
     print()
     print("\n".join(sync_report_lines(sync_rows)))
+    print()
+    print("\n".join(peer_lines(side)))
+    print()
     width = max(len(t.name) for t in targets)
     for target in targets:
         print(
@@ -759,6 +955,7 @@ def main() -> int:
             "benchmarks.png",
             settings_used,
             notes,
+            side,
             sync_report_lines(sync_rows),
         )
         if option_rows:

@@ -136,6 +136,8 @@ def warm_models(names: list[str] | None = None) -> dict[str, float]:
 
     from removal import pipeline
 
+    # The PNG encoder's compiled filter too (numba: seconds on first compile).
+    logger.info("PNG encoder warm in %.2fs", pipeline.warm_up_encoder())
     timings: dict[str, float] = {}
     for name in settings.WARM_MODELS if names is None else names:
         if name not in MODELS or not is_available(name):

@@ -15,7 +15,9 @@ Backends (``WAIT_BACKEND``; ``auto`` picks the first that applies):
   transaction PostgreSQL delivers it only at commit, so a waiter is never
   woken before the new status is visible.
 - ``poll`` otherwise (SQLite, where web and worker share a file): announcing
-  does nothing; every ``WAIT_POLL_MS`` one query per web process (primary
+  rings the web processes' doorbells on this machine (``LOCAL_WAKE``,
+  ``revid.doorbell``), which look at once; and every ``WAIT_POLL_MS``, the
+  fallback, one query per web process (primary
   keys, ``id IN (...) AND status IN (completed, failed)``) finds which of
   the jobs its requests wait for have ended. Its cost does not grow with
   the number of waiters, so the interval can be short.
@@ -55,6 +57,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from removal.models import RemovalJob
+from revid.doorbell import Doorbell, ring_all
 from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -126,6 +129,9 @@ def announce_job_finished(*, job_id: uuid.UUID | str) -> None:
         elif name == "postgres":
             with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
                 cursor.execute("SELECT pg_notify(%s, %s)", [settings.WAIT_CHANNEL, payload])
+        elif settings.LOCAL_WAKE:
+            # poll: web processes on this machine look at once (revid.doorbell).
+            ring_all(settings.WAIT_WAKE_DIR)
     except Exception:
         logger.warning("Could not announce the end of job %s", payload, exc_info=True)
 
@@ -298,6 +304,8 @@ class _PollListener(_Listener):
     def __init__(self, interval: float):
         super().__init__(channel="")
         self.interval = interval
+        # Rung by announce_job_finished on this machine: look now, not at the next poll.
+        self.bell = Doorbell(settings.WAIT_WAKE_DIR) if settings.LOCAL_WAKE else None
 
     def _listen(self) -> None:
         # This thread's own Django connection, opened on the first query.
@@ -312,9 +320,14 @@ class _PollListener(_Listener):
                     pk__in=self.waiters.job_ids(), status__in=_FINISHED
                 ).values_list("pk", flat=True):
                     self.waiters.finish(str(job_id))
-                self._stopping.wait(self.interval)
+                if self.bell is not None:
+                    self.bell.wait(self.interval)
+                else:
+                    self._stopping.wait(self.interval)
         finally:
             connection.close()
+            if self.bell is not None:
+                self.bell.close()
 
 
 class _PostgresListener(_Listener):

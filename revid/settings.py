@@ -447,10 +447,21 @@ Q_CLUSTER = {
     "poll": Q_POLL_MS / 1000,
     "label": "Task queue",
 }
+# Without Redis, web and worker on one machine ring each other's doorbells
+# (Unix sockets in LOCAL_WAKE_DIR, revid/doorbell.py) instead of waiting
+# for the next poll: the worker's queue reader when a job is enqueued
+# (revid/broker.py), the web's waiting requests when a job ends
+# (removal/waiting.py). Q_POLL_MS and WAIT_POLL_MS stay as the fallback.
+LOCAL_WAKE = env_bool("LOCAL_WAKE", True)
+LOCAL_WAKE_DIR = Path(env_str("LOCAL_WAKE_DIR", str(DATA_DIR / "wake"))).resolve()
+QUEUE_WAKE_DIR = LOCAL_WAKE_DIR / "queue"
+WAIT_WAKE_DIR = LOCAL_WAKE_DIR / "wait"
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    if LOCAL_WAKE:
+        Q_CLUSTER["broker_class"] = "revid.broker.WakingORM"
 
 # --- Waiting -----------------------------------------------------------------
 # How a web request learns that a job ended (removal/waiting.py, used by

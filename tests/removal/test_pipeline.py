@@ -122,6 +122,29 @@ def test_it_zeroes_the_colour_of_fully_transparent_pixels(u2netp):
     assert pixels[~transparent][:, :3].any()
 
 
+def _unfilter(kind: int, line: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """PNG's five filters undone byte by byte, as the specification writes them."""
+    out = np.zeros_like(line)
+    for i in range(len(line)):
+        a = int(out[i - bpp]) if i >= bpp else 0
+        b = int(above[i])
+        c = int(above[i - bpp]) if i >= bpp else 0
+        if kind == 0:
+            predictor = 0
+        elif kind == 1:
+            predictor = a
+        elif kind == 2:
+            predictor = b
+        elif kind == 3:
+            predictor = (a + b) // 2
+        else:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            predictor = a if pa <= pb and pa <= pc else b if pb <= pc else c
+        out[i] = (int(line[i]) + predictor) % 256
+    return out
+
+
 def read_png_strictly(png: bytes) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """A decoder independent of Pillow: chunk CRCs, one zlib stream, PNG filters."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -136,24 +159,50 @@ def read_png_strictly(png: bytes) -> tuple[tuple[int, int, int, int], np.ndarray
     assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
     width, height, depth, colour_type = struct.unpack(">IIBB", chunks[0][1][:10])
     channels = {0: 1, 2: 3, 6: 4}[colour_type]
+    # zlib.decompress checks the zlib header, that the stream ends, and its Adler-32.
     raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
     rows = np.frombuffer(raw, np.uint8).reshape(height, 1 + width * channels)
     out = np.zeros((height, width * channels), np.uint8)
     for y in range(height):
-        kind, line = rows[y, 0], rows[y, 1:]
+        kind, line = int(rows[y, 0]), rows[y, 1:]
         above = out[y - 1] if y else np.zeros_like(line)
-        assert kind in (0, 2), f"unexpected filter {kind}"
-        out[y] = line + above if kind == 2 else line
+        assert kind in (0, 1, 2, 3, 4), f"unknown filter {kind}"
+        if kind == 2:  # the common case, fast enough for large images
+            out[y] = line + above
+        else:
+            out[y] = _unfilter(kind, line, above, channels)
     return (width, height, depth, colour_type), out.reshape(height, width, channels)
+
+
+def noisy_photo(shape: tuple[int, int, int]) -> np.ndarray:
+    """A photo with noise: every filter type wins on some row."""
+    img = photo("astronaut").resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    pixels = np.asarray(img.convert("RGBA" if shape[2] == 4 else "RGB"), dtype=np.int16)
+    if shape[2] == 1:
+        pixels = pixels[..., :1]
+    noise = np.random.default_rng(5).integers(-3, 4, pixels.shape)
+    noisy = np.clip(pixels[..., : shape[2]] + noise, 0, 255).astype(np.uint8)
+    noisy[: shape[0] // 4] = 0  # a transparent band, as in a cut-out
+    return noisy
 
 
 @pytest.mark.parametrize(
     "shape",
-    [(1, 1, 4), (37, 53, 4), (48, 64, 3), (40, 30, 1), (1600, 1500, 4)],
-    ids=["one-pixel", "rgba", "rgb", "grey", "large-enough-for-parallel-bands"],
+    [(1, 1, 4), (37, 53, 4), (48, 64, 3), (40, 30, 1), (300, 200, 4), (1100, 1000, 4)],
+    ids=["one-pixel", "rgba", "rgb", "grey", "adaptive-in-bands", "up-filter-in-bands"],
 )
-def test_its_png_encoder_writes_standard_pngs(shape):
-    pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+@pytest.mark.parametrize("source", ["random", "photo"])
+def test_its_png_encoder_writes_standard_pngs(shape, source, monkeypatch):
+    # Small size classes so that every class and the banding run on small images.
+    monkeypatch.setattr(pipeline, "_PARALLEL_MIN_BYTES", 64 * 1024)
+    monkeypatch.setattr(pipeline, "_BAND_MIN_ROWS", 16)
+    monkeypatch.setattr(
+        pipeline, "_ENCODING_BY_SIZE", ((300_000, 7, True), (float("inf"), 5, False))
+    )
+    if source == "random":
+        pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    else:
+        pixels = noisy_photo(shape)
     png = pipeline.encode_png(pixels[..., 0] if shape[2] == 1 else pixels)
 
     header, decoded = read_png_strictly(png)
@@ -161,6 +210,37 @@ def test_its_png_encoder_writes_standard_pngs(shape):
     assert np.array_equal(decoded, pixels)
     via_pillow = np.asarray(Image.open(io.BytesIO(png))).reshape(shape)
     assert np.array_equal(via_pillow, pixels)
+
+
+def test_its_adaptive_filter_uses_every_filter_type_on_a_noisy_photo():
+    pixels = noisy_photo((300, 200, 4))
+    rows = pixels.reshape(300, -1)
+    filtered = np.empty((300, rows.shape[1] + 1), np.uint8)
+    from removal.pngfilter import adaptive_filter_rows
+
+    adaptive_filter_rows(rows, 0, 300, 4, filtered)
+    assert set(filtered[:, 0].tolist()) >= {0, 1, 4}
+    assert np.array_equal(read_png_strictly(pipeline.encode_png(pixels))[1], pixels)
+
+
+def test_its_adler32_combination_matches_zlibs_on_the_joined_bytes():
+    rng = np.random.default_rng(3)
+    for first_length, second_length in [(0, 1), (5, 70_000), (100_000, 65_521), (65_521, 3)]:
+        first = rng.integers(0, 256, first_length, dtype=np.uint8).tobytes()
+        second = rng.integers(0, 256, second_length, dtype=np.uint8).tobytes()
+        combined = pipeline._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+        assert combined == zlib.adler32(first + second)
+
+
+@pytest.mark.parametrize("size", [(672, 448), (1224, 816), (2448, 1632)], ids=str)
+def test_its_pngs_are_within_5_percent_of_pillows_level_6(u2netp, size):
+    """The size rembg's own PNG has (Pillow, level 6, adaptive filters); a size, not a time."""
+    data = jpeg_of("coffee", size)
+    ours = run(data, u2netp).png
+    pixels = np.asarray(decode(ours))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=6)
+    assert len(ours) <= 1.05 * len(buffer.getvalue())
 
 
 def test_it_uses_a_sessions_own_predict_for_models_it_does_not_know():
@@ -194,3 +274,31 @@ def test_a_forked_worker_encodes_large_pngs_with_its_own_threads():
 
     assert not alive, "the child hung waiting for threads it does not have"
     assert results.get(timeout=5) is True
+
+
+def test_a_small_image_reports_no_progress_a_large_one_each_stage(u2netp):
+    """Progress is a database write per step: worth it only where a job takes a while."""
+    small, large = [], []
+    pipeline.remove_background(
+        jpeg_of("coffee"), u2netp, max_pixels=50_000_000, on_progress=lambda *a: small.append(a)
+    )
+    pipeline.remove_background(
+        jpeg_of("astronaut", (2048, 2048)),
+        u2netp,
+        max_pixels=50_000_000,
+        on_progress=lambda *a: large.append(a),
+    )
+
+    assert small == []
+    percents = [percent for percent, _ in large]
+    assert percents == sorted(percents) and percents[0] == 50 and percents[-1] == 95
+
+
+def test_without_the_compiled_filter_it_still_writes_standard_pngs(monkeypatch):
+    """A read-only install where numba cannot cache: Up filter only, same pixels."""
+    monkeypatch.setattr(pipeline, "_adaptive_filter_state", [None])
+    pixels = noisy_photo((60, 50, 4))
+    png = pipeline.encode_png(pixels)
+
+    assert np.array_equal(read_png_strictly(png)[1], pixels)
+    assert np.array_equal(np.asarray(decode(png)), pixels)

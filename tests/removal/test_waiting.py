@@ -363,3 +363,30 @@ def test_the_web_status_endpoint_waits_too(transactional_db, account):
     assert body["status"] == "failed"
     # The refund shows in the balance the page displays.
     assert body["balance"] == 1000
+
+
+def test_on_one_machine_the_poll_backend_is_rung_not_polled(
+    settings, transactional_db, account, monkeypatch
+):
+    """SQLite's poll backend: the worker's announcement rings the web's doorbell."""
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 120.0)
+    settings.WAIT_BACKEND = "poll"
+    settings.WAIT_POLL_MS = 120_000  # only the doorbell can end the wait early
+    settings.WAIT_WAKE_DIR = settings.DATA_DIR / f"wake-test-{uuid.uuid4().hex[:8]}" / "wait"
+    job = submitted_job(account)
+    waiter = Waiter(job.id, timeout=100)
+    waiter.start()
+    listener = waiting._listener("poll")
+    wait_for(lambda: len(listener.waiters) >= 1, timeout=10, interval=0.01)
+    # The listener's first query has run and it now sleeps on its bell.
+    wait_for(lambda: any(settings.WAIT_WAKE_DIR.glob("*.sock")), timeout=10, interval=0.01)
+    time.sleep(0.2)
+
+    finish(job)
+    announced_at = time.monotonic()
+    waiting.announce_job_finished(job_id=job.id)
+    waiter.join(timeout=100)
+
+    assert waiter.error is None, waiter.error
+    assert waiter.returned_at - announced_at < 50
+    waiting.stop_listeners()

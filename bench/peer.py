@@ -1,0 +1,373 @@
+"""Side by side with `rembg s` (rembg 2.0.86's own HTTP server), issue 14's goals.
+
+The peer is installed by the benchmark itself from PyPI into its own
+virtualenv (bench/out/rembg-venv, ignored by git), pointed at our weights
+(U2NET_HOME) and started on a free loopback port. Both systems get the same
+images, in alternation, and are timed as a client sees them:
+
+* ``rembg s``: ``POST /api/remove`` (multipart ``file``, ``model``), the PNG
+  in the answer;
+* ours, the documented way: ``POST /paid/image/remove/background``, then
+  ``GET /api/get/<id>?wait=30``, then the download; and the synchronous
+  remove.bg door ``POST /v1.0/removebg`` (size=full, format=png).
+
+Peak RSS is sampled every 50 ms for the peer's process tree and ours
+(gunicorn + qcluster). The stage split of our time comes from the job's
+own timestamps (created, started, completed) and the client's clock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_VERSION = "2.0.86"
+PEER_VENV = ROOT / "bench" / "out" / "rembg-venv"
+WAIT_SECONDS = 30
+
+
+def ensure_peer_venv(log) -> Path:
+    """rembg[cpu,cli]==2.0.86 in its own virtualenv; returns its ``rembg`` script."""
+    script = PEER_VENV / "bin" / "rembg"
+    marker = PEER_VENV / f".rembg-{PEER_VERSION}"
+    if script.is_file() and marker.is_file():
+        return script
+    log(f"  installing rembg[cpu,cli]=={PEER_VERSION} into {PEER_VENV} (once)")
+    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    subprocess.run(
+        [
+            str(PEER_VENV / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"rembg[cpu,cli]=={PEER_VERSION}",
+        ],
+        check=True,
+    )
+    marker.touch()
+    return script
+
+
+class Peer:
+    """`rembg s` on a loopback port, stopped on exit."""
+
+    def __init__(self, workdir: Path, port: int, log):
+        self.workdir, self.port, self.log = workdir, port, log
+        self.base = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
+        self.http = requests.Session()
+
+    def start(self, models: tuple[str, ...]) -> None:
+        script = ensure_peer_venv(self.log)
+        env = {
+            **os.environ,
+            "U2NET_HOME": str(ROOT / "var" / "models"),
+            "BROWSER": "true",  # its start-up opens a browser otherwise
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
+        }
+        if not env["OMP_NUM_THREADS"]:
+            env.pop("OMP_NUM_THREADS")
+        log = (self.workdir / "rembg-s.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(script), "s", "--host", "127.0.0.1", "--port", str(self.port), "--no-ui"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                # Any answer will do (/api/remove without a URL is a 4xx).
+                if self.http.get(f"{self.base}/api/remove", timeout=10).status_code < 500:
+                    break
+            except requests.RequestException:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("rembg s did not start; see rembg-s.log")
+        # Its sessions load on first use: one request per model, untimed.
+        for model in models:
+            self.remove(_tiny_jpeg(), model)
+
+    def remove(self, data: bytes, model: str, http: requests.Session | None = None) -> bytes:
+        response = (http or self.http).post(
+            f"{self.base}/api/remove",
+            files={"file": ("photo.jpg", data, "image/jpeg")},
+            data={"model": model},
+            timeout=300,
+        )
+        response.raise_for_status()
+        return response.content
+
+    def pids(self) -> list[int]:
+        from bench.run_bench import _descendants
+
+        return [self.process.pid, *_descendants(self.process.pid)] if self.process else []
+
+    def stop(self) -> None:
+        if self.process is not None:
+            from bench.run_bench import _stop
+
+            _stop(self.process)
+            self.process = None
+
+
+def _tiny_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 60, 30)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+class Ours:
+    """Our service as a client uses it: the long poll, or the synchronous door."""
+
+    def __init__(self, base: str, key: str, db_path: Path):
+        self.base, self.key, self.db_path = base, key, db_path
+        self.http = self.session()
+
+    def session(self) -> requests.Session:
+        http = requests.Session()
+        http.headers["x-api-key"] = self.key
+        return http
+
+    def remove_waiting(
+        self, data: bytes, model: str, http: requests.Session | None = None
+    ) -> tuple[bytes, dict]:
+        """POST, GET ?wait=, download; the client's clock at each step."""
+        http = http or self.http
+        marks = {"start": time.time()}
+        response = http.post(
+            f"{self.base}/paid/image/remove/background",
+            files={"file": ("photo.jpg", data, "image/jpeg")},
+            data={"model": model},
+            timeout=60,
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"submit: {response.status_code} {response.text[:300]}")
+        task_id = response.json()["task_id"]
+        marks["submitted"] = time.time()
+        deadline = time.monotonic() + 300
+        while True:
+            payload = http.get(
+                f"{self.base}/api/get/{task_id}", params={"wait": WAIT_SECONDS}, timeout=60
+            ).json()
+            if payload["status"] in ("completed", "failed") or time.monotonic() > deadline:
+                break
+        marks["answered"] = time.time()
+        if payload["status"] != "completed":
+            raise RuntimeError(f"job {task_id}: {payload}")
+        download = http.get(f"{self.base}/output/{payload['result']['image_filename']}", timeout=60)
+        download.raise_for_status()
+        marks["downloaded"] = time.time()
+        marks["task_id"] = task_id
+        return download.content, marks
+
+    def remove_sync(self, data: bytes, model: str, http: requests.Session | None = None) -> bytes:
+        response = (http or self.http).post(
+            f"{self.base}/v1.0/removebg",
+            files={"image_file": ("photo.jpg", data, "image/jpeg")},
+            data={"model": model, "size": "full", "format": "png"},
+            headers={"X-Api-Key": self.key},
+            timeout=300,
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"removebg: {response.status_code} {response.text[:300]}")
+        return response.content
+
+    def job_times(self, task_id: str) -> dict:
+        """The job's own timestamps (UTC seconds) from the service's SQLite database."""
+        with sqlite3.connect(self.db_path, timeout=30) as db:
+            row = db.execute(
+                "SELECT created_at, started_at, completed_at, elapsed_seconds "
+                "FROM removal_removaljob WHERE id = ?",
+                (task_id.replace("-", ""),),
+            ).fetchone()
+            if row is None:
+                row = db.execute(
+                    "SELECT created_at, started_at, completed_at, elapsed_seconds "
+                    "FROM removal_removaljob WHERE id = ?",
+                    (task_id,),
+                ).fetchone()
+
+        def seconds(value: str) -> float:
+            # Django stores UTC without an offset on SQLite.
+            return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+
+        created, started, completed, elapsed = row
+        return {
+            "created": seconds(created),
+            "started": seconds(started),
+            "completed": seconds(completed),
+            "elapsed": float(elapsed),
+        }
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size: shared pages (forked workers, libraries) counted once overall."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssSampler:
+    """Peak summed RSS (MiB) of a changing set of processes, sampled every 50 ms.
+
+    Summed RSS counts pages that forked processes share once per process,
+    which overstates a multi-process service; the peak summed PSS is kept
+    too (sampled every 0.5 s: reading smaps costs more).
+    """
+
+    def __init__(self, pids_of) -> None:
+        self.pids_of = pids_of
+        self.peak = 0.0
+        self.peak_pss = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from bench.run_bench import _rss_mib
+
+        rounds = 0
+        while not self._stop.is_set():
+            pids = self.pids_of()
+            self.peak = max(self.peak, sum(_rss_mib(pid) for pid in pids))
+            if rounds % 10 == 0:
+                self.peak_pss = max(self.peak_pss, sum(pss_mib(pid) for pid in pids))
+            rounds += 1
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def single_requests(
+    peer: Peer,
+    ours: Ours,
+    photos: dict[str, bytes],
+    models: tuple[str, ...],
+    runs: int,
+    log,
+) -> list[dict]:
+    """Each size and model: peer, ours waiting, ours sync, alternated; medians."""
+    from bench.run_bench import agreement
+
+    rows = []
+    for model in models:
+        for image, data in photos.items():
+            times = {"peer": [], "wait": [], "sync": []}
+            stages: list[dict] = []
+            # Untimed first round: sessions, caches, connections.
+            peer_png = peer.remove(data, model)
+            ours_png, _ = ours.remove_waiting(data, model)
+            ours.remove_sync(data, model)
+            for run in range(runs):
+                # Alternate who goes first, so a load spike hits both.
+                order = ("peer", "wait", "sync") if run % 2 == 0 else ("sync", "wait", "peer")
+                for who in order:
+                    started = time.perf_counter()
+                    if who == "peer":
+                        peer_png = peer.remove(data, model)
+                    elif who == "wait":
+                        ours_png, marks = ours.remove_waiting(data, model)
+                        stages.append({**marks, **ours.job_times(marks["task_id"])})
+                    else:
+                        ours.remove_sync(data, model)
+                    times[who].append(time.perf_counter() - started)
+            iou, mad = agreement(peer_png, ours_png)
+            row = {
+                "model": model,
+                "image": image,
+                "peer": median(times["peer"]),
+                "wait": median(times["wait"]),
+                "sync": median(times["sync"]),
+                "peer_bytes": len(peer_png),
+                "ours_bytes": len(ours_png),
+                "iou": iou,
+                "mad": mad,
+                "stages": stage_split(stages),
+            }
+            rows.append(row)
+            log(
+                f"  {model:7s} {image:7s} rembg s {row['peer']:6.3f}s  ours ?wait= "
+                f"{row['wait']:6.3f}s ({row['wait'] / row['peer']:.2f}x)  sync "
+                f"{row['sync']:6.3f}s ({row['sync'] / row['peer']:.2f}x)  PNG "
+                f"{row['ours_bytes'] / row['peer_bytes']:.3f}x  IoU {iou:.4f}  MAD {mad:.3f}"
+            )
+    return rows
+
+
+STAGES = (
+    ("upload", "POST until the 202 (upload, checks, charge, enqueue)"),
+    ("queue", "created until a worker claimed it (broker pick-up)"),
+    ("work", "claimed until completed (input read, pipeline, output write, progress)"),
+    ("handoff", "completed until the ?wait= answer reached the client"),
+    ("download", "the result's download"),
+)
+
+
+def stage_split(samples: list[dict]) -> dict[str, float]:
+    """Median seconds per stage of our waiting client's requests."""
+    if not samples:
+        return {}
+    split = {
+        "upload": [s["submitted"] - s["start"] for s in samples],
+        # The row is written at the end of the POST; the POST's own time is upload.
+        "queue": [s["started"] - s["created"] for s in samples],
+        "work": [s["completed"] - s["started"] for s in samples],
+        "handoff": [s["answered"] - s["completed"] for s in samples],
+        "download": [s["downloaded"] - s["answered"] for s in samples],
+    }
+    return {name: median(values) for name, values in split.items()}
+
+
+def throughput(peer: Peer, ours: Ours, images: list[bytes], model: str, clients: int, log) -> dict:
+    """Images per minute with ``clients`` threads each sending one whole request at a time."""
+    results = {}
+    for who in ("ours", "peer"):
+        sessions = threading.local()
+
+        def one(data: bytes, who=who, sessions=sessions) -> None:
+            if not hasattr(sessions, "http"):
+                sessions.http = ours.session() if who == "ours" else requests.Session()
+            if who == "ours":
+                ours.remove_waiting(data, model, http=sessions.http)
+            else:
+                peer.remove(data, model, http=sessions.http)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(one, images))
+        seconds = time.perf_counter() - started
+        results[who] = {"seconds": seconds, "per_min": len(images) / seconds * 60}
+        log(f"  {who}: {len(images)} images in {seconds:.1f} s, {results[who]['per_min']:.1f}/min")
+    return results

@@ -1,0 +1,59 @@
+"""Doorbells: one process rings, another stops waiting at once."""
+
+import multiprocessing
+import time
+
+from revid.doorbell import Doorbell, ring_all
+
+
+def test_a_rung_bell_ends_the_wait_and_an_unrung_one_times_out(tmp_path):
+    bell = Doorbell(tmp_path)
+    assert bell.ready()
+
+    assert ring_all(tmp_path) == 1
+    started = time.monotonic()
+    assert bell.wait(30) is True
+    assert time.monotonic() - started < 15
+    assert bell.wait(0.05) is False  # the ring was used up
+    bell.close()
+
+
+def test_many_rings_are_answered_by_one_wake(tmp_path):
+    bell = Doorbell(tmp_path)
+    bell.ready()
+    for _ in range(50):
+        ring_all(tmp_path)
+
+    assert bell.wait(5) is True
+    assert bell.wait(0.05) is False
+    bell.close()
+
+
+def test_a_dead_processs_bell_is_removed_by_the_next_ring(tmp_path):
+    (tmp_path / "999999.sock").touch()  # a leftover nobody listens on
+
+    assert ring_all(tmp_path) == 0
+    assert not (tmp_path / "999999.sock").exists()
+
+
+def test_without_the_folder_nobody_is_rung(tmp_path):
+    assert ring_all(tmp_path / "missing") == 0
+
+
+def _wait_in_child(folder, results):
+    bell = Doorbell(folder)
+    bell.ready()
+    results.put("ready")
+    results.put(bell.wait(30))
+
+
+def test_a_bell_rings_across_processes(tmp_path):
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_wait_in_child, args=(tmp_path, results))
+    child.start()
+    assert results.get(timeout=30) == "ready"
+
+    assert ring_all(tmp_path) == 1
+    assert results.get(timeout=15) is True
+    child.join(timeout=10)
