@@ -236,7 +236,7 @@ def test_its_adler32_combination_matches_zlibs_on_the_joined_bytes():
 def test_its_pngs_are_within_5_percent_of_pillows_level_6(u2netp, size):
     """The size rembg's own PNG has (Pillow, level 6, adaptive filters); a size, not a time."""
     data = jpeg_of("coffee", size)
-    ours = run(data, u2netp).png
+    ours = run(data, u2netp).data
     pixels = np.asarray(decode(ours))
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=6)
