@@ -12,17 +12,22 @@ import time
 from django.conf import settings
 
 from removal import pipeline, registry
+from removal.finishing import DEFAULT_OPTIONS, OutputOptions
 from tests.images import encode, photo
 
 
-def job_seconds(data: bytes, *, model: str, runs: int = 1) -> float:
+def job_seconds(
+    data: bytes, *, model: str, runs: int = 1, options: OutputOptions = DEFAULT_OPTIONS
+) -> float:
     """The longest of ``runs`` runs of the worker's own work on ``data``, the
     model already loaded (a worker that loads it in the job takes longer)."""
     session = registry.get_session(model)
     longest = 0.0
     for _ in range(runs):
         started = time.monotonic()
-        pipeline.remove_background(data, session, max_pixels=settings.MAX_IMAGE_PIXELS)
+        pipeline.remove_background(
+            data, session, max_pixels=settings.MAX_IMAGE_PIXELS, options=options
+        )
         longest = max(longest, time.monotonic() - started)
     return longest
 
@@ -35,7 +40,12 @@ def model_load_seconds(model: str) -> float:
 
 
 def photo_taking_at_least(
-    seconds: float, *, model: str, name: str = "astronaut", side: int = 1000
+    seconds: float,
+    *,
+    model: str,
+    name: str = "astronaut",
+    side: int = 1000,
+    options: OutputOptions = DEFAULT_OPTIONS,
 ) -> tuple[bytes, float]:
     """A square JPEG photo on which ``model`` (loaded) takes at least ``seconds``
     here, and the seconds it took; grown until it does.
@@ -46,7 +56,7 @@ def photo_taking_at_least(
     largest = math.isqrt(settings.MAX_IMAGE_PIXELS)
     while True:
         data = encode(photo(name).resize((side, side)), "JPEG", quality=85)
-        took = job_seconds(data, model=model)
+        took = job_seconds(data, model=model, options=options)
         if took >= seconds:
             return data, took
         if side >= largest:
