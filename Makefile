@@ -123,10 +123,11 @@ lock: venv
 clean:
 	rm -rf $(VENV) var staticfiles
 
-# A benchmark, not a test: rembg.remove() vs our pipeline vs the whole
-# service, on this machine; prints PASS/FAIL per target and writes
-# docs/benchmarks.md (~15-20 minutes; BENCH_ARGS=--no-options skips the
-# output options' rows, ~10 of them).
+# A benchmark, not a test: rembg.remove() and `rembg s` vs our pipeline and
+# the whole service, on this machine; prints PASS/FAIL per target and writes
+# docs/benchmarks.md (tens of minutes on 2 cores; BENCH_ARGS=--no-options
+# skips the output options' rows, ~10 minutes of them; BENCH_ARGS=--quick
+# runs only the side by side with `rembg s` on small photos).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
