@@ -3,11 +3,17 @@ by Playwright's sync API, one fresh context per test, a customer who logs in."""
 
 import os
 import shutil
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from accounts.services import add_member
+from tests.conftest import ROOT, free_port, subprocess_env, wait_for
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -62,3 +68,50 @@ def log_in(page, live_server, username: str, path: str = "/"):
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_load_state()
+
+
+@contextmanager
+def make_serve(tmp_path, **extra_env: str):
+    """`make serve` on a free port, against the test database; yields its URL."""
+    port = free_port()
+    env = subprocess_env(
+        STATIC_ROOT=str(tmp_path / "static"),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        **extra_env,
+    )
+    log_path = tmp_path / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        # -o venv: the test's virtualenv is in place; do not reinstall it.
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "-o", "venv", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert process.poll() is None, log_path.read_text()
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, timeout=120, message="make serve never answered")
+        yield url, log_path
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
+
+
+def timed(call) -> tuple[float, requests.Response]:
+    """``call()``'s answer and the seconds it took."""
+    started = time.monotonic()
+    response = call()
+    return time.monotonic() - started, response

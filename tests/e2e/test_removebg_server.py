@@ -7,15 +7,11 @@ Deadlines come from the same calls measured on the same server first.
 """
 
 import io
-import os
-import signal
 import socket
 import statistics
-import subprocess
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 
 import pytest
 import requests
@@ -25,7 +21,8 @@ from PIL import Image
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from removal.models import RemovalJob
-from tests.conftest import ROOT, free_port, subprocess_env, wait_for
+from tests.conftest import wait_for
+from tests.e2e.conftest import make_serve, timed
 from tests.images import photo_bytes, solid_png
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -36,56 +33,9 @@ PHOTO = photo_bytes("astronaut")  # 512 x 512
 MODEL_ENV = {"REMOVAL_DEFAULT_MODEL": "u2netp", "WARM_MODELS": "u2netp"}
 
 
-@contextmanager
-def make_serve(tmp_path, **extra_env: str):
-    """`make serve` on a free port, against the test database; yields its URL."""
-    port = free_port()
-    env = subprocess_env(
-        STATIC_ROOT=str(tmp_path / "static"),
-        HOST="127.0.0.1",
-        PORT=str(port),
-        **MODEL_ENV,
-        **extra_env,
-    )
-    log_path = tmp_path / f"serve-{port}.log"
-    with log_path.open("wb") as log:
-        # -o venv: the test's virtualenv is in place; do not reinstall it.
-        process = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", "venv", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert process.poll() is None, log_path.read_text()
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, timeout=120, message="make serve never answered")
-        yield url, log_path
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-    log = log_path.read_text(errors="replace")
-    assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
-
-
 def slow_worker(start_worker):
     """One worker process, one inference thread: jobs run strictly one after another."""
     return start_worker(Q_WORKERS="1", ORT_INTRA_OP_THREADS="1", **MODEL_ENV)
-
-
-def timed(call) -> tuple[float, requests.Response]:
-    started = time.monotonic()
-    response = call()
-    return time.monotonic() - started, response
 
 
 class SyncCall(threading.Thread):
@@ -120,7 +70,7 @@ def test_twenty_waiting_removebg_calls_leave_health_status_and_uploads_prompt(
     transactional_db, start_worker, account, api_key, tmp_path
 ):
     headers = {"x-api-key": api_key}
-    with make_serve(tmp_path, REMOVEBG_QUEUE_WAIT_SECONDS="240") as (url, _):
+    with make_serve(tmp_path, **MODEL_ENV, REMOVEBG_QUEUE_WAIT_SECONDS="240") as (url, _):
         uploaded: list[str] = []
 
         def healthz():
@@ -241,7 +191,7 @@ def send_and_hang_up(url: str, api_key: str) -> None:
 def test_a_caller_that_hangs_up_while_waiting_is_charged_once_for_the_finished_job(
     transactional_db, start_worker, account, api_key, tmp_path
 ):
-    with make_serve(tmp_path) as (url, _):
+    with make_serve(tmp_path, **MODEL_ENV) as (url, _):
         send_and_hang_up(url, api_key)
         # Gone while its job waits; a worker comes and the job ends as usual.
         worker = slow_worker(start_worker)
@@ -265,7 +215,7 @@ def test_a_caller_that_hangs_up_while_waiting_is_charged_once_for_the_finished_j
 def test_a_caller_that_hangs_up_when_no_worker_comes_is_refunded_once(
     transactional_db, start_worker, account, api_key, tmp_path
 ):
-    with make_serve(tmp_path, REMOVEBG_QUEUE_WAIT_SECONDS="2") as (url, _):
+    with make_serve(tmp_path, **MODEL_ENV, REMOVEBG_QUEUE_WAIT_SECONDS="2") as (url, _):
         send_and_hang_up(url, api_key)
         job = removebg_jobs().get()
         # The request's thread still bounds the queue wait and refunds.

@@ -5,11 +5,8 @@ pending and every ``?wait=30`` request really waits. Deadlines come from the
 same calls measured on the same server before the waiters arrive.
 """
 
-import os
-import signal
 import socket
 import statistics
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -21,7 +18,7 @@ from django.utils import timezone
 from billing.models import LedgerEntry
 from removal import waiting
 from removal.models import RemovalJob
-from tests.conftest import ROOT, free_port, subprocess_env, wait_for
+from tests.e2e.conftest import make_serve, timed
 from tests.images import solid_png
 from tests.job_factory import submitted_job
 
@@ -34,40 +31,8 @@ UPLOAD_URL = "/paid/image/remove/background"
 @pytest.fixture
 def served(transactional_db, tmp_path):
     """`make serve` on a free port, against the test database."""
-    port = free_port()
-    env = subprocess_env(STATIC_ROOT=str(tmp_path / "static"), HOST="127.0.0.1", PORT=str(port))
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        # -o venv: the test's virtualenv is in place; do not reinstall it.
-        process = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", "venv", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert process.poll() is None, log_path.read_text()
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, timeout=120, message="make serve never answered")
-        yield url, log_path
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-
-
-def timed(call) -> tuple[float, requests.Response]:
-    started = time.monotonic()
-    response = call()
-    return time.monotonic() - started, response
+    with make_serve(tmp_path) as served:
+        yield served
 
 
 def finish(job: RemovalJob) -> float:
