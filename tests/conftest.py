@@ -292,8 +292,10 @@ def redis_broker(redis_url, settings, monkeypatch):
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     client.flushdb()
     settings.REDIS_URL = url
-    # django-q2 reads Q_CLUSTER once, at import; point its broker choice at Redis.
+    # django-q2 reads Q_CLUSTER once, at import; point its broker choice at
+    # Redis (and away from the ORM broker class the embedded default names).
     monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)
     monkeypatch.setattr(Conf, "REDIS", url)
     yield url
     client.flushdb()
