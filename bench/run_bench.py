@@ -292,11 +292,16 @@ class Service:
                 "revid.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.port}",
-                "--workers",
-                "2",
+                # As `make run` starts it (the Procfile): one process, whose
+                # threads are mostly waiting clients (?wait=, the sync door).
+                "--worker-class",
+                "gthread",
                 "--threads",
-                # Waiting clients (?wait=, the sync door) each hold a thread.
-                "8",
+                "16",
+                "--worker-connections",
+                "16",
+                "--keep-alive",
+                "0",
             ],
             "gunicorn.log",
         )
@@ -480,12 +485,12 @@ def measure_side_by_side(service: Service, key: str, quick: bool, runs: int, job
         memory = {
             "ours": ours_rss.peak,
             "peer": peer_rss.peak,
-            "ours_pss": ours_rss.peak_pss,
-            "peer_pss": peer_rss.peak_pss,
+            "ours_pss": ours_rss.pss_at_end,
+            "peer_pss": peer_rss.pss_at_end,
         }
         _log(
             f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB; "
-            f"peak PSS: ours {memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB"
+            f"PSS at the end: ours {memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB"
         )
     finally:
         rival.stop()
@@ -573,10 +578,11 @@ def peer_lines(side: dict) -> list[str]:
         "",
         f"Throughput, {side['jobs']} u2net photos ({side['mix']}), 8 client threads each "
         f"sending one whole request at a time: ours {rate['ours']['per_min']:.1f} images/min, "
-        f"rembg s {rate['peer']['per_min']:.1f} images/min. Peak RSS during (g): ours (gunicorn "
-        f"+ qcluster, every process) {side['memory']['ours']:.0f} MiB, rembg s "
-        f"{side['memory']['peer']:.0f} MiB (summed PSS, shared pages counted once: ours "
-        f"{side['memory']['ours_pss']:.0f} MiB, rembg s {side['memory']['peer_pss']:.0f} MiB).",
+        f"rembg s {rate['peer']['per_min']:.1f} images/min. Peak RSS during (h): ours (gunicorn "
+        f"+ qcluster, the sum of every process's own peak) {side['memory']['ours']:.0f} MiB, "
+        f"rembg s {side['memory']['peer']:.0f} MiB (summed PSS at the end, shared pages counted "
+        f"once: ours {side['memory']['ours_pss']:.0f} MiB, rembg s "
+        f"{side['memory']['peer_pss']:.0f} MiB).",
     ]
     return lines
 
@@ -761,7 +767,7 @@ def write_report(
 
 
 def quick_side_by_side(*, runs: int, jobs: int, began: float) -> int:
-    """``--quick``: (g) alone, small images, few runs; prints, writes nothing."""
+    """``--quick``: (h) alone, small images, few runs; prints, writes nothing."""
     workdir = Path(tempfile.mkdtemp(prefix="revid-bench-"))
     service = Service(workdir, {"WARM_MODELS": ",".join(MODELS)})
     try:

@@ -1,10 +1,13 @@
 """django-q2 task entry points: fetch by id, call a service, nothing more."""
 
-from removal import services
+from removal import registry, services
 
 
 def process_removal_job(job_id: str) -> str | None:
-    job = services.process_job(job_id=job_id)
+    try:
+        job = services.process_job(job_id=job_id)
+    finally:
+        registry.release_free_memory()
     return job.status if job is not None else None
 
 
