@@ -490,7 +490,8 @@ def measure_side_by_side(service: Service, key: str, quick: bool, runs: int, job
         }
         _log(
             f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB; "
-            f"PSS at the end: ours {memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB"
+            f"PSS at the end: ours {memory['ours_pss']:.0f} MiB, "
+            f"rembg s {memory['peer_pss']:.0f} MiB"
         )
     finally:
         rival.stop()
