@@ -226,12 +226,17 @@ def add_to_report(path: Path, rows: list[Row], *, model: str = "u2net") -> None:
         + markdown(rows, model=model)
         + "\n"
     )
+    insert_before_notes(path, section)
+
+
+def insert_before_notes(path: Path, section: str) -> None:
+    """Adds a section to ``make bench``'s report, before its notes."""
     text = path.read_text()
     notes = text.find("\n## Notes\n")
     if notes < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        text = text[: notes + 1] + section + text[notes + 1 :]
+        text = text[: notes + 1] + section + "\n" + text[notes + 1 :]
     path.write_text(text)
 
 

@@ -14,10 +14,13 @@ Then the synchronous remove.bg endpoint against the async API
 12 MP frames at under 5 % of the frame (the test suite's, tests/images.py),
 where a shortcut in the resize to the model's input shows first.
 (g) each output option at 1 and 12 MP against rembg's closest call
-(``bench/bench_options.py``; ``--no-options`` skips it); and (h)
+(``bench/bench_options.py``; ``--no-options`` skips it); (h)
 side by side with `rembg s`, rembg's own HTTP server, installed by the
 benchmark into bench/out/rembg-venv (bench/peer.py): single requests as a
-user waits, throughput with 8 clients, peak RSS, PNG bytes, our stage split.
+user waits, throughput with 8 clients, peak RSS, PNG bytes, our stage split;
+and (i) the opt-in engines of ``MODEL_ENGINE`` (``bench/bench_engines.py``;
+``--no-engines`` skips it): speed and mask drift, and the fastest one as a
+service against `rembg s`.
 ``--quick`` runs (h) alone on small images with few runs (a few minutes).
 It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
 and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
@@ -805,6 +808,11 @@ def main() -> int:
         action="store_true",
         help="skip (g), each output option at 1 and 12 MP against rembg (~10 minutes)",
     )
+    parser.add_argument(
+        "--no-engines",
+        action="store_true",
+        help="skip (i), the opt-in MODEL_ENGINE engines against onnxruntime (~5 minutes)",
+    )
     parser.add_argument("--options-runs", type=int, default=3, help="timed runs at 1 MP for (g)")
     parser.add_argument(
         "--quick",
@@ -929,6 +937,16 @@ def main() -> int:
             runs=args.options_runs, log=lambda line: print(line, flush=True)
         )
 
+    engines_result, engine_service_rows = None, []
+    if not args.no_engines:
+        from bench import bench_engines
+
+        print("(i) opt-in engines (MODEL_ENGINE)", flush=True)
+        engine_photos = {name: make_photo(photo, size) for name, photo, size in PEER_IMAGES}
+        engines_result = bench_engines.measure(engine_photos, MODELS, args.runs, log=_log)
+        print(f"  {bench_engines.SERVICE_ENGINE} as a service vs rembg s", flush=True)
+        engine_service_rows = bench_engines.side_by_side(engine_photos, MODELS, args.runs, log=_log)
+
     targets = evaluate(rows, throughput, memory, parity) + peer_targets(side)
     targets += [Target(*target) for target in sync_targets(sync_rows)]
     print()
@@ -967,6 +985,13 @@ def main() -> int:
         )
         if option_rows:
             bench_options.add_to_report(docs / "benchmarks.md", option_rows)
+        if engines_result is not None:
+            from bench.bench_options import insert_before_notes
+
+            insert_before_notes(
+                docs / "benchmarks.md",
+                bench_engines.report_section(engines_result, engine_service_rows),
+            )
         (workdir / "results.json").write_text(
             json.dumps({"rows": [r.__dict__ for r in rows]}, default=lambda o: o.__dict__)
         )

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from removal import engines
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,7 +77,8 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-_sessions: dict[str, object] = {}
+# (MODEL_ENGINE, model name) -> session
+_sessions: dict[tuple[str, str], object] = {}
 _lock = threading.Lock()
 _pid = os.getpid()
 
@@ -91,15 +94,16 @@ def get_session(name: str):
         if os.getpid() != _pid:
             _sessions.clear()
             _pid = os.getpid()
-        session = _sessions.get(name)
+        key = (settings.MODEL_ENGINE, name)
+        session = _sessions.get(key)
         if session is None:
             session = _new_session(name)
-            _sessions[name] = session
+            _sessions[key] = session
         return session
 
 
 def loaded_models() -> list[str]:
-    return sorted(_sessions)
+    return sorted({name for _, name in _sessions})
 
 
 _shared_arena_pid: int | None = None
@@ -151,6 +155,9 @@ def _new_session(name: str):
         raise KeyError(name)
     if not is_available(name):
         raise FileNotFoundError(f"Weights for {name} are not installed at {weights_path(name)}")
+    precision = engines.ENGINES[settings.MODEL_ENGINE]
+    if precision is not None:
+        return _openvino_session(name, precision)
     options = ort.SessionOptions()
     # 0 leaves the choice to ONNX Runtime: one thread per physical core,
     # which measured best for one worker (docs/benchmarks.md).
@@ -166,6 +173,24 @@ def _new_session(name: str):
     options.enable_mem_pattern = False
     os.environ["U2NET_HOME"] = str(settings.U2NET_HOME)
     return new_session(name, sess_opts=options, providers=["CPUExecutionProvider"])
+
+
+def _openvino_session(name: str, precision: str):
+    """rembg's session class for ``name``, running on OpenVINO.
+
+    The class brings the model's constants and ``predict``; only its
+    ``inner_session`` differs. It is built without ``__init__``, which
+    would load the file into ONNX Runtime as well (memory held for nothing).
+    """
+    from rembg.sessions import sessions
+
+    session_class = sessions[name]
+    session = session_class.__new__(session_class)
+    session.model_name = name
+    session.inner_session = engines.OpenVinoModel(
+        weights_path(name), precision=precision, threads=settings.ORT_INTRA_OP_THREADS
+    )
+    return session
 
 
 def warm_models(names: list[str] | None = None) -> dict[str, float]:

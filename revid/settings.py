@@ -382,6 +382,14 @@ ORT_INTRA_OP_THREADS = env_int("ORT_INTRA_OP_THREADS", 0, minimum=0)
 # worker, turning that off made u2net 1.3-1.6x slower per image; turn it off
 # only when a worker's threads outnumber the cores it may use.
 ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", True)
+# What runs the models (removal/engines.py): ONNX Runtime, or OpenVINO in
+# fp32 (the same masks, 8-16 % faster here) or in bf16 (about 2.2x faster on
+# CPUs with AVX-512 BF16/AMX, but the masks drift: docs/benchmarks.md).
+MODEL_ENGINE = env_str("MODEL_ENGINE", "onnxruntime")
+if MODEL_ENGINE not in ("onnxruntime", "openvino", "openvino-bf16"):
+    raise ImproperlyConfigured(
+        f"MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16, got {MODEL_ENGINE!r}"
+    )
 # Models loaded (and run once) when each worker process starts, so the
 # first job is not slow; empty to load lazily on first use.
 WARM_MODELS = env_list("WARM_MODELS", "u2net")

@@ -2,13 +2,14 @@
 
 from unittest import mock
 
+import numpy as np
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Account
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from removal.models import RemovalJob
-from tests.images import solid_png
+from tests.images import decode, solid_png
 
 SUBMIT = "/paid/image/remove/background"
 
@@ -43,3 +44,23 @@ def assert_nothing_charged(account: Account, *, balance: int) -> None:
     assert ledger_sum(account=account) == balance
     assert not LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.CHARGE).exists()
     assert not RemovalJob.objects.filter(account=account).exists()
+
+
+def alpha(png: bytes) -> np.ndarray:
+    return np.asarray(decode(png).convert("RGBA"))[..., 3].astype(np.int16)
+
+
+def mask_agreement(ours: bytes, reference: bytes) -> tuple[float, float]:
+    """IoU of alpha > 127, and mean |Δalpha| in 0..255, of two cut-outs."""
+    got, want = alpha(ours), alpha(reference)
+    assert got.shape == want.shape
+    union = np.logical_or(got > 127, want > 127).sum()
+    iou = float(np.logical_and(got > 127, want > 127).sum() / union)
+    return iou, float(np.abs(got - want).mean())
+
+
+def assert_same_mask(ours: bytes, reference: bytes) -> None:
+    """The issue's parity bar: IoU >= 0.99 and mean |Δalpha| <= 1/255."""
+    iou, mean_diff = mask_agreement(ours, reference)
+    assert iou >= 0.99, f"IoU of alpha>127 is {iou:.4f}"
+    assert mean_diff <= 1.0, f"mean |alpha difference| is {mean_diff:.3f}/255"

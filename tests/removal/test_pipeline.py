@@ -12,6 +12,7 @@ from rembg import remove
 
 from removal import pipeline, registry
 from tests.images import SMALL_SUBJECTS, decode, encode, photo, small_subject_jpeg
+from tests.removal.helpers import alpha, assert_same_mask
 
 pytestmark = pytest.mark.model
 
@@ -24,20 +25,6 @@ def u2netp():
 @pytest.fixture(scope="module")
 def u2net():
     return registry.get_session("u2net")
-
-
-def alpha(png: bytes) -> np.ndarray:
-    return np.asarray(decode(png).convert("RGBA"))[..., 3].astype(np.int16)
-
-
-def assert_same_mask(ours: bytes, reference: bytes) -> None:
-    got, want = alpha(ours), alpha(reference)
-    assert got.shape == want.shape
-    union = np.logical_or(got > 127, want > 127).sum()
-    iou = np.logical_and(got > 127, want > 127).sum() / union
-    assert iou >= 0.99, f"IoU of alpha>127 is {iou:.4f}"
-    mean_diff = np.abs(got - want).mean()
-    assert mean_diff <= 1.0, f"mean |alpha difference| is {mean_diff:.3f}/255"
 
 
 def jpeg_of(name: str, size: tuple[int, int] | None = None, **params) -> bytes:

@@ -110,3 +110,22 @@ def test_real_environment_variables_win_over_the_env_file(tmp_path):
         {"ENV_FILE": str(env_file), "DJANGO_DEBUG": "0", "SECRET_KEY": "from-production"}
     )
     assert seen == {"DEBUG": False, "SECRET_KEY": "from-production"}
+
+
+def test_an_unknown_model_engine_fails_loudly_at_start():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "revid.settings",
+            "DJANGO_DEBUG": "1",
+            "DATA_DIR": str(ROOT / "var"),
+            "MODEL_ENGINE": "tensorrt",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16" in result.stderr
