@@ -806,12 +806,12 @@ def main() -> int:
     parser.add_argument(
         "--no-options",
         action="store_true",
-        help="skip (g), each output option at 1 and 12 MP against rembg (~10 minutes)",
+        help="skip (g), each output option at 1 and 12 MP against rembg (a few minutes)",
     )
     parser.add_argument(
         "--no-engines",
         action="store_true",
-        help="skip (i), the opt-in MODEL_ENGINE engines against onnxruntime (~5 minutes)",
+        help="skip (i), the opt-in MODEL_ENGINE engines against onnxruntime (a few minutes)",
     )
     parser.add_argument("--options-runs", type=int, default=3, help="timed runs at 1 MP for (g)")
     parser.add_argument(
