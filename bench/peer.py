@@ -221,13 +221,9 @@ class Ours:
 
 def pss_mib(pid: int) -> float:
     """Proportional set size: shared pages (forked workers, libraries) counted once overall."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    from bench.run_bench import proc_mib
+
+    return proc_mib(pid, "Pss", "smaps_rollup")
 
 
 class RssSampler:
@@ -277,13 +273,9 @@ class RssSampler:
 
 def hwm_mib(pid: int) -> float:
     """The process's peak resident set size so far (``VmHWM``)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    from bench.run_bench import proc_mib
+
+    return proc_mib(pid, "VmHWM")
 
 
 def median(values: list[float]) -> float:

@@ -386,14 +386,19 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _rss_mib(pid: int) -> float:
+def proc_mib(pid: int, field: str, table: str = "status") -> float:
+    """A ``kB`` field of /proc/<pid>/<table> (``VmRSS``, ``VmHWM``; ``Pss`` in smaps_rollup)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{table}").read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def _rss_mib(pid: int) -> float:
+    return proc_mib(pid, "VmRSS")
 
 
 class Client:

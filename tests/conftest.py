@@ -83,6 +83,30 @@ def customer_client(alice, client):
     return client
 
 
+def run_with_settings(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -c script`` with only ``env`` (and the basics) in its environment."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "revid.settings",
+            "DATA_DIR": str(ROOT / "var"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def django_start_error(env: dict[str, str]) -> str:
+    """What ``django.setup()`` prints to stderr when it refuses to start under ``env``."""
+    result = run_with_settings("import django; django.setup()", {"DJANGO_DEBUG": "1", **env})
+    assert result.returncode != 0, "django.setup() accepted the settings"
+    return result.stderr
+
+
 def database_url_for_subprocess() -> str:
     """The URL of the test database this session created, for child processes."""
     db = connections["default"].settings_dict

@@ -1,14 +1,12 @@
 """Settings read from the environment: S3 storage, the download mode, the local .env."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from revid.settings import s3_storage
-from tests.conftest import ROOT
+from tests.conftest import django_start_error, run_with_settings
 
 
 def test_there_is_no_s3_storage_without_a_bucket():
@@ -54,42 +52,20 @@ def test_it_refuses_an_unknown_addressing_style():
 
 
 def test_redirecting_downloads_without_a_bucket_fails_loudly_at_start():
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DJANGO_SETTINGS_MODULE": "revid.settings",
-            "DJANGO_DEBUG": "1",
-            "DATA_DIR": str(ROOT / "var"),
-            "OUTPUT_REDIRECT_TO_STORAGE": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "OUTPUT_REDIRECT_TO_STORAGE needs S3 storage" in result.stderr
+    stderr = django_start_error({"OUTPUT_REDIRECT_TO_STORAGE": "1"})
+    assert "OUTPUT_REDIRECT_TO_STORAGE needs S3 storage" in stderr
 
 
-def settings_in_a_subprocess(env: dict[str, str]) -> dict:
+def settings_in_a_subprocess(
+    env: dict[str, str],
+    fields: str = "{'DEBUG': settings.DEBUG, 'SECRET_KEY': settings.SECRET_KEY}",
+) -> dict:
+    """``fields`` (a Python expression over ``settings``) as Django sees them under ``env``."""
     script = (
         "import json, django; from django.conf import settings; django.setup(); "
-        "print(json.dumps({'DEBUG': settings.DEBUG, 'SECRET_KEY': settings.SECRET_KEY}))"
+        f"print(json.dumps({fields}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DJANGO_SETTINGS_MODULE": "revid.settings",
-            "DATA_DIR": str(ROOT / "var"),
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_with_settings(script, env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -113,19 +89,25 @@ def test_real_environment_variables_win_over_the_env_file(tmp_path):
 
 
 def test_an_unknown_model_engine_fails_loudly_at_start():
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DJANGO_SETTINGS_MODULE": "revid.settings",
-            "DJANGO_DEBUG": "1",
-            "DATA_DIR": str(ROOT / "var"),
-            "MODEL_ENGINE": "tensorrt",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16" in result.stderr
+    stderr = django_start_error({"MODEL_ENGINE": "tensorrt"})
+    assert "MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16" in stderr
+
+
+DATABASE_FIELDS = (
+    "{k: settings.DATABASES['default'][k] for k in ('CONN_MAX_AGE', 'CONN_HEALTH_CHECKS')}"
+)
+
+
+@pytest.mark.parametrize(
+    "database_url", ["", "postgres://postgres@127.0.0.1:5432/revid"], ids=["sqlite", "postgres"]
+)
+def test_database_connections_are_kept_between_requests_and_checked_before_reuse(database_url):
+    # A new connection per request cost 2-5 ms on PostgreSQL, 6 on SQLite
+    # (its PRAGMAs): bench/notes.md, "Per-job overhead".
+    env = {"DATABASE_URL": database_url} if database_url else {}
+
+    kept = settings_in_a_subprocess(env, DATABASE_FIELDS)
+    per_request = settings_in_a_subprocess({**env, "DB_CONN_MAX_AGE": "0"}, DATABASE_FIELDS)
+
+    assert kept == {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
+    assert per_request["CONN_MAX_AGE"] == 0
