@@ -307,6 +307,14 @@ class _PollListener(_Listener):
         # Rung by announce_job_finished on this machine: look now, not at the next poll.
         self.bell = Doorbell(settings.WAIT_WAKE_DIR) if settings.LOCAL_WAKE else None
 
+    def stop(self) -> None:
+        # Its thread may sleep on the bell for a whole poll interval: wake it,
+        # or it outlives the join with its database connection open.
+        self._stopping.set()
+        if self.bell is not None:
+            self.bell.ring()
+        super().stop()
+
     def _listen(self) -> None:
         # This thread's own Django connection, opened on the first query.
         connection = connections[DEFAULT_DB_ALIAS]

@@ -74,6 +74,17 @@ class Doorbell:
                 pass
         return True
 
+    def ring(self) -> None:
+        """Wakes this process's own ``wait`` (from the thread that stops the waiter)."""
+        with self._lock:
+            if self._socket is None or self._pid != os.getpid():
+                return
+            path = self.folder / f"{self._pid}.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.setblocking(False)
+            with contextlib.suppress(OSError):
+                sender.sendto(RING, str(path))
+
     def ready(self) -> bool:
         """Makes the bell now (a wait would); False where no socket can be made."""
         return self._bell() is not None

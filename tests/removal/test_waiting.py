@@ -389,4 +389,7 @@ def test_on_one_machine_the_poll_backend_is_rung_not_polled(
 
     assert waiter.error is None, waiter.error
     assert waiter.returned_at - announced_at < 50
+    # Stopping wakes it too: a listener left asleep on its bell for the
+    # 120 s interval kept its database connection past the test database.
     waiting.stop_listeners()
+    assert not listener._thread.is_alive()
