@@ -29,6 +29,21 @@ def test_many_rings_are_answered_by_one_wake(tmp_path):
     bell.close()
 
 
+def test_a_bell_rings_itself_for_whoever_stops_its_waiter(tmp_path):
+    bell = Doorbell(tmp_path)
+    other = Doorbell(tmp_path / "elsewhere")
+    bell.ready()
+    other.ready()
+
+    bell.ring()
+
+    assert bell.wait(30) is True
+    assert other.wait(0.05) is False  # only its own
+    bell.close()
+    other.close()
+    Doorbell(tmp_path).ring()  # no bell made yet: nothing to ring, no error
+
+
 def test_a_dead_processs_bell_is_removed_by_the_next_ring(tmp_path):
     (tmp_path / "999999.sock").touch()  # a leftover nobody listens on
 
