@@ -18,6 +18,7 @@ own timestamps (created, started, completed) and the client's clock.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import statistics
@@ -193,29 +194,27 @@ class Ours:
 
     def job_times(self, task_id: str) -> dict:
         """The job's own timestamps (UTC seconds) from the service's SQLite database."""
+        query = (
+            "SELECT created_at, started_at, completed_at, elapsed_seconds, stage_seconds "
+            "FROM removal_removaljob WHERE id = ?"
+        )
         with sqlite3.connect(self.db_path, timeout=30) as db:
-            row = db.execute(
-                "SELECT created_at, started_at, completed_at, elapsed_seconds "
-                "FROM removal_removaljob WHERE id = ?",
-                (task_id.replace("-", ""),),
-            ).fetchone()
+            # Django stores a UUID as 32 hex digits on SQLite.
+            row = db.execute(query, (task_id.replace("-", ""),)).fetchone()
             if row is None:
-                row = db.execute(
-                    "SELECT created_at, started_at, completed_at, elapsed_seconds "
-                    "FROM removal_removaljob WHERE id = ?",
-                    (task_id,),
-                ).fetchone()
+                row = db.execute(query, (task_id,)).fetchone()
 
         def seconds(value: str) -> float:
             # Django stores UTC without an offset on SQLite.
             return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
 
-        created, started, completed, elapsed = row
+        created, started, completed, elapsed, stages = row
         return {
             "created": seconds(created),
             "started": seconds(started),
             "completed": seconds(completed),
             "elapsed": float(elapsed),
+            "stages": json.loads(stages) if stages else {},
         }
 
 
@@ -341,24 +340,42 @@ def single_requests(
 STAGES = (
     ("upload", "POST until the 202 (upload, checks, charge, enqueue)"),
     ("queue", "created until a worker claimed it (broker pick-up)"),
-    ("work", "claimed until completed (input read, pipeline, output write, progress)"),
+    ("read", "the worker reads the upload back from storage"),
+    ("decode", "the image decoded (and turned upright)"),
+    ("model", "the model's input, the model run, the mask at full size"),
+    ("composite", "the cut-out: the mask as alpha on the photo"),
+    ("encode", "the PNG written in memory"),
+    ("write", "the PNG saved to storage"),
+    ("records", "the rest of the worker's time: claim, model lookup, completion write"),
     ("handoff", "completed until the ?wait= answer reached the client"),
     ("download", "the result's download"),
 )
+# Our names for the job's own stage_seconds (removal.services.process_job).
+_JOB_STAGES = {
+    "read": "read_input",
+    "decode": "decode",
+    "model": "model",
+    "composite": "composite",
+    "encode": "encode",
+    "write": "write_output",
+}
 
 
 def stage_split(samples: list[dict]) -> dict[str, float]:
     """Median seconds per stage of our waiting client's requests."""
     if not samples:
         return {}
-    split = {
-        "upload": [s["submitted"] - s["start"] for s in samples],
+    split: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    for s in samples:
+        split["upload"].append(s["submitted"] - s["start"])
         # The row is written at the end of the POST; the POST's own time is upload.
-        "queue": [s["started"] - s["created"] for s in samples],
-        "work": [s["completed"] - s["started"] for s in samples],
-        "handoff": [s["answered"] - s["completed"] for s in samples],
-        "download": [s["downloaded"] - s["answered"] for s in samples],
-    }
+        split["queue"].append(s["started"] - s["created"])
+        work = s["completed"] - s["started"]
+        for ours, theirs in _JOB_STAGES.items():
+            split[ours].append(s["stages"].get(theirs, 0.0))
+        split["records"].append(work - sum(s["stages"].get(t, 0.0) for t in _JOB_STAGES.values()))
+        split["handoff"].append(s["answered"] - s["completed"])
+        split["download"].append(s["downloaded"] - s["answered"])
     return {name: median(values) for name, values in split.items()}
 
 

@@ -56,6 +56,7 @@ class RemovalJobAdmin(admin.ModelAdmin):
                     "started_at",
                     "completed_at",
                     "elapsed_seconds",
+                    "stage_seconds",
                     "attempts",
                     "expires_at",
                     "files_deleted_at",

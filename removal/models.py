@@ -72,6 +72,9 @@ class RemovalJob(models.Model):
     # The subject's box in output pixels: {"top", "left", "width", "height"}.
     foreground = models.JSONField(null=True, blank=True)
     elapsed_seconds = models.FloatField(null=True, blank=True)
+    # Where the worker's time went, in seconds: reading the input, each
+    # pipeline stage, writing the output (``removal.services.process_job``).
+    stage_seconds = models.JSONField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
@@ -176,6 +179,7 @@ class RemovalJob(models.Model):
         output_width: int | None = None,
         output_height: int | None = None,
         foreground: dict | None = None,
+        stage_seconds: dict[str, float] | None = None,
     ) -> bool:
         return self._transition(
             from_states=[self.Status.PROCESSING],
@@ -188,6 +192,7 @@ class RemovalJob(models.Model):
             output_height=output_height,
             foreground=foreground,
             elapsed_seconds=round(elapsed_seconds, 3),
+            stage_seconds=stage_seconds,
             completed_at=timezone.now(),
             expires_at=expires_at,
         )

@@ -167,6 +167,10 @@ def _new_session(name: str):
     options.add_session_config_entry(
         "session.intra_op.allow_spinning", "1" if settings.ORT_ALLOW_SPINNING else "0"
     )
+    # Spinning threads speed up the run, but kept spinning after it they took
+    # a core from what follows (measured: the 0.3 MP PNG 12 -> 22 ms, the
+    # 12 MP cut-out 89 -> 163 ms): they stop when the run returns.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     _share_one_arena(ort)
     options.add_session_config_entry("session.use_env_allocators", "1")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -152,10 +153,12 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
 
     started = time.monotonic()
     deadline = started + timeout
+    stages: dict[str, float] = {}
     try:
-        with job.input_file.open("rb") as handle:
+        with _timed(stages, "read_input"), job.input_file.open("rb") as handle:
             data = handle.read()
-        session = registry.get_session(job.model_name)
+        with _timed(stages, "session"):
+            session = registry.get_session(job.model_name)
         cutout = pipeline.remove_background(
             data,
             session,
@@ -163,10 +166,12 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             options=OutputOptions.from_json(job.options),
             on_progress=job.set_progress,
             deadline=deadline,
+            timings=stages,
         )
         if time.monotonic() > deadline:
             raise pipeline.DeadlineExceeded()
-        job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
+        with _timed(stages, "write_output"):
+            job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
         elapsed = time.monotonic() - started
         completed = job.mark_completed(
             output_size=len(cutout.data),
@@ -175,6 +180,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             output_width=cutout.width,
             output_height=cutout.height,
             foreground=cutout.foreground,
+            stage_seconds={name: round(seconds, 4) for name, seconds in stages.items()},
         )
         if completed:
             announce_job_end(job=job)
@@ -188,6 +194,15 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
         if not isinstance(exc, Exception):
             raise
         return job
+
+
+@contextmanager
+def _timed(stages: dict[str, float], name: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - started
 
 
 def describe_failure(exc: BaseException, *, timeout: int) -> str:

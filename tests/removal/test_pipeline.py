@@ -3,6 +3,7 @@
 import io
 import multiprocessing
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -289,3 +290,29 @@ def test_without_the_compiled_filter_it_still_writes_standard_pngs(monkeypatch):
 
     assert np.array_equal(read_png_strictly(png)[1], pixels)
     assert np.array_equal(np.asarray(decode(png)), pixels)
+
+
+def test_it_reports_the_seconds_of_each_stage_when_asked(u2netp):
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    pipeline.remove_background(jpeg_of("coffee"), u2netp, max_pixels=50_000_000, timings=timings)
+    wall = time.perf_counter() - started
+
+    assert list(timings) == ["decode", "model", "composite", "encode"]
+    assert all(seconds > 0 for seconds in timings.values())
+    assert sum(timings.values()) <= wall
+
+
+def test_alpha_matting_is_a_stage_of_its_own(u2netp):
+    from removal.finishing import OutputOptions
+
+    timings: dict[str, float] = {}
+    pipeline.remove_background(
+        jpeg_of("chelsea"),
+        u2netp,
+        max_pixels=50_000_000,
+        options=OutputOptions(alpha_matting=True),
+        timings=timings,
+    )
+
+    assert list(timings) == ["decode", "model", "matting", "composite", "encode"]

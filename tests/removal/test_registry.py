@@ -41,6 +41,8 @@ def test_new_sessions_follow_the_thread_settings(settings, spinning, entry):
 
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
     assert options.intra_op_num_threads == 1
+    # Whatever the setting, no thread spins on after a run has returned.
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
 @pytest.mark.weights

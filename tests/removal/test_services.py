@@ -48,6 +48,27 @@ def test_it_processes_a_job_into_a_transparent_png(account):
 
 
 @pytest.mark.model
+def test_a_completed_job_records_where_its_time_went(account):
+    job = process_job(job_id=submit(account).id)
+    job.refresh_from_db()
+
+    stages = job.stage_seconds
+    assert list(stages) == [
+        "read_input",
+        "session",
+        "decode",
+        "model",
+        "composite",
+        "encode",
+        "write_output",
+    ]
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert stages["model"] > 0 and stages["encode"] > 0
+    # The stages are parts of the job's own time, measured on the same clock.
+    assert sum(stages.values()) <= job.elapsed_seconds + 0.005
+
+
+@pytest.mark.model
 def test_a_second_delivery_of_the_same_task_does_nothing(account):
     job = process_job(job_id=submit(account).id)
     completed_at = job.completed_at
