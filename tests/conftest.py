@@ -280,32 +280,66 @@ def bucket_keys(env: dict[str, str], prefix: str = "") -> set[str]:
     return keys
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """TEST_REDIS_URL (default db 6 of the local server), once it answers a PING.
+# Test runs on one machine share its Redis server: each run claims a
+# database of its own among these (the queue and the emptying between tests
+# stay inside it), so two suites at once do not take each other's jobs.
+REDIS_TEST_DATABASES = range(6, 16)
+REDIS_CLAIM_KEY = "revid-test-run"
 
-    `make test` starts a local redis-server when one is installed; on a
-    machine with none, only the tests that need Redis skip, and say why.
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis database for this test run, once the server answers a PING.
+
+    TEST_REDIS_URL, when set, is used as it is. Otherwise the first free
+    database of REDIS_TEST_DATABASES on 127.0.0.1:6379 is claimed for the
+    run (a key that expires, should the run be killed). `make test` starts
+    a local redis-server when one is installed; on a machine with none, only
+    the tests that need Redis skip, and say why.
     """
     import redis
 
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(
-            f"needs Redis, and none answers at {url} ({exc}): install redis-server "
-            "(`make test` then starts it) or set TEST_REDIS_URL"
-        )
-    finally:
-        client.close()
-    return url
+    configured = os.environ.get("TEST_REDIS_URL")
+    candidates = (
+        [configured]
+        if configured
+        else [f"redis://127.0.0.1:6379/{db}" for db in REDIS_TEST_DATABASES]
+    )
+    token = uuid.uuid4().hex
+    for url in candidates:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            client.ping()
+            claimed = configured or client.set(REDIS_CLAIM_KEY, token, nx=True, ex=6 * 3600)
+        except redis.RedisError as exc:
+            client.close()
+            pytest.skip(
+                f"needs Redis, and none answers at {url} ({exc}): install redis-server "
+                "(`make test` then starts it) or set TEST_REDIS_URL"
+            )
+        if not claimed:
+            client.close()
+            continue
+        try:
+            yield url
+        finally:
+            if not configured and client.get(REDIS_CLAIM_KEY) == token.encode():
+                client.delete(REDIS_CLAIM_KEY)
+            client.close()
+        return
+    pytest.skip("every Redis test database is claimed by another test run")
+
+
+def empty_redis_database(client) -> None:
+    """Every key of the run's database but its claim."""
+    for key in client.scan_iter(count=1000):
+        if key != REDIS_CLAIM_KEY.encode():
+            client.unlink(key)
 
 
 @pytest.fixture
 def redis_broker(redis_url, settings, monkeypatch):
-    """django-q2 in this process on Redis, in a dedicated database emptied first.
+    """django-q2 in this process on Redis, in the run's database emptied first.
 
     Worker processes get the same database as REDIS_URL.
     """
@@ -314,7 +348,7 @@ def redis_broker(redis_url, settings, monkeypatch):
 
     url = redis_url
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    client.flushdb()
+    empty_redis_database(client)
     settings.REDIS_URL = url
     # django-q2 reads Q_CLUSTER once, at import; point its broker choice at
     # Redis (and away from the ORM broker class the embedded default names).
@@ -322,7 +356,7 @@ def redis_broker(redis_url, settings, monkeypatch):
     monkeypatch.setattr(Conf, "BROKER_CLASS", None)
     monkeypatch.setattr(Conf, "REDIS", url)
     yield url
-    client.flushdb()
+    empty_redis_database(client)
     client.close()
 
 

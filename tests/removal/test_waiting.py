@@ -6,7 +6,6 @@ test), and PostgreSQL LISTEN/NOTIFY when the suite runs on PostgreSQL (as
 CI does; LISTEN needs the same server as the jobs' table).
 """
 
-import os
 import random
 import statistics
 import subprocess
@@ -33,20 +32,7 @@ BACKENDS = ["poll", "redis"]
 if "postgresql" in django_settings.DATABASES["default"]["ENGINE"]:
     BACKENDS.append("postgres")
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
 HANDOFF_RUNS = 20
-
-
-def redis_reachable(url: str) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -54,9 +40,8 @@ def backend(request, settings, transactional_db) -> str:
     """Wait and announce through one backend, on a channel no one else uses."""
     name = request.param
     if name == "redis":
-        if not redis_reachable(REDIS_URL):
-            pytest.skip(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
-        settings.REDIS_URL = REDIS_URL
+        # The run's own Redis database (tests/conftest.py); skips without Redis.
+        settings.REDIS_URL = request.getfixturevalue("redis_url")
     settings.WAIT_BACKEND = name
     settings.WAIT_CHANNEL = f"revid_test_{uuid.uuid4().hex}"
     return name
@@ -177,7 +162,7 @@ def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monke
         WAIT_BACKEND=backend, WAIT_CHANNEL=django_settings.WAIT_CHANNEL, REDIS_URL=""
     )
     if backend == "redis":
-        env["REDIS_URL"] = REDIS_URL
+        env["REDIS_URL"] = django_settings.REDIS_URL
     script = (
         "from removal.models import RemovalJob\n"
         "from removal.services import fail_job\n"
@@ -223,7 +208,7 @@ def kill_listener_connection(backend: str) -> None:
     else:
         import redis
 
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(django_settings.REDIS_URL)
         name = f"{waiting.LISTENER_NAME}:{django_settings.WAIT_CHANNEL}"
         ids = [c["id"] for c in client.client_list() if c.get("name") == name]
         assert ids, "no listener connection to kill"
