@@ -72,6 +72,7 @@ class OpenVinoModel:
         self._lock = threading.Lock()
         self._inputs = [_node(port) for port in self._compiled.inputs]
         self._outputs = [_node(port) for port in self._compiled.outputs]
+        self._output_index = {node.name: i for i, node in enumerate(self._outputs)}
 
     def get_inputs(self) -> list[NodeArg]:
         return list(self._inputs)
@@ -81,9 +82,8 @@ class OpenVinoModel:
 
     def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list:
         """``InferenceSession.run``: the named outputs (all for ``None``), as arrays."""
-        positions = {node.name: i for i, node in enumerate(self._outputs)}
         wanted = output_names if output_names else range(len(self._outputs))
-        indexes = [positions[name] if isinstance(name, str) else name for name in wanted]
+        indexes = [self._output_index[n] if isinstance(n, str) else n for n in wanted]
         feed = {name: np.ascontiguousarray(value) for name, value in input_feed.items()}
         with self._lock:
             results = self._request.infer(feed)

@@ -327,7 +327,12 @@ def redis_url():
                 client.delete(REDIS_CLAIM_KEY)
             client.close()
         return
-    pytest.skip("every Redis test database is claimed by another test run")
+    # Not a skip: the Redis tests would vanish from the run unnoticed.
+    pytest.fail(
+        f"every Redis test database ({REDIS_TEST_DATABASES.start}-"
+        f"{REDIS_TEST_DATABASES.stop - 1}) holds the key {REDIS_CLAIM_KEY!r} of another "
+        "test run: wait for those runs, or delete the keys of runs that were killed"
+    )
 
 
 def empty_redis_database(client) -> None:
