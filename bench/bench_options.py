@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run_bench import make_photo  # noqa: E402
+from imaging import options, parsers  # noqa: E402
 
 IMAGES = (
     ("1 MP", "astronaut", (1024, 1024)),
@@ -91,12 +92,11 @@ class Row:
 
 
 def _options(fields: dict):
-    from removal import finishing
 
     values = dict(fields)
     if "crop_margin" in values:
-        values["crop_margin"] = finishing.parse_crop_margin(values["crop_margin"])
-    return finishing.OutputOptions(**values)
+        values["crop_margin"] = parsers.parse_crop_margin(values["crop_margin"])
+    return options.OutputOptions(**values)
 
 
 def _rembg_matting_child(data: bytes, model: str, memory: int, queue) -> None:

@@ -12,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
+from imaging.formats import CONTENT_TYPES
+from imaging.options import SEED
 from removal import downloads, health, selectors, serializers, services, submissions, waiting
-from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
 from removal.submissions import Fields
 from removal.throttling import SubmissionRateThrottle
@@ -97,6 +98,7 @@ class RemoveBackgroundApi(APIView):
             fields=fields,
             idempotency_key=request.headers.get("Idempotency-Key"),
             origin=RemovalJob.Origin.API,
+            door=SEED,
         )
         job = services.submit_job(
             account=request.auth.account, api_key=request.auth, request=submission

@@ -10,10 +10,9 @@ them in its own dialect.
 from botocore.exceptions import BotoCoreError, ClientError
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 
+from imaging.formats import CONTENT_TYPES, INPUT_CONTENT_TYPES
 from removal import selectors
-from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
-from removal.pipeline import INPUT_CONTENT_TYPES
 from revid.errors import ApplicationError
 
 

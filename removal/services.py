@@ -19,8 +19,10 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.services import charge_for_job, refund_for_job
-from removal import pipeline, registry, waiting
-from removal.finishing import OutputOptions
+from imaging.errors import DeadlineExceeded, PipelineError
+from imaging.options import OutputOptions
+from imaging.pipeline import remove_background
+from removal import registry, waiting
 from removal.models import RemovalJob, output_upload_to
 from removal.submissions import RemovalRequest
 from revid.errors import ApplicationError
@@ -159,7 +161,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             data = handle.read()
         with _timed(stages, "session"):
             session = registry.get_session(job.model_name)
-        cutout = pipeline.remove_background(
+        cutout = remove_background(
             data,
             session,
             max_pixels=settings.MAX_IMAGE_PIXELS,
@@ -169,7 +171,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             timings=stages,
         )
         if time.monotonic() > deadline:
-            raise pipeline.DeadlineExceeded()
+            raise DeadlineExceeded()
         with _timed(stages, "write_output"):
             job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
         elapsed = time.monotonic() - started
@@ -206,10 +208,10 @@ def _timed(stages: dict[str, float], name: str):
 
 
 def describe_failure(exc: BaseException, *, timeout: int) -> str:
-    if isinstance(exc, pipeline.DeadlineExceeded) or type(exc).__name__ == "TimeoutException":
+    if isinstance(exc, DeadlineExceeded) or type(exc).__name__ == "TimeoutException":
         unit = "second" if timeout == 1 else "seconds"
         return f"Processing timed out after {timeout} {unit}"
-    if isinstance(exc, pipeline.PipelineError):
+    if isinstance(exc, PipelineError):
         return str(exc)
     if isinstance(exc, FileNotFoundError):
         return "The model or the uploaded file is no longer available on this server"

@@ -15,12 +15,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Account
 from accounts.selectors import account_for_user
+from imaging.formats import INPUT_CONTENT_TYPES, SUPPORTED_NAMES
+from imaging.options import WEB, summarize
 from removal import downloads, selectors, serializers, services, submissions, waiting
-from removal.finishing import MAX_DIMENSION, MAX_ERODE_SIZE
 from removal.models import RemovalJob
-from removal.pipeline import INPUT_CONTENT_TYPES, SUPPORTED_NAMES
+from removal.option_fields import web_panel
 from removal.submissions import Fields
-from removal.templatetags.removal_options import summarize
 from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError, error_response
 
@@ -68,8 +68,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1048576),
             "accepted_types": ",".join(INPUT_CONTENT_TYPES.values()),
             "supported_names": SUPPORTED_NAMES.upper(),
-            "max_dimension": MAX_DIMENSION,
-            "max_erode_size": MAX_ERODE_SIZE,
+            "options_panel": web_panel(),
         },
     )
 
@@ -99,6 +98,7 @@ def submit_upload(request: HttpRequest) -> JsonResponse:
             fields=Fields(request.POST, request.FILES),
             idempotency_key=request.headers.get("Idempotency-Key"),
             origin=RemovalJob.Origin.WEB,
+            door=WEB,
         )
         job = services.submit_job(account=account, request=submission)
     except ApplicationError as exc:

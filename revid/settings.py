@@ -391,7 +391,7 @@ ORT_INTRA_OP_THREADS = env_int("ORT_INTRA_OP_THREADS", 0, minimum=0)
 # worker, turning that off made u2net 1.3-1.6x slower per image; turn it off
 # only when a worker's threads outnumber the cores it may use.
 ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", True)
-# What runs the models (removal/engines.py): ONNX Runtime, or OpenVINO in
+# What runs the models (imaging/engines.py): ONNX Runtime, or OpenVINO in
 # fp32 (the same masks, 8-16 % faster here) or in bf16 (about 2.2x faster on
 # CPUs with AVX-512 BF16/AMX, but the masks drift: docs/benchmarks.md).
 MODEL_ENGINE = env_str("MODEL_ENGINE", "onnxruntime")
@@ -582,7 +582,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # The seed API's output formats; remove.bg's (with "auto") keep their own enum.
-    "ENUM_NAME_OVERRIDES": {"OutputFormatEnum": "removal.finishing.FORMATS"},
+    "ENUM_NAME_OVERRIDES": {"OutputFormatEnum": "imaging.formats.FORMATS"},
 }
 
 LOGGING = {

@@ -11,8 +11,9 @@ import time
 
 from django.conf import settings
 
-from removal import pipeline, registry
-from removal.finishing import DEFAULT_OPTIONS, OutputOptions
+from imaging import pipeline
+from imaging.options import DEFAULT_OPTIONS, OutputOptions
+from removal import registry
 from tests.images import encode, photo
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from removal.finishing import OutputOptions, parse_crop_margin, parse_roi
+from imaging.options import OutputOptions
+from imaging.parsers import parse_crop_margin, parse_roi
 from removal.templatetags.removal_options import options_summary, summarize
 from tests.job_factory import submitted_job
 
