@@ -10,7 +10,7 @@ job's summary names it. Everything else is derived from ``OPTIONS``:
   dataclass made from the rows);
 - the job's stored JSON (``OutputOptions.to_json`` / ``from_json``);
 - request parsing on every door and the OpenAPI schema
-  (``removal.option_fields``);
+  (``doors.option_fields``);
 - the web page's Options panel (``templates/removal/_option_field.html``);
 - the README's options table (``manage.py options_table``, checked by a test).
 
@@ -28,6 +28,7 @@ from typing import Any
 
 from imaging import parsers
 from imaging.errors import OptionError
+from imaging.formats import FORMATS
 from imaging.parsers import (
     CHANNELS,
     MAX_DIMENSION,
@@ -50,6 +51,8 @@ DOORS = (SEED, REMOVEBG, WEB, BATCH)
 OUR_DOORS = frozenset({SEED, WEB, BATCH})
 ALL_DOORS = frozenset(DOORS)
 
+# What ``format`` accepts: every output format, or remove.bg's "auto".
+REQUESTED_FORMATS = (*FORMATS, "auto")
 # The sizes the seed API and the web page offer (remove.bg's door: all of SIZES).
 SEED_SIZES = ("full", "preview")
 
@@ -208,7 +211,7 @@ OPTIONS: tuple[Option, ...] = (
         parse=_with_field(parsers.parse_format, allow_auto=True),
         default="png",
         kind="choice",
-        choices=("png", "jpg", "webp", "zip", "auto"),
+        choices=REQUESTED_FORMATS,
         doors=ALL_DOORS,
         door_defaults=MappingProxyType({REMOVEBG: "auto"}),
         removebg_name="format",

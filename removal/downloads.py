@@ -59,6 +59,15 @@ def output_response(job: RemovalJob | None) -> HttpResponse:
     return response
 
 
+def output_bytes(job: RemovalJob) -> bytes:
+    """The result's bytes, for a door that answers with the image itself
+    (remove.bg's synchronous answer): 404 or 503 as ``output_response``."""
+    if not job.has_output:
+        raise file_not_found()
+    with _open(job.output_file) as handle:
+        return handle.read()
+
+
 def input_response(job: RemovalJob) -> HttpResponse:
     """The uploaded image, for its owner or an admin: 200, 404, 410 or 503."""
     if not job.has_live_input:

@@ -7,59 +7,11 @@ OpenAPI schema.
 from django.conf import settings
 from rest_framework import serializers
 
-from imaging.formats import FORMATS, SUPPORTED_NAMES
-from imaging.options import SEED
+from imaging.formats import FORMATS
 from imaging.subject import FOREGROUND_MIN_ALPHA
 from removal.models import RemovalJob
-from removal.option_fields import input_serializer
-from removal.registry import MODELS
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # UTC, as in the contract's examples
-
-
-RemoveBackgroundInputSerializer = input_serializer(
-    SEED,
-    name="RemoveBackgroundInputSerializer",
-    doc="The seed API's multipart fields: the image (one of three sources) and the "
-    "output options (from the option table). Used for the schema only; "
-    "``submissions.seed_request`` parses and validates the request itself.",
-    fields={
-        "file": serializers.FileField(
-            required=False,
-            help_text=f"The image: {SUPPORTED_NAMES} (format sniffed from the bytes; an animated "
-            "WEBP is processed from its first frame). Exactly one of file, image_url and "
-            "image_file_b64.",
-        ),
-        "image_url": serializers.URLField(
-            required=False,
-            max_length=2048,
-            help_text="Instead of file: an http(s) URL the service downloads the image from "
-            "(at most MAX_UPLOAD_BYTES, 3 redirects, OUTBOUND_TIMEOUT_SECONDS). Loopback, "
-            "private, link-local and metadata addresses are refused (400 invalid_image_url) "
-            "unless OUTBOUND_ALLOWED_NETWORKS opens them; a download that fails is a 400 "
-            "failed_image_download, a file too large a 413.",
-        ),
-        "image_file_b64": serializers.CharField(
-            required=False,
-            help_text="Instead of file: the image in base64 (standard or URL-safe, line breaks "
-            "allowed), or as a data: URL (data:image/png;base64,...). Malformed base64 is a "
-            "400 invalid_image_file_b64.",
-        ),
-        "model": serializers.ChoiceField(
-            choices=list(MODELS),
-            required=False,
-            default=settings.REMOVAL_DEFAULT_MODEL,
-            help_text="The model; GET /api/models says which are installed here.",
-        ),
-        "webhook_url": serializers.URLField(
-            required=False,
-            max_length=2048,
-            help_text="Optional: an http(s) URL to POST a signed event to when the task ends "
-            "(default: the account's webhook URL, if set). Internal addresses are refused "
-            "(400 invalid_webhook_url).",
-        ),
-    },
-)
 
 
 class EndpointsSerializer(serializers.Serializer):
@@ -127,14 +79,6 @@ class TaskStatusSerializer(serializers.Serializer):
     created_at = serializers.CharField()
     completed_at = serializers.CharField(allow_null=True)
     result = ResultSerializer(allow_null=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error of the API, whatever the status code."""
-
-    success = serializers.BooleanField(help_text="Always false")
-    error = serializers.CharField(help_text="A sentence for humans")
-    code = serializers.CharField(help_text="A stable slug for programs, e.g. insufficient_credits")
 
 
 class ModelInfoSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from billing.services import charge_for_job, refund_for_job
 from imaging.errors import DeadlineExceeded, PipelineError
 from imaging.options import OutputOptions
 from imaging.pipeline import remove_background
-from removal import registry, waiting
+from removal import registry, signals, waiting
 from removal.models import RemovalJob, output_upload_to
 from removal.submissions import RemovalRequest
 from revid.errors import ApplicationError
@@ -234,7 +234,8 @@ def fail_job(*, job: RemovalJob, error: str) -> bool:
 
 
 def announce_job_end(*, job: RemovalJob) -> None:
-    """Wakes requests waiting for the job and queues its webhook event.
+    """Wakes requests waiting for the job and tells the layers above (``job_ended``:
+    webhooks queue the job's event).
 
     Runs after the job's own transaction has committed (a waiter must read
     the final state, and a webhook must never go out for a rolled-back
@@ -242,16 +243,18 @@ def announce_job_end(*, job: RemovalJob) -> None:
     """
 
     def announce() -> None:
-        from webhooks.services import announce_job_event
-
-        for notify in (
-            lambda: waiting.announce_job_finished(job_id=job.id),
-            lambda: announce_job_event(job=job),
-        ):
-            try:
-                notify()
-            except Exception:
-                logger.exception("Could not announce the end of job %s", job.id)
+        try:
+            waiting.announce_job_finished(job_id=job.id)
+        except Exception:
+            logger.exception("Could not wake the waiters of job %s", job.id)
+        for receiver, result in signals.job_ended.send_robust(sender=RemovalJob, job=job):
+            if isinstance(result, Exception):
+                logger.error(
+                    "Could not announce the end of job %s to %r",
+                    job.id,
+                    receiver,
+                    exc_info=result,
+                )
 
     transaction.on_commit(announce)
 

@@ -43,6 +43,7 @@ from removal import registry
 from revid.errors import ApplicationError
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+WEBHOOK_URL_MAX_LENGTH = 2000
 # Base64 carries 3 bytes in 4 characters; room for a data: URL prefix too.
 BASE64_OVERHEAD_CHARACTERS = 256
 
@@ -105,6 +106,10 @@ class InvalidOption(ApplicationError):
 
 class InvalidField(ApplicationError):
     code = "invalid_field"
+
+
+class InvalidWebhookUrl(ApplicationError):
+    code = "invalid_webhook_url"
 
 
 class InvalidIdempotencyKey(ApplicationError):
@@ -240,13 +245,24 @@ def validate_idempotency_key(value: str | None) -> str:
     return key
 
 
-def validate_webhook_url(url: str | None, *, account) -> str:
-    """The request's webhook URL, else the account's default; "" for none."""
-    from webhooks import services as webhooks
+def validate_webhook_url(*, url: str) -> str:
+    """The URL if a webhook may be sent to it, else a 400 that says why.
 
-    if url:
-        return webhooks.validate_webhook_url(url=url)
-    return webhooks.webhook_url_for(account=account)
+    Same rules as every outbound request (http/https, no loopback, private,
+    link-local or metadata address unless OUTBOUND_ALLOWED_NETWORKS opens
+    it); checked again at every delivery, since DNS can change.
+    """
+    url = (url or "").strip()
+    if not url:
+        raise InvalidWebhookUrl("webhook_url is empty: give an http or https URL.")
+    if len(url) > WEBHOOK_URL_MAX_LENGTH:
+        raise InvalidWebhookUrl(
+            f"webhook_url is too long: at most {WEBHOOK_URL_MAX_LENGTH} characters."
+        )
+    try:
+        return fetcher.check_url(url)
+    except fetcher.OutboundRefused as exc:
+        raise InvalidWebhookUrl(f"webhook_url is not allowed: {exc.message}") from None
 
 
 def read_upload(upload: UploadedFile) -> bytes:
@@ -395,6 +411,7 @@ def build_request(
     model_name: str | None,
     idempotency_key: str | None,
     webhook_url: str | None,
+    default_webhook_url: str = "",
     origin: str,
     upload_field: str = "file",
 ) -> RemovalRequest:
@@ -409,7 +426,7 @@ def build_request(
     name = validate_model_name(model_name)
     # "auto" becomes the real format now, so the stored file name carries it.
     options = resolve_auto_format(parse_options(fields, door=door))
-    webhook = validate_webhook_url(webhook_url, account=account)
+    webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
     source = read_source(
         uploads=fields.file_parts(upload_field),
         image_url=fields.text("image_url"),
@@ -428,7 +445,13 @@ def build_request(
 
 
 def seed_request(
-    *, account, fields: Fields, idempotency_key: str | None, origin: str, door: str = SEED
+    *,
+    account,
+    fields: Fields,
+    idempotency_key: str | None,
+    origin: str,
+    door: str = SEED,
+    default_webhook_url: str = "",
 ) -> RemovalRequest:
     """A submission to the seed API or the web page (same field names), validated."""
     return build_request(
@@ -438,5 +461,6 @@ def seed_request(
         model_name=fields.text("model"),
         idempotency_key=idempotency_key,
         webhook_url=fields.text("webhook_url"),
+        default_webhook_url=default_webhook_url,
         origin=origin,
     )

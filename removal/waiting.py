@@ -136,6 +136,18 @@ def announce_job_finished(*, job_id: uuid.UUID | str) -> None:
         logger.warning("Could not announce the end of job %s", payload, exc_info=True)
 
 
+def wait_then_reload(job, *, timeout: float | None):
+    """The job as it stands once it has ended, or after ``timeout`` seconds.
+
+    The one way a door waits: ``?wait=`` on the API and the web page, and
+    remove.bg's synchronous answer (which adds its own deadlines around it).
+    """
+    if timeout and not job.is_finished:
+        wait_for_job(job_id=job.id, timeout=timeout)
+        job.refresh_from_db()
+    return job
+
+
 def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:
     """Returns once the job is completed or failed, or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

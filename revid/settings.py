@@ -122,12 +122,13 @@ INSTALLED_APPS = [
     "billing",
     "removal",
     "webhooks",
+    "doors",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body (the CSRF check parses uploads).
-    "removal.uploads.ChunkedBodyMiddleware",
+    "doors.uploads.ChunkedBodyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -136,6 +137,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Last: an ApplicationError from a plain view becomes its JSON error.
+    "revid.errors.ApplicationErrorMiddleware",
 ]
 
 ROOT_URLCONF = "revid.urls"
@@ -407,9 +410,9 @@ WARM_MODELS = env_list("WARM_MODELS", "u2net")
 # bodies are refused by the upload handler while they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-CSRF_FAILURE_VIEW = "removal.uploads.csrf_failure"
+CSRF_FAILURE_VIEW = "doors.uploads.csrf_failure"
 FILE_UPLOAD_HANDLERS = [
-    "removal.uploads.MaxUploadSizeHandler",  # first: it stops the read at MAX_UPLOAD_BYTES
+    "doors.uploads.MaxUploadSizeHandler",  # first: it stops the read at MAX_UPLOAD_BYTES
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -582,7 +585,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # The seed API's output formats; remove.bg's (with "auto") keep their own enum.
-    "ENUM_NAME_OVERRIDES": {"OutputFormatEnum": "imaging.formats.FORMATS"},
+    "ENUM_NAME_OVERRIDES": {
+        "OutputFormatEnum": "imaging.formats.FORMATS",
+        "RequestedFormatEnum": "imaging.options.REQUESTED_FORMATS",
+    },
 }
 
 LOGGING = {

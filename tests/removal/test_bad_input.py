@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import MemoryFileUploadHandler, StopUpload
 from PIL import Image, ImageFile
 
+from doors.uploads import REFUSAL_ATTRIBUTE, MaxUploadSizeHandler
 from imaging import errors, reading
-from removal.uploads import REFUSAL_ATTRIBUTE, MaxUploadSizeHandler
 from tests.images import encode, photo, photo_bytes, solid_png
 from tests.removal.helpers import assert_json_error, assert_nothing_charged
 

@@ -185,9 +185,7 @@ def test_its_png_encoder_writes_standard_pngs(shape, source, monkeypatch):
     # Small size classes so that every class and the banding run on small images.
     monkeypatch.setattr(png, "_PARALLEL_MIN_BYTES", 64 * 1024)
     monkeypatch.setattr(parallel, "BAND_MIN_ROWS", 16)
-    monkeypatch.setattr(
-        pipeline, "_ENCODING_BY_SIZE", ((300_000, 7, True), (float("inf"), 5, False))
-    )
+    monkeypatch.setattr(png, "_ENCODING_BY_SIZE", ((300_000, 7, True), (float("inf"), 5, False)))
     if source == "random":
         pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
     else:
@@ -305,7 +303,7 @@ def test_it_reports_the_seconds_of_each_stage_when_asked(u2netp):
 
 
 def test_alpha_matting_is_a_stage_of_its_own(u2netp):
-    from removal.finishing import OutputOptions
+    from imaging.options import OutputOptions
 
     timings: dict[str, float] = {}
     pipeline.remove_background(

@@ -2,9 +2,9 @@
 
 import pytest
 
+from doors.templatetags.removal_options import options_summary, summarize
 from imaging.options import OutputOptions
 from imaging.parsers import parse_crop_margin, parse_roi
-from removal.templatetags.removal_options import options_summary, summarize
 from tests.job_factory import submitted_job
 
 

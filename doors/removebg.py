@@ -24,16 +24,17 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from doors.common import IgnoreAcceptHeader
+from doors.option_fields import input_serializer
+from doors.throttling import SubmissionRateThrottle
+from doors.uploads import raise_if_upload_refused
 from imaging.formats import CONTENT_TYPES
 from imaging.options import REMOVEBG, OutputOptions
-from removal import registry, services, submissions, waiting
-from removal.apis import IgnoreAcceptHeader
+from removal import downloads, registry, services, submissions, waiting
 from removal.models import RemovalJob
-from removal.option_fields import input_serializer
 from removal.submissions import Fields, InvalidOption
-from removal.throttling import SubmissionRateThrottle
-from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError
+from webhooks.selectors import webhook_url_for
 
 # remove.bg's ``type`` to our models: the first one installed here wins.
 # ``auto`` and the types without a model of their own use the default model.
@@ -97,7 +98,9 @@ def parse_options(fields: Fields) -> OutputOptions:
     return submissions.parse_options(fields, door=REMOVEBG)
 
 
-def removebg_request(*, account, fields: Fields, idempotency_key: str | None):
+def removebg_request(
+    *, account, fields: Fields, idempotency_key: str | None, default_webhook_url: str = ""
+):
     """A submission to ``/v1.0/removebg``, validated (the options by the table)."""
     _, model = model_for_type(fields)
     refuse_what_cannot_be_honoured(fields)
@@ -108,6 +111,7 @@ def removebg_request(*, account, fields: Fields, idempotency_key: str | None):
         model_name=model,
         idempotency_key=idempotency_key,
         webhook_url=fields.text("webhook_url"),
+        default_webhook_url=default_webhook_url,
         origin=RemovalJob.Origin.REMOVEBG,
         upload_field="image_file",
     )
@@ -124,15 +128,12 @@ def wait_for_end(job: RemovalJob) -> RemovalJob:
     queue_deadline = time.monotonic() + settings.REMOVEBG_QUEUE_WAIT_SECONDS
     run_bound = settings.REMOVAL_JOB_TIMEOUT + settings.REMOVAL_STALE_GRACE
     run_deadline = None
-    while True:
-        job.refresh_from_db()
-        if job.is_finished:
-            return job
+    job.refresh_from_db()
+    while not job.is_finished:
         now = time.monotonic()
         if job.status == RemovalJob.Status.PENDING and now >= queue_deadline:
-            if services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR):
-                job.refresh_from_db()
-                return job
+            services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR)
+            job.refresh_from_db()  # failed now, or taken by a worker just in time
             continue
         if job.status == RemovalJob.Status.PROCESSING and run_deadline is None:
             run_deadline = now + run_bound
@@ -140,7 +141,8 @@ def wait_for_end(job: RemovalJob) -> RemovalJob:
         if now >= deadline:
             # Its worker is gone; the reaper fails and refunds it shortly.
             return job
-        waiting.wait_for_job(job_id=job.id, timeout=min(deadline - now, 5.0))
+        job = waiting.wait_then_reload(job, timeout=min(deadline - now, 5.0))
+    return job
 
 
 def rate_limit_headers(request: Request) -> dict[str, str]:
@@ -155,8 +157,7 @@ def rate_limit_headers(request: Request) -> dict[str, str]:
 
 
 def result_response(request: Request, job: RemovalJob, type_name: str) -> HttpResponse:
-    with job.output_file.open("rb") as handle:
-        data = handle.read()
+    data = downloads.output_bytes(job)
     foreground = job.foreground or {"top": 0, "left": 0, "width": 0, "height": 0}
     headers = {
         "X-Type": "other" if type_name == "auto" else type_name,
@@ -259,6 +260,7 @@ class RemoveBgApi(APIView):
             account=request.auth.account,
             fields=fields,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            default_webhook_url=webhook_url_for(account=request.auth.account),
         )
         job = services.submit_job(
             account=request.auth.account, api_key=request.auth, request=submission
