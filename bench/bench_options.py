@@ -1,7 +1,7 @@
 """Output options: what each one costs, against the closest rembg call.
 
 For each option, at 1 MP and 12 MP, in one process with one model session:
-``removal.pipeline.remove_background(options=...)`` against ``rembg.remove``
+``imaging.pipeline.remove_background(options=...)`` against ``rembg.remove``
 with the nearest argument it has (``only_mask=True`` for channels=alpha,
 ``bgcolor=`` for bg_color, ``post_process_mask=True``, ``alpha_matting=True``);
 options rembg has no argument for are set against a plain ``rembg.remove()``

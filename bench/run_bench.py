@@ -3,7 +3,7 @@
 One run, the same images, three ways:
 
 (a) ``rembg.remove()`` called directly (one ``new_session`` per model);
-(b) our ``removal.pipeline.remove_background`` with that same session;
+(b) our ``imaging.pipeline.remove_background`` with that same session;
 (c) the whole service: a real gunicorn and a real ``manage.py qcluster`` on a
     throwaway SQLite database; POST, poll, download over HTTP.
 
@@ -719,7 +719,7 @@ def write_report(
         "## Latency per image",
         "",
         "(a) `rembg.remove(data, session=new_session(model))`; (b) "
-        "`removal.pipeline.remove_background` with the same session; (c) the service: POST, "
+        "`imaging.pipeline.remove_background` with the same session; (c) the service: POST, "
         f"poll every {CLIENT_POLL_SECONDS * 1000:.0f} ms, download over HTTP (gunicorn + "
         "qcluster, SQLite, ORM broker). Mask agreement is against (a)'s output.",
         "",

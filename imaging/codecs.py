@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -18,23 +19,21 @@ WEBP_METHOD = 0
 WEBP_QUALITY = 0
 
 
-def encode(img: Image.Image, fmt: str) -> bytes:
-    """PNG with our fast encoder, lossless WebP, JPEG q90, or remove.bg's zip."""
-    if fmt == "png":
-        return encode_png(img)
+def encode_webp(img: Image.Image) -> bytes:
+    """Lossless WebP, with alpha when the image has it."""
+    if img.mode not in ("RGB", "RGBA"):
+        img = img.convert("RGB")
     buffer = io.BytesIO()
-    if fmt == "webp":
-        if img.mode not in ("RGB", "RGBA"):
-            img = img.convert("RGB")
-        img.save(buffer, "WEBP", lossless=True, method=WEBP_METHOD, quality=WEBP_QUALITY)
-    elif fmt == "jpg":
-        if img.mode not in ("RGB", "L"):
-            img = img.convert("RGB")
-        img.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    elif fmt == "zip":
-        return encode_zip(img)
-    else:
-        raise ValueError(f"unknown format {fmt!r}")
+    img.save(buffer, "WEBP", lossless=True, method=WEBP_METHOD, quality=WEBP_QUALITY)
+    return buffer.getvalue()
+
+
+def encode_jpg(img: Image.Image) -> bytes:
+    """JPEG at JPEG_QUALITY (no alpha: the finishing step flattened it)."""
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
 
 
@@ -51,3 +50,21 @@ def encode_zip(img: Image.Image) -> bytes:
         archive.writestr("color.jpg", colour.getvalue())
         archive.writestr("alpha.png", alpha)
     return buffer.getvalue()
+
+
+# One encoder per row of ``formats.OUTPUT_FORMATS`` (a test holds them equal).
+ENCODERS: dict[str, Callable[[Image.Image], bytes]] = {
+    "png": encode_png,
+    "jpg": encode_jpg,
+    "webp": encode_webp,
+    "zip": encode_zip,
+}
+
+
+def encode(img: Image.Image, fmt: str) -> bytes:
+    """The image in output format ``fmt``: PNG with our fast encoder, lossless
+    WebP, JPEG, or remove.bg's zip."""
+    encoder = ENCODERS.get(fmt)
+    if encoder is None:
+        raise ValueError(f"unknown format {fmt!r}")
+    return encoder(img)

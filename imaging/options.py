@@ -20,15 +20,24 @@ and its tests (docs/architecture.md walks through one).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any
 
 from imaging import parsers
-from imaging.errors import OptionError
 from imaging.formats import FORMATS
+from imaging.option_spec import (
+    ALL_DOORS,
+    BATCH,
+    DOORS,
+    REMOVEBG,
+    SEED,
+    WEB,
+    Option,
+    OptionError,
+    WebField,
+    options_class,
+)
 from imaging.parsers import (
     CHANNELS,
     MAX_DIMENSION,
@@ -41,86 +50,10 @@ from imaging.parsers import (
 )
 from imaging.subject import FOREGROUND_MIN_ALPHA
 
-# The doors a request comes through.
-SEED = "seed"  # POST /paid/image/remove/background
-REMOVEBG = "removebg"  # POST /v1.0/removebg
-WEB = "web"  # the upload page
-BATCH = "batch"  # POST /paid/image/remove/background/batch
-DOORS = (SEED, REMOVEBG, WEB, BATCH)
-# The seed API's field names, shared by its web page and its batches.
-OUR_DOORS = frozenset({SEED, WEB, BATCH})
-ALL_DOORS = frozenset(DOORS)
-
 # What ``format`` accepts: every output format, or remove.bg's "auto".
 REQUESTED_FORMATS = (*FORMATS, "auto")
 # The sizes the seed API and the web page offer (remove.bg's door: all of SIZES).
 SEED_SIZES = ("full", "preview")
-
-
-@dataclass(frozen=True)
-class WebField:
-    """How the upload page shows an option (``_option_field.html`` renders it)."""
-
-    widget: str  # "select", "checkbox", "colour", "number" or "text"
-    label: str  # also names the field in the page's error messages
-    id: str
-    advanced: bool = False  # under "Advanced"
-    choices: tuple[tuple[str, str], ...] = ()  # (value, label); the first is the default
-    checked_value: str = "true"  # what a ticked checkbox sends
-    placeholder: str = ""
-    hint: str = ""
-    hint_hidden: bool = False  # shown by the page's script when it applies
-    enabled_by: str = ""  # the id of a checkbox that must be ticked to send it
-    initial: str = ""
-    pair: str = ""  # fields with the same pair name sit side by side
-
-
-@dataclass(frozen=True)
-class Option:
-    """One output option. ``name`` is its attribute on ``OutputOptions`` and
-    its key in the job's JSON; ``wire_name`` is the field a door reads."""
-
-    name: str
-    parse: Callable[..., Any]  # (stored or sent value, *, field) -> value; OptionError
-    default: Any
-    help: str
-    kind: str  # the schema's type: "choice", "flag", "integer" or "text"
-    field_name: str = ""  # the field a door reads, when not ``name`` (size -> max_pixels)
-    read: Callable[..., Any] | None = None  # the wire parser, when not ``parse``
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    doors: frozenset[str] = OUR_DOORS
-    # A door that offers fewer choices, or that has a default of its own
-    # (remove.bg's size=preview and format=auto), as wire values.
-    door_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    door_defaults: Mapping[str, str] = field(default_factory=dict)
-    removebg_name: str = ""  # remove.bg's field name, when the option is on its door
-    to_json: Callable[[Any], Any] = lambda value: value
-    summary: Callable[[Any, dict], str | None] | None = None  # words for the job's summary
-    web: WebField | None = None
-
-    @property
-    def wire_name(self) -> str:
-        return self.field_name or self.name
-
-    @property
-    def error_code(self) -> str:
-        """The code of a refusal of this option's value, as remove.bg names them."""
-        return f"invalid_{self.wire_name}"
-
-    def read_wire(self, value: Any, *, door: str, field_label: str | None = None) -> Any:
-        """The value a door sent (None: not sent) as the option's value."""
-        shown = field_label or self.wire_name
-        if value is None:
-            value = self.door_defaults.get(door)
-            if value is None:
-                return self.default
-        reader = self.read or self.parse
-        choices = self.door_choices.get(door)
-        if choices is not None:
-            return reader(value, field=shown, choices=choices)
-        return reader(value, field=shown)
 
 
 # --- How values are stored and summarised --------------------------------------
@@ -199,15 +132,13 @@ def _with_field(parser: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
     return lambda value, *, field, **more: parser(value, field=field, **fixed, **more)
 
 
-def _optional_help(text: str) -> str:
-    return text + " Optional; a bad value is a 400 naming the field, before any charge."
-
-
 # --- The table -------------------------------------------------------------------
 
 OPTIONS: tuple[Option, ...] = (
     Option(
         name="format",
+        values="`png`, `webp`, `jpg` (or `jpeg`), `zip`, `auto`",
+        shown_default="`png` (remove.bg: `auto`)",
         parse=_with_field(parsers.parse_format, allow_auto=True),
         default="png",
         kind="choice",
@@ -215,7 +146,7 @@ OPTIONS: tuple[Option, ...] = (
         doors=ALL_DOORS,
         door_defaults=MappingProxyType({REMOVEBG: "auto"}),
         removebg_name="format",
-        help=_optional_help(
+        help=(
             "The output file: png (RGBA), webp (lossless, with alpha), jpg (no alpha: "
             "flattened on bg_color, white by default; jpeg is accepted too) or zip (color.jpg "
             "plus alpha.png); auto: jpg when an opaque bg_color leaves no transparency, else "
@@ -237,13 +168,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="channels",
+        values="`rgba`, `alpha`",
         parse=parsers.parse_channels,
         default="rgba",
         kind="choice",
         choices=CHANNELS,
         doors=ALL_DOORS,
         removebg_name="channels",
-        help=_optional_help("rgba: the cut-out; alpha: the mask alone, 8-bit grayscale."),
+        help="rgba: the cut-out; alpha: the mask alone, 8-bit grayscale.",
         summary=lambda value, options: "mask only" if value == "alpha" else None,
         web=WebField(
             widget="checkbox",
@@ -254,13 +186,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="bg_color",
+        values="hex `#RGB`, `#RGBA`, `#RRGGBB`, `#RRGGBBAA` (`#` optional) or a CSS colour "
+        "name (`white`, `dodgerblue`)",
+        shown_default="none (transparent)",
         parse=parsers.parse_bg_color,
         default=None,
         kind="text",
         doors=ALL_DOORS,
         removebg_name="bg_color",
         to_json=_colour_json,
-        help=_optional_help(
+        help=(
             "A background to composite the cut-out over: hex #RGB, #RGBA, #RRGGBB or "
             "#RRGGBBAA ('#' optional) or a CSS colour name (e.g. white). An alpha below 255 "
             "stays translucent in png and webp. Default: none (transparent)."
@@ -277,12 +212,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="crop",
+        values="`true`, `false`",
         parse=parsers.parse_bool,
         default=False,
         kind="flag",
         doors=ALL_DOORS,
         removebg_name="crop",
-        help=_optional_help(
+        help=(
             "true: cut the output to the subject's bounding box (alpha >= "
             f"{FOREGROUND_MIN_ALPHA}) plus crop_margin. No subject found: the job "
             "fails and is refunded."
@@ -292,16 +228,19 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="crop_margin",
+        values="`20`, `20px`, `10%` (of the subject), or 2 or 4 values (top right bottom left)",
+        shown_default="`0`",
         parse=parsers.parse_crop_margin,
         default=NO_MARGIN,
         kind="text",
         doors=ALL_DOORS,
         removebg_name="crop_margin",
         to_json=_lengths_json,
-        help=_optional_help(
+        help=(
             "With crop: the margin around the subject, in px or % of the subject (20, 20px, "
             "10%; or 2 or 4 values: top right bottom left), each side capped at "
-            f"{MAX_MARGIN_FRACTION:.0%} of the subject or {MAX_MARGIN_PX} px."
+            f"{MAX_MARGIN_FRACTION:.0%} of the subject or {MAX_MARGIN_PX} px; past the photo's "
+            "edge it is transparent (or bg_color)."
         ),
         web=WebField(
             widget="text",
@@ -314,6 +253,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="max_pixels",
+        values="`full`, `preview` (remove.bg also: `auto`, `small`, `regular`, `medium`, `hd`, "
+        "`4k`, `50MP`)",
+        shown_default="`full` (remove.bg: `preview`)",
         field_name="size",
         parse=parsers.parse_max_pixels,
         read=parsers.parse_size,
@@ -324,7 +266,7 @@ OPTIONS: tuple[Option, ...] = (
         door_choices=MappingProxyType({SEED: SEED_SIZES, WEB: SEED_SIZES, BATCH: SEED_SIZES}),
         door_defaults=MappingProxyType({REMOVEBG: "preview"}),
         removebg_name="size",
-        help=_optional_help(
+        help=(
             "full (default): the input's size (as displayed); preview: fit within "
             f"{SIZES['preview']:,} pixels, aspect kept. remove.bg's door also takes its other "
             "names (auto, small, regular, medium, hd, 4k, 50MP) and defaults to preview."
@@ -339,14 +281,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="max_width",
+        values="whole pixels, 1 to 65,500",
+        shown_default="none",
         parse=_with_field(parsers.parse_dimension),
         default=None,
         kind="integer",
         minimum=1,
         maximum=MAX_DIMENSION,
-        help=_optional_help(
-            "Fit the output within this width in pixels, aspect kept; never upscales."
-        ),
+        help=("Fit the output within this width in pixels, aspect kept; never upscales."),
         summary=_box_words,
         web=WebField(
             widget="number",
@@ -359,14 +301,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="max_height",
+        values="whole pixels, 1 to 65,500",
+        shown_default="none",
         parse=_with_field(parsers.parse_dimension),
         default=None,
         kind="integer",
         minimum=1,
         maximum=MAX_DIMENSION,
-        help=_optional_help(
-            "Fit the output within this height in pixels, aspect kept; never upscales."
-        ),
+        help=("Fit the output within this height in pixels, aspect kept; never upscales."),
         web=WebField(
             widget="number",
             label="Max height (px)",
@@ -377,12 +319,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="alpha_matting",
+        values="`true`, `false`",
         parse=parsers.parse_bool,
         default=False,
         kind="flag",
-        help=_optional_help(
+        help=(
             "true: refine the mask's edges with closed-form alpha matting (rembg's "
-            "alpha_matting), bounded in time; slower."
+            "alpha_matting), solved on at most 1 MP and on the edge band only, so a 12 MP "
+            "photo stays within REMOVAL_JOB_TIMEOUT; slower."
         ),
         summary=_matting_words,
         web=WebField(
@@ -391,12 +335,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="alpha_matting_foreground_threshold",
+        values="0 to 255",
         parse=parsers.parse_threshold,
         default=240,
         kind="integer",
         minimum=0,
         maximum=255,
-        help=_optional_help("With alpha_matting: mask values above this are surely foreground."),
+        help="With alpha_matting: mask values above this are surely foreground.",
         web=WebField(
             widget="number",
             label="Foreground threshold (0–255)",
@@ -408,12 +353,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="alpha_matting_background_threshold",
+        values="0 to 255",
         parse=parsers.parse_threshold,
         default=10,
         kind="integer",
         minimum=0,
         maximum=255,
-        help=_optional_help("With alpha_matting: mask values below this are surely background."),
+        help="With alpha_matting: mask values below this are surely background.",
         web=WebField(
             widget="number",
             label="Background threshold (0–255)",
@@ -425,14 +371,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="alpha_matting_erode_size",
+        values="0 to 40",
         parse=parsers.parse_erode_size,
         default=10,
         kind="integer",
         minimum=0,
         maximum=MAX_ERODE_SIZE,
-        help=_optional_help(
-            "With alpha_matting: how far (px) the sure regions are eroded before solving."
-        ),
+        help=("With alpha_matting: how far (px) the sure regions are eroded before solving."),
         web=WebField(
             widget="number",
             label=f"Erode size (0–{MAX_ERODE_SIZE} px)",
@@ -445,12 +390,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="post_process_mask",
+        values="`true`, `false`",
         parse=parsers.parse_bool,
         default=False,
         kind="flag",
-        help=_optional_help(
-            "true: smooth the mask (rembg's post_process_mask: opening, blur, threshold)."
-        ),
+        help=("true: smooth the mask (rembg's post_process_mask: opening, blur, threshold)."),
         summary=_words_if_set("smoothed mask"),
         web=WebField(
             widget="checkbox", label="Smooth the mask", id="opt-post-process", advanced=True
@@ -458,6 +402,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="roi",
+        values="`x1 y1 x2 y2` in px or % of the input",
+        shown_default="the whole image",
         parse=parsers.parse_roi,
         default=None,
         kind="text",
@@ -470,6 +416,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="scale",
+        values="`original`, or 10 % to 100 %",
+        shown_default="`original`",
         parse=parsers.parse_scale,
         default=None,
         kind="text",
@@ -481,6 +429,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="position",
+        values="`original`, `center`, or one or two percentages",
+        shown_default="`original` (`center` with a `scale`)",
         parse=parsers.parse_position,
         default=None,
         kind="text",
@@ -501,82 +451,7 @@ def options_for(door: str, table: Iterable[Option] = OPTIONS) -> list[Option]:
     return [option for option in table if door in option.doors]
 
 
-# --- The value -------------------------------------------------------------------
-
-
-class _OptionsBehaviour:
-    """What every ``OutputOptions`` can do, whatever the table holds."""
-
-    _table: tuple[Option, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Validate once, here, so a hand-built (or JSON-loaded) value that
-        # slipped past a parser still fails as an OptionError: each value
-        # must come back unchanged through its stored form and its parser.
-        for option in self._table:
-            value = getattr(self, option.name)
-            if value == option.default:
-                continue
-            try:
-                parsed = option.parse(option.to_json(value), field=option.name)
-            except (TypeError, ValueError, AttributeError):
-                parsed = _INVALID
-            if parsed != value:
-                raise OptionError(option.name, f"{option.name} has an invalid value: {value!r}.")
-
-    @property
-    def is_default(self) -> bool:
-        return all(getattr(self, o.name) == o.default for o in self._table)
-
-    @property
-    def changes_geometry(self) -> bool:
-        return self.crop or self.scale is not None or self.position not in (None, "original")
-
-    def to_json(self, *, full: bool = False) -> dict:
-        """The options as JSON values; only those that differ from the defaults unless ``full``."""
-        result = {}
-        for option in self._table:
-            value = getattr(self, option.name)
-            if full or value != option.default:
-                result[option.name] = option.to_json(value)
-        return result
-
-    @classmethod
-    def from_json(cls, data: dict):
-        """The inverse of ``to_json`` (also takes the strings a form sends)."""
-        if not isinstance(data, dict):
-            raise OptionError("options", "options must be a JSON object.")
-        by_name = {option.name: option for option in cls._table}
-        values = {}
-        for name, raw in data.items():
-            option = by_name.get(name)
-            if option is None:
-                raise OptionError(name, f"{name} is not an output option.")
-            values[name] = option.default if raw is None else option.parse(raw, field=name)
-        return cls(**values)
-
-    def replace(self, **changes: Any):
-        return dataclasses.replace(self, **changes)
-
-
-_INVALID = object()
-
-
-def options_class(table: Iterable[Option] = OPTIONS, name: str = "OutputOptions") -> type:
-    """A frozen dataclass with one field per option of ``table``."""
-    table = tuple(table)
-    cls = dataclasses.make_dataclass(
-        name,
-        [(o.name, Any, dataclasses.field(default=o.default)) for o in table],
-        bases=(_OptionsBehaviour,),
-        frozen=True,
-        namespace={"_table": table, "__module__": __name__},
-    )
-    cls.__doc__ = "Everything a customer may ask of the result; the defaults give the plain PNG."
-    return cls
-
-
-OutputOptions = options_class()
+OutputOptions = options_class(OPTIONS, module=__name__)
 DEFAULT_OPTIONS = OutputOptions()
 
 
@@ -603,7 +478,7 @@ def resolve_auto_format(options):
         return options
     opaque = options.bg_color is not None and options.bg_color[3] == 255
     fmt = "jpg" if opaque and options.channels == "rgba" else "png"
-    return dataclasses.replace(options, format=fmt)
+    return options.replace(format=fmt)
 
 
 __all__ = [
