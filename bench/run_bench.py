@@ -129,7 +129,7 @@ class Row:
 def measure_in_process(rows: list[Row], photos: dict[str, bytes], runs: int) -> dict:
     from rembg import new_session, remove
 
-    from removal import pipeline
+    from imaging import pipeline
 
     references: dict[tuple[str, str], bytes] = {}
     for model in MODELS:
@@ -163,7 +163,7 @@ def measure_small_subjects() -> list[dict]:
     """(f): our mask against ``rembg.remove()``'s on each small or thin subject, per model."""
     from rembg import new_session, remove
 
-    from removal import pipeline
+    from imaging import pipeline
 
     results = []
     for model in MODELS:
