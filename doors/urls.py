@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from doors import dashboard, removebg, seed_api, web
+from doors import dashboard, metrics, removebg, seed_api, web
 
 urlpatterns = [
     # The seed API (API key).
@@ -16,6 +16,7 @@ urlpatterns = [
     path("output/<str:filename>", seed_api.DownloadOutputApi.as_view(), name="download-output"),
     path("healthz", seed_api.healthz, name="healthz"),
     path("readyz", seed_api.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     # remove.bg's dialect (API key).
     path("v1.0/removebg", removebg.RemoveBgApi.as_view(), name="removebg"),
     path("v1.0/account", removebg.RemoveBgAccountApi.as_view(), name="removebg-account"),

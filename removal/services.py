@@ -25,6 +25,7 @@ from imaging.pipeline import remove_background
 from removal import registry, signals, waiting
 from removal.models import RemovalJob, output_upload_to
 from removal.submissions import RemovalRequest
+from revid import observability
 from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -124,9 +125,12 @@ def submit_job(
 def enqueue_job(*, job_id: uuid.UUID) -> None:
     from django_q.tasks import async_task
 
+    # The submitting request's id goes with the job, so the worker's log
+    # lines for it carry the same id (revid.observability).
     async_task(
         "removal.tasks.process_removal_job",
         str(job_id),
+        observability.current_request_id(),
         task_name=f"removal-{job_id}",
         group="removal",
     )

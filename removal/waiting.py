@@ -59,6 +59,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from removal.models import RemovalJob
 from revid.doorbell import Doorbell, ring_all
 from revid.errors import ApplicationError
+from revid.observability import WAITING_CLIENTS
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def wait_then_reload(job, *, timeout: float | None):
     remove.bg's synchronous answer (which adds its own deadlines around it).
     """
     if timeout and not job.is_finished:
-        wait_for_job(job_id=job.id, timeout=timeout)
+        with WAITING_CLIENTS.track_inprogress():
+            wait_for_job(job_id=job.id, timeout=timeout)
         job.refresh_from_db()
     return job
 

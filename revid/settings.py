@@ -126,6 +126,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request gets its id and one log line (revid.observability).
+    "revid.observability.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body (the CSRF check parses uploads).
     "doors.uploads.ChunkedBodyMiddleware",
@@ -591,10 +593,42 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Logs: text (the default) or one JSON object per line (LOG_FORMAT=json),
+# each with the request id of the request or job it belongs to.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "revid.observability.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Prometheus: GET /metrics. Without METRICS_TOKEN it answers loopback clients
+# only, and only with DJANGO_DEBUG on (make run); otherwise it needs
+# "Authorization: Bearer <METRICS_TOKEN>". Processes of one machine share
+# their metrics through files in PROMETHEUS_MULTIPROC_DIR (one per instance).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+PROMETHEUS_MULTIPROC_DIR = Path(
+    env_str("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
+).resolve()
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus-client reads it from the environment when first imported.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
