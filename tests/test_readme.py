@@ -78,6 +78,10 @@ EXEMPT = {
         "rewrites README.md's options table; tests/doors/test_option_table.py checks the table "
         "in README.md is the one it writes"
     ),
+    ("README.md", "curl -s http://127.0.0.1:8000/metrics | grep '^revid_'"): (
+        "needs make run's server; tests/doors/test_metrics.py scrapes /metrics the same way, "
+        "from loopback with DJANGO_DEBUG on"
+    ),
     ("api-contract.md", "curl -X POST \\"): (
         "the contract's example against the original hosted service; the README's copy of the "
         "same request runs against a live server in this file"
