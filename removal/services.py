@@ -360,7 +360,7 @@ def expire_job_files(*, now=None, should_stop: Callable[[], bool] = lambda: Fals
             return count
 
 
-def delete_orphaned_files(*, should_stop: Callable[[], bool] = lambda: False) -> int:
+def delete_orphaned_files(*, now=None, should_stop: Callable[[], bool] = lambda: False) -> int:
     """Deletes stored inputs and outputs that no live job names.
 
     A web process that dies between storing an upload and committing its
@@ -369,7 +369,7 @@ def delete_orphaned_files(*, should_stop: Callable[[], bool] = lambda: False) ->
     ORPHAN_MIN_AGE are left alone (their job may not be committed yet).
     """
     storage = _file_storage()
-    older_than = timezone.now() - ORPHAN_MIN_AGE
+    older_than = (now or timezone.now()) - ORPHAN_MIN_AGE
     stop_at = time.monotonic() + settings.HOUSEKEEPING_RUN_SECONDS
     count = 0
     for folder in ("inputs", "outputs"):
