@@ -9,7 +9,7 @@ class RemovalConfig(AppConfig):
         from django_q.signals import post_spawn
 
         from removal import registry
-        from revid import queue_signing
+        from revid import checks, queue_signing  # noqa: F401 (checks registers itself)
 
         # Tasks signed with a key listed in SECRET_KEY_FALLBACKS still run.
         queue_signing.install()
