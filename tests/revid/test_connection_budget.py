@@ -46,9 +46,13 @@ def run(*args: str) -> str:
 
 @pytest.mark.django_db
 def test_the_command_prints_the_sum_for_the_given_machines():
-    output = run("--web-machines", "2", "--worker-machines", "4", "--web-processes", "4")
+    output = run(
+        *("--web-machines", "2", "--worker-machines", "2", "--webhook-machines", "1"),
+        *("--web-processes", "1", "--web-threads", "4", "--q-workers", "2"),
+        *("--webhook-workers", "1"),
+    )
+    assert "web: 2 machine(s) x 1 process(es) x (4 threads + 1 wait listener)" in output
     assert "at the peak" in output
-    assert "web: 2 machine(s) x 4 process(es)" in output
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="max_connections is PostgreSQL's")
