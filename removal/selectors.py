@@ -79,3 +79,32 @@ def get_batch(*, batch_id: str, account: Account | None = None) -> Batch | None:
     if account is not None:
         batches = batches.filter(account=account)
     return batches.first()
+
+
+def queue_stats(*, now=None) -> dict:
+    """What an autoscaler needs: how much work waits and for how long.
+
+    ``jobs``: removal jobs waiting for a worker and running, and the age of
+    the oldest waiting one (the number to scale workers on: it grows when
+    they fall behind, whatever the job sizes). ``queues``: tasks waiting in
+    each cluster's broker queue, not yet taken by any cluster.
+    """
+    from django.db.models import Min
+    from django_q.brokers import get_broker
+
+    now = now or timezone.now()
+    pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING)
+    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+    queues = {}
+    for name in (settings.Q_CLUSTER["name"], *settings.Q_CLUSTER.get("ALT_CLUSTERS", {})):
+        queues[name] = get_broker(list_key=name).queue_size()
+    return {
+        "jobs": {
+            "pending": pending.count(),
+            "processing": RemovalJob.objects.filter(status=RemovalJob.Status.PROCESSING).count(),
+            "oldest_pending_seconds": (
+                round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0
+            ),
+        },
+        "queues": queues,
+    }

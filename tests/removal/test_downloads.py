@@ -89,3 +89,71 @@ def test_stored_files_are_not_reachable_under_media_url(client, account):
 
 def submit_as(account) -> str:
     return str(submitted_job(account, data=solid_png(), filename="a.png").id)
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG that does not compress: about 4 bytes a pixel."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(7).integers(0, 256, (side, side, 4), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+@pytest.mark.weights
+def test_a_streamed_download_from_the_bucket_never_holds_the_whole_object(
+    client, account, settings, s3_storage_settings
+):
+    import tracemalloc
+
+    from tests.conftest import s3_client
+    from tests.job_factory import completed_job
+
+    settings.OUTPUT_REDIRECT_TO_STORAGE = False  # stream through the web server
+    job = completed_job(account)
+    big = noise_png(2048)  # about 16 MB
+    s3_client(s3_storage_settings).put_object(
+        Bucket=s3_storage_settings["AWS_STORAGE_BUCKET_NAME"], Key=job.output_file.name, Body=big
+    )
+    RemovalJob.objects.filter(pk=job.pk).update(output_size=len(big))
+
+    # Once before measuring: the first request imports half the project.
+    assert sum(map(len, client.get(f"/output/{job.output_filename}").streaming_content)) == len(big)
+    tracemalloc.start()
+    try:
+        response = client.get(f"/output/{job.output_filename}")
+        assert response.status_code == 200
+        assert response["Content-Length"] == str(len(big))
+        assert response["Content-Type"] == "image/png"
+        received = 0
+        head = b""
+        for chunk in response.streaming_content:
+            head = head or chunk[:8]
+            received += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == len(big) and head == big[:8]
+    # django-storages' own file read the whole object into memory first.
+    assert peak < len(big) / 8, f"{peak} bytes held to stream {len(big)}"
+
+
+@pytest.mark.weights
+def test_a_missing_object_in_the_bucket_is_a_404_not_a_500(client, account, s3_storage_settings):
+    from tests.conftest import s3_client
+    from tests.job_factory import completed_job
+
+    job = completed_job(account)
+    s3_client(s3_storage_settings).delete_object(
+        Bucket=s3_storage_settings["AWS_STORAGE_BUCKET_NAME"], Key=job.input_file.name
+    )
+    from removal import downloads
+    from revid.errors import ApplicationError
+
+    with pytest.raises(ApplicationError) as refused:
+        downloads.input_response(job)
+    assert refused.value.status_code == 404
