@@ -6,7 +6,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +18,7 @@ from removal.submissions import Fields
 from removal.throttling import SubmissionRateThrottle
 from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError
-from revid.parsers import JSONObjectParser
+from revid.parsers import API_PARSERS
 
 _ERROR_TEXT = {
     400: "Bad request: unknown model, no file, several files, an undecodable or damaged "
@@ -50,7 +49,7 @@ class RemoveBackgroundApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
     # Multipart as the contract says; a form or JSON body serves image_url
     # and image_file_b64 without a file part.
-    parser_classes = [MultiPartParser, FormParser, JSONObjectParser]
+    parser_classes = API_PARSERS
 
     @extend_schema(
         operation_id="remove_background",

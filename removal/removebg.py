@@ -21,7 +21,6 @@ from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -32,7 +31,7 @@ from removal.submissions import Fields, InvalidOption, OutputOptions
 from removal.throttling import SubmissionRateThrottle
 from removal.uploads import raise_if_upload_refused
 from revid.errors import ApplicationError
-from revid.parsers import JSONObjectParser
+from revid.parsers import API_PARSERS
 
 # remove.bg's ``type`` to our models: the first one installed here wins.
 # ``auto`` and the types without a model of their own use the default model.
@@ -239,7 +238,7 @@ class RemoveBgErrorSerializer(serializers.Serializer):
 
 class RemoveBgApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
-    parser_classes = [MultiPartParser, FormParser, JSONObjectParser]
+    parser_classes = API_PARSERS
     # The answer is the image (or remove.bg's JSON) whatever the client accepts.
     content_negotiation_class = IgnoreAcceptHeader
 
