@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from accounts.models import Account, ApiKey, Member
+from billing.models import LedgerEntry
 from billing.services import grant_credits
 from revid.errors import ApplicationError
 
@@ -47,16 +48,41 @@ def add_member(*, account: Account, username: str, password: str | None = None) 
 
 @transaction.atomic
 def create_account_for_user(*, user) -> Account:
-    """The account of a user who signed up: named after their email, with
-    SIGNUP_FREE_CREDITS granted through the ledger."""
+    """The account of a user who signed up, named after their email.
+
+    No credits yet: SIGNUP_FREE_CREDITS is owed until the address is
+    verified (``grant_signup_credits``), so an unverified sign-up has none
+    to spend and a made-up address earns nothing.
+    """
     base = (user.email or user.get_username()).strip()[:90]
     name, suffix = base, 1
     # An administrator may already have named an account after this address.
     while Account.objects.filter(name=name).exists():
         suffix += 1
         name = f"{base} ({suffix})"
-    account = create_account(
-        name=name, credits=settings.SIGNUP_FREE_CREDITS, note="Sign-up credits"
-    )
+    account = create_account(name=name)
+    Account.objects.filter(pk=account.pk).update(signup_credits_due=settings.SIGNUP_FREE_CREDITS)
+    account.signup_credits_due = settings.SIGNUP_FREE_CREDITS
     Member.objects.create(user=user, account=account)
     return account
+
+
+def grant_signup_credits(*, user) -> LedgerEntry | None:
+    """Grants the sign-up credits owed to ``user``'s account, once (an email
+    address was verified). None when nothing is owed: already granted, or an
+    account an administrator made.
+
+    Steps: lock the account row, read what is owed, grant it through the
+    ledger and clear it in the same transaction, so two verifications at
+    once grant it once.
+    """
+    membership = Member.objects.filter(user=user).first()
+    if membership is None:
+        return None
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=membership.account_id)
+        due = account.signup_credits_due
+        if due <= 0:
+            return None
+        Account.objects.filter(pk=account.pk).update(signup_credits_due=0)
+        return grant_credits(account=account, amount=due, note="Sign-up credits")

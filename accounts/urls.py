@@ -23,6 +23,9 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # allauth's page behind our limit per client address (allauth's own URL
+    # comes later in revid/urls.py and is never reached).
+    path("accounts/signup/", views.signup, name="signup"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/keys/", views.create_key, name="dashboard-create-key"),
     path("dashboard/keys/<str:prefix>/revoke/", views.revoke_key, name="dashboard-revoke-key"),
