@@ -8,7 +8,7 @@ read stops as soon as a file part passes MAX_UPLOAD_BYTES, so an endless
 body costs at most the limit on disk and one chunk in memory.
 
 An API door reads a larger body (a base64 image in a text field): its
-parser marks the request with the API's limit, which then replaces the
+parser marks the request with the API's limit, which then raises the
 Content-Length check's (revid/parsers.py).
 
 The handler cannot answer the request itself (it may run inside a
@@ -31,6 +31,8 @@ from revid.parsers import BODY_LIMIT_ATTRIBUTE, text_body_limit
 # field) on top of the file itself before the Content-Length check fires.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 REFUSAL_ATTRIBUTE = "upload_refused_message"
+# The batch door's path: its body and its archive part have the batch's limit.
+BATCH_PATH = "/paid/image/remove/background/batch"
 
 
 class MaxUploadSizeHandler(FileUploadHandler):
@@ -46,23 +48,33 @@ class MaxUploadSizeHandler(FileUploadHandler):
             setattr(self.request, REFUSAL_ATTRIBUTE, message)
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
-        body_limit = getattr(self.request, BODY_LIMIT_ATTRIBUTE, None)
-        if body_limit is None:
-            body_limit = self.limit + MULTIPART_OVERHEAD_BYTES
+        # A batch's body holds many images: it may reach BATCH_MAX_BYTES, each
+        # file part still at most MAX_UPLOAD_BYTES (an archive, the batch's).
+        limit = self.limit
+        if self.request is not None and self.request.path == BATCH_PATH:
+            limit = max(self.limit, settings.BATCH_MAX_BYTES)
+        body_limit = limit + MULTIPART_OVERHEAD_BYTES
+        # An API door's body may carry a base64 image in a text field: its
+        # parser marks the request with its own limit (revid/parsers.py).
+        body_limit = max(body_limit, getattr(self.request, BODY_LIMIT_ATTRIBUTE, 0))
         if content_length is not None and content_length > body_limit:
-            self._refuse(too_large_message(content_length, self.limit))
+            self._refuse(too_large_message(content_length, limit))
             # Returning a result skips Django's parse: not a byte is read.
             return QueryDict(encoding=encoding), MultiValueDict()
         return None
 
-    def new_file(self, *args, **kwargs):
+    def new_file(self, field_name, *args, **kwargs):
         self.received = 0
-        super().new_file(*args, **kwargs)
+        self.part_limit = self.limit
+        if field_name == "archive" and self.request is not None and self.request.path == BATCH_PATH:
+            self.part_limit = max(self.limit, settings.BATCH_MAX_BYTES)
+        super().new_file(field_name, *args, **kwargs)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        if self.received > self.limit:
-            self._refuse(too_large_message(self.received, self.limit, at_least=True))
+        limit = getattr(self, "part_limit", self.limit)
+        if self.received > limit:
+            self._refuse(too_large_message(self.received, limit, at_least=True))
             # connection_reset: leave the rest of the body unread.
             raise StopUpload(connection_reset=True)
         return raw_data

@@ -13,3 +13,8 @@ class RemovalConfig(AppConfig):
         # Each django-q2 worker process loads WARM_MODELS as it starts
         # rather than on its first job (docs/benchmarks.md).
         post_spawn.connect(registry.warm_models_on_worker_spawn, dispatch_uid="removal.warm_models")
+
+        from removal import batches, signals
+
+        # A batch item's end queues the batch's next item and may end the batch.
+        signals.job_ended.connect(batches.on_job_ended, dispatch_uid="removal.batch_items")
