@@ -122,8 +122,8 @@ def revoke_key(request: HttpRequest, prefix: str) -> HttpResponse:
 
 def _client_network(request: HttpRequest) -> str:
     """The client's address as sign-ups are counted: allauth's view of it
-    (REMOTE_ADDR, or what ALLAUTH_TRUSTED_PROXY_COUNT trusts), and an IPv6
-    address by its /64, which one customer gets whole."""
+    (REMOTE_ADDR, or X-Forwarded-For as far as TRUSTED_PROXY_COUNT trusts
+    it), and an IPv6 address by its /64, which one customer gets whole."""
     from allauth.account.adapter import get_adapter
 
     address = get_adapter(request).get_client_ip(request)

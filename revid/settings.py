@@ -218,6 +218,11 @@ SIGNUP_FREE_CREDITS = env_int("SIGNUP_FREE_CREDITS", 0, minimum=0)
 # "N/second|minute|hour|day" form; empty turns it off. Counted in the
 # database, like REMOVAL_RATE_LIMIT, so every web process shares the count.
 SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "5/hour").strip()
+# How many proxies in front of the web processes add themselves to
+# X-Forwarded-For: the client address (sign-up limit, allauth's own limits)
+# is the one the outermost of them saw. 0 (the default) ignores the header,
+# which anyone can send; behind a proxy every client would then count as it.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AUTHENTICATION_BACKENDS = [
     # Usernames, as before (admin-made users), then email or username for
     # users who signed up.
@@ -238,7 +243,7 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_PREVENT_ENUMERATION = True
 # allauth counts sign-ups in each process's cache; ours are counted in the
-# database instead (SIGNUP_RATE_LIMIT, accounts.views.signup).
+# database instead (SIGNUP_RATE_LIMIT, doors.dashboard.signup).
 ACCOUNT_RATE_LIMITS = {"signup": None}
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Remove Background] "

@@ -337,3 +337,22 @@ def test_a_malformed_limit_stops_the_start(rate):
     assert "SIGNUP_RATE_LIMIT must look like 60/minute" in django_start_error(
         {"SIGNUP_RATE_LIMIT": rate}
     )
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_address_counts(signup_open):
+    signup_open.SIGNUP_RATE_LIMIT = "1/hour"
+    signup_open.ALLAUTH_TRUSTED_PROXY_COUNT = 1
+
+    def via_proxy(client_address: str, email: str):
+        cache.clear()
+        return Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_address).post(
+            "/accounts/signup/", {"email": email, "password1": PASSWORD, "password2": PASSWORD}
+        )
+
+    assert via_proxy("203.0.113.20", "p1@example.com").status_code == 302
+    assert via_proxy("203.0.113.21", "p2@example.com").status_code == 302
+    assert via_proxy("203.0.113.20", "p3@example.com").status_code == 429
+    # Without trusting it, the header is anyone's to send: the proxy's address counts.
+    signup_open.ALLAUTH_TRUSTED_PROXY_COUNT = 0
+    assert via_proxy("203.0.113.22", "p4@example.com").status_code == 302
+    assert via_proxy("203.0.113.23", "p5@example.com").status_code == 429
