@@ -11,6 +11,8 @@ from rest_framework.views import APIView
 from billing.models import LedgerEntry
 from billing.selectors import (
     CHART_DAYS,
+    FIRST_DAY,
+    LAST_DAY,
     MAX_PERIOD_DAYS,
     daily_usage,
     usage_entries,
@@ -100,7 +102,8 @@ class UsageApi(APIView):
         responses={
             200: UsageOutputSerializer,
             400: OpenApiResponse(
-                description=f"A malformed date, `from` after `to`, a period over "
+                description=f"A malformed date or one outside {FIRST_DAY}..{LAST_DAY}, "
+                f"`from` after `to`, a period over "
                 f"{MAX_PERIOD_DAYS} days, an unknown key or page.",
                 response=ErrorSerializer,
             ),

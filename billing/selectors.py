@@ -23,6 +23,12 @@ from revid.errors import ApplicationError
 # per-day totals list every day).
 CHART_DAYS = 30
 MAX_PERIOD_DAYS = 366
+# The days a period may cover. Python's dates end at 0001-01-01 and
+# 9999-12-31, and a period is read as [first day's midnight, the day after
+# the last's) in the site's time zone: a day at either end would overflow
+# (a 500, or a CSV cut mid-stream). No ledger row predates 1970.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9999, 12, 30)
 
 
 def ledger_sum(*, account: Account) -> int:
@@ -50,11 +56,17 @@ class UsageQuery:
 
 def _parse_date(value: str, name: str) -> date:
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise ApplicationError(
             f"'{name}' must be a date as YYYY-MM-DD, got {value[:40]!r}.", code="invalid_date"
         ) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ApplicationError(
+            f"'{name}' must be a day from {FIRST_DAY} to {LAST_DAY}, got {day}.",
+            code="invalid_date",
+        )
+    return day
 
 
 def usage_query(
@@ -66,13 +78,17 @@ def usage_query(
 ) -> UsageQuery:
     """Validates a usage request. Without dates: the last CHART_DAYS days.
 
-    Raises ApplicationError (400) for a malformed date, a period that ends
-    before it starts or is longer than MAX_PERIOD_DAYS, and a key prefix
-    that is not one of the account's keys.
+    Raises ApplicationError (400) for a malformed date, a day outside
+    FIRST_DAY..LAST_DAY, a period that ends before it starts or is longer
+    than MAX_PERIOD_DAYS, and a key prefix that is not one of the account's
+    keys.
     """
     today = timezone.localdate()
     end_day = _parse_date(end, "to") if end else today
-    start_day = _parse_date(start, "from") if start else end_day - timedelta(days=CHART_DAYS - 1)
+    if start:
+        start_day = _parse_date(start, "from")
+    else:
+        start_day = max(end_day - timedelta(days=CHART_DAYS - 1), FIRST_DAY)
     if start_day > end_day:
         raise ApplicationError(
             f"The period starts ({start_day}) after it ends ({end_day}).", code="invalid_date"

@@ -292,8 +292,10 @@ def checkout_cancel(request: HttpRequest) -> HttpResponse:
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Stripe's events, signature-checked with STRIPE_WEBHOOK_SECRET.
 
-    Register this URL in Stripe for checkout.session.completed and
-    charge.refunded. Any non-2xx answer makes Stripe retry later.
+    Register this URL in Stripe for checkout.session.completed,
+    checkout.session.async_payment_succeeded and charge.refunded. A
+    malformed event is a 400; a failure on our side a 503. Stripe retries
+    any non-2xx answer later.
     """
     if request.method != "POST":
         return error_response("Stripe sends events with POST.", "method_not_allowed", 405)
@@ -307,6 +309,11 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return error_response("Invalid Stripe signature or payload.", "invalid_signature", 400)
     try:
         outcome = payments.handle_event(event=event)
+    except ApplicationError as exc:
+        # Not shaped as Stripe's (no object, an unknown pack or account):
+        # a retry would not change it. Logged, since Stripe signed it.
+        logger.warning("Stripe event %s (%s) refused: %s", event.get("id"), event.get("type"), exc)
+        return error_response(exc.message, exc.code, exc.status_code)
     except Exception:
         logger.exception("Stripe event %s (%s) failed", event.get("id"), event.get("type"))
         return error_response(

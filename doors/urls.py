@@ -37,7 +37,10 @@ urlpatterns = [
     path("jobs/<uuid:task_id>/", web.job_page, name="web-job"),
     path("jobs/<uuid:task_id>/status", web.job_status, name="web-job-status"),
     path("jobs/<uuid:task_id>/input", web.job_input, name="web-job-input"),
-    # The dashboard (session login).
+    # The dashboard (session login), and allauth's sign-up page behind our
+    # limit per client address (allauth's own URL, later in revid/urls.py,
+    # is never reached).
+    path("accounts/signup/", dashboard.signup, name="signup"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("dashboard/keys/", dashboard.create_key, name="dashboard-create-key"),
     path("dashboard/keys/<str:prefix>/revoke/", dashboard.revoke_key, name="dashboard-revoke-key"),

@@ -227,8 +227,18 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # On by default in development (make run), off by default in production:
 # a deployment without self-service customers stays as it was.
 SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", DEBUG)
-# Credits granted (through the ledger) to each account made by a sign-up.
+# Credits granted (through the ledger) to each account made by a sign-up,
+# once its email address is verified.
 SIGNUP_FREE_CREDITS = env_int("SIGNUP_FREE_CREDITS", 0, minimum=0)
+# Sign-up attempts per client address (an IPv6 /64), in the
+# "N/second|minute|hour|day" form; empty turns it off. Counted in the
+# database, like REMOVAL_RATE_LIMIT, so every web process shares the count.
+SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "5/hour").strip()
+# How many proxies in front of the web processes add themselves to
+# X-Forwarded-For: the client address (sign-up limit, allauth's own limits)
+# is the one the outermost of them saw. 0 (the default) ignores the header,
+# which anyone can send; behind a proxy every client would then count as it.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AUTHENTICATION_BACKENDS = [
     # Usernames, as before (admin-made users), then email or username for
     # users who signed up.
@@ -239,9 +249,18 @@ ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
-# Logging in works before the address is verified; creating the first API
-# key does not (accounts.selectors.email_verification_pending).
-ACCOUNT_EMAIL_VERIFICATION = "optional"
+# A sign-up answers "check your email" whether or not the address is known
+# (its owner is emailed instead), so it cannot tell who is registered: with
+# unique addresses allauth does that only when verification is mandatory.
+# The link logs the new user in. Logging in with the password (our login
+# page) still works before the address is verified; creating the first API
+# key does not (accounts.selectors.email_verification_pending), and the
+# free credits come with the verification (accounts.services).
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_PREVENT_ENUMERATION = True
+# allauth counts sign-ups in each process's cache; ours are counted in the
+# database instead (SIGNUP_RATE_LIMIT, doors.dashboard.signup).
+ACCOUNT_RATE_LIMITS = {"signup": None}
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Remove Background] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SECURE_HTTPS else "http"
@@ -352,12 +371,12 @@ REMOVAL_STALE_GRACE = env_int("REMOVAL_STALE_GRACE", 30, minimum=1)
 # Per-key limit on submissions, in DRF's "N/second|minute|hour|day" form;
 # empty turns it off. Checked before anything is read or charged.
 REMOVAL_RATE_LIMIT = env_str("REMOVAL_RATE_LIMIT", "60/minute").strip()
-if REMOVAL_RATE_LIMIT and not re.fullmatch(
-    r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", REMOVAL_RATE_LIMIT
+for _name, _rate in (
+    ("REMOVAL_RATE_LIMIT", REMOVAL_RATE_LIMIT),
+    ("SIGNUP_RATE_LIMIT", SIGNUP_RATE_LIMIT),
 ):
-    raise ImproperlyConfigured(
-        f"REMOVAL_RATE_LIMIT must look like 60/minute (or be empty), got {REMOVAL_RATE_LIMIT!r}"
-    )
+    if _rate and not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise ImproperlyConfigured(f"{_name} must look like 60/minute (or be empty), got {_rate!r}")
 # A job no worker has started after this long is failed and refunded. The
 # Redis broker has no acknowledgements: tasks a killed qcluster had already
 # taken off the queue are gone, and this is what finally answers them.

@@ -148,3 +148,15 @@ def _small_subject_jpeg(label: str) -> bytes:
             img = placed_subject(source, width=width, height=height, at=at, background=background)
             return encode(img, "JPEG", quality=90)
     raise KeyError(label)
+
+
+@cache
+def noisy_photo_png(side: int) -> bytes:
+    """The astronaut enlarged to side x side with pixel noise, as a PNG that
+    hardly compresses (about 0.78 byte a pixel channel): a photo of a given
+    size in bytes, for upload limits."""
+    enlarged = photo("astronaut").resize((side, side), Image.Resampling.BICUBIC)
+    pixels = np.asarray(enlarged).astype(np.int16)
+    noise = np.random.default_rng(side).integers(-20, 21, pixels.shape, dtype=np.int16)
+    noisy = np.clip(pixels + noise, 0, 255).astype(np.uint8)
+    return encode(Image.fromarray(noisy), "PNG", compress_level=1)

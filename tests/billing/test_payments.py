@@ -21,7 +21,7 @@ import stripe
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing.models import CreditPack, LedgerEntry, Purchase
+from billing.models import CreditPack, LedgerEntry, Purchase, RejectedPayment
 from billing.selectors import ledger_sum
 from billing.services import adjust_credits
 from tests.conftest import STRIPE_TEST_SECRET_KEY, STRIPE_TEST_WEBHOOK_SECRET, wait_for
@@ -345,3 +345,170 @@ def test_the_dashboard_links_to_buying_credits(customer_client):
     page = customer_client.get("/dashboard/")
     assert b'href="/pricing/"' in page.content
     assert b"Buy credits" in page.content
+
+
+# --- what an event may and may not decide ----------------------------------------
+
+
+@pytest.fixture
+def payments_on(settings):
+    """Payments on; these events are built here and signed, no Stripe server needed."""
+    settings.STRIPE_SECRET_KEY = STRIPE_TEST_SECRET_KEY
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_WEBHOOK_SECRET
+
+
+def checkout_event(
+    account, *, pack_id, amount: int, currency: str = "eur", session_id: str = "cs_test_1", **meta
+) -> dict:
+    """A paid ``checkout.session.completed`` as Stripe sends it, with our metadata."""
+    metadata = {"account_id": str(account.pk), "pack_id": str(pack_id), **meta}
+    return {
+        "id": f"evt_{session_id}",
+        "object": "event",
+        "type": "checkout.session.completed",
+        "data": {
+            "object": {
+                "id": session_id,
+                "object": "checkout.session",
+                "payment_status": "paid",
+                "amount_total": amount,
+                "currency": currency,
+                "client_reference_id": str(account.pk),
+                "payment_intent": f"pi_{session_id}",
+                "metadata": metadata,
+            }
+        },
+    }
+
+
+def test_the_credits_come_from_the_pack_not_from_the_events_metadata(
+    payments_on, client, pack, account
+):
+    event = checkout_event(account, pack_id=pack.pk, amount=900, credits="1000000")
+    response = deliver(client, event)
+    assert (response.status_code, response.json()["outcome"]) == (200, "granted")
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 + 500 == ledger_sum(account=account)
+    purchase = Purchase.objects.get()
+    assert (purchase.credits, purchase.amount_paid, purchase.pack) == (500, 900, pack)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "reason"),
+    [
+        (1, "eur", "paid 0.01 EUR, the pack costs 9.00 EUR"),
+        (899, "eur", "paid 8.99 EUR, the pack costs 9.00 EUR"),
+        (900, "usd", "paid 9.00 USD, the pack costs 9.00 EUR"),
+        (0, "eur", "paid 0.00 EUR, the pack costs 9.00 EUR"),
+    ],
+)
+def test_a_payment_that_is_not_the_packs_price_grants_nothing_and_is_kept_for_the_admin(
+    payments_on, client, admin_client, pack, account, amount, currency, reason
+):
+    event = checkout_event(
+        account, pack_id=pack.pk, amount=amount, currency=currency, credits="1000000"
+    )
+    response = deliver(client, event)
+    assert (response.status_code, response.json()["outcome"]) == (200, "price mismatch")
+    assert deliver(client, event).json()["outcome"] == "already recorded"
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 == ledger_sum(account=account)
+    assert not Purchase.objects.exists()
+    rejected = RejectedPayment.objects.get()
+    assert (rejected.account, rejected.pack, rejected.checkout_session_id) == (
+        account,
+        pack,
+        "cs_test_1",
+    )
+    assert (rejected.amount_paid, rejected.currency) == (amount, currency)
+    assert rejected.reason == f"Amount or currency differs from the pack's price: {reason}."
+    page = admin_client.get("/admin/billing/rejectedpayment/")
+    assert page.status_code == 200
+    assert b"cs_test_1" in page.content and reason.encode() in page.content
+    assert (
+        admin_client.get(f"/admin/billing/rejectedpayment/{rejected.pk}/change/").status_code == 200
+    )
+    assert admin_client.get("/admin/billing/rejectedpayment/add/").status_code == 403
+
+
+def test_a_retired_pack_is_still_granted_at_its_price(payments_on, client, pack, account):
+    pack.active = False
+    pack.save()
+    response = deliver(client, checkout_event(account, pack_id=pack.pk, amount=900))
+    assert response.json()["outcome"] == "granted"
+    account.refresh_from_db()
+    assert account.credit_balance == 1500
+
+
+def test_a_session_of_another_integration_is_ignored(payments_on, client, account):
+    event = checkout_event(account, pack_id=1, amount=900)
+    event["data"]["object"]["metadata"] = {"order": "42"}
+    response = deliver(client, event)
+    assert (response.status_code, response.json()["outcome"]) == (200, "not ours")
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE).exists()
+
+
+def malformed_events(account, pack) -> dict[str, dict]:
+    good = checkout_event(account, pack_id=pack.pk, amount=900)
+    session = good["data"]["object"]
+    return {
+        "no data": {"id": "evt_1", "type": "checkout.session.completed"},
+        "no object": {**good, "data": {}},
+        "null object": {**good, "data": {"object": None}},
+        "object not a dict": {**good, "data": {"object": ["cs_1"]}},
+        "no session id": {
+            **good,
+            "data": {"object": {k: v for k, v in session.items() if k != "id"}},
+        },
+        "unknown pack": checkout_event(account, pack_id=pack.pk + 1000, amount=900),
+        "pack not a number": checkout_event(account, pack_id="starter", amount=900),
+        "no pack": {
+            **good,
+            "data": {"object": {**session, "metadata": {"account_id": str(account.pk)}}},
+        },
+        "unknown account": {
+            **good,
+            "data": {
+                "object": {**session, "metadata": {"account_id": "999999", "pack_id": str(pack.pk)}}
+            },
+        },
+        "amount not a number": {**good, "data": {"object": {**session, "amount_total": "900"}}},
+        "credits <= 0": checkout_event(account, pack_id=pack.pk, amount=900, credits="-5"),
+        "refund without charge id": {
+            "id": "evt_r",
+            "type": "charge.refunded",
+            "data": {"object": {"payment_intent": "pi_1", "amount_refunded": 900}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no data",
+        "no object",
+        "null object",
+        "object not a dict",
+        "no session id",
+        "unknown pack",
+        "pack not a number",
+        "no pack",
+        "unknown account",
+        "amount not a number",
+        "refund without charge id",
+    ],
+)
+def test_a_malformed_event_is_a_400_not_a_503(payments_on, client, pack, account, case):
+    response = deliver(client, malformed_events(account, pack)[case])
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "malformed_event" and body["error"]
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE).exists()
+    assert not RejectedPayment.objects.exists()
+
+
+def test_metadata_credits_of_zero_or_less_change_nothing(payments_on, client, pack, account):
+    response = deliver(client, malformed_events(account, pack)["credits <= 0"])
+    assert (response.status_code, response.json()["outcome"]) == (200, "granted")
+    account.refresh_from_db()
+    assert account.credit_balance == 1500
