@@ -21,15 +21,15 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
-from rest_framework.test import APIClient
 from scipy import ndimage
 
-from billing.selectors import ledger_sum
 from imaging import formats, parsers, pipeline, subject
 from imaging.options import SEED, SEED_SIZES, options_for
 from removal import registry
 from removal.models import RemovalJob
+from tests.conftest import ACCOUNT_CREDITS
 from tests.images import encode, photo, photo_bytes
+from tests.removal.helpers import assert_json_error, assert_nothing_charged
 
 pytestmark = [pytest.mark.model]
 
@@ -37,14 +37,12 @@ URL = "/paid/image/remove/background"
 MODEL = "u2netp"
 PHOTO = photo_bytes("astronaut")  # 512x512, a person against a plain background
 WIDE = encode(photo("coffee").resize((1600, 1066)), "JPEG")  # 1.7 MP, 3:2
-CREDITS = 1000
 
 
 @pytest.fixture
-def client(api_key, inline_worker):
-    client = APIClient()
-    client.credentials(HTTP_X_API_KEY=api_key)
-    return client
+def client(api_client, inline_worker):
+    """The API client, with jobs run at once in this process."""
+    return api_client
 
 
 @cache
@@ -99,16 +97,11 @@ def run(client, data=None, *, image=PHOTO, **extra) -> Result:
 
 
 def assert_refused(response, status: int, code: str, account, *, names: str | None = None):
-    """A JSON error with this status and code; nothing charged, no job created."""
-    assert response.status_code == status, (response.status_code, response.content[:400])
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code, body
+    """A JSON error with this status and code (naming ``names``); nothing charged, no job."""
+    body = assert_json_error(response, status, code)
     if names:
         assert names in body["error"], body
-    account.refresh_from_db()
-    assert account.credit_balance == CREDITS == ledger_sum(account=account)
-    assert not RemovalJob.objects.exists()
+    assert_nothing_charged(account)
     return body
 
 
@@ -400,7 +393,7 @@ def test_an_option_sent_twice_is_refused(client, account):
 def test_options_do_not_change_the_price(client, account):
     run(client, {"format": "webp", "alpha_matting": "true", "crop": "true", "size": "preview"})
     account.refresh_from_db()
-    assert account.credit_balance == CREDITS - settings.REMOVAL_PRICE_CREDITS
+    assert account.credit_balance == ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
 
 
 # --- Idempotency ---------------------------------------------------------------------
@@ -417,7 +410,7 @@ def test_the_idempotency_fingerprint_covers_the_options(client, account):
     defaults = post(client, HTTP_IDEMPOTENCY_KEY="k-1")
     assert defaults.status_code == 409
     account.refresh_from_db()
-    assert account.credit_balance == CREDITS - settings.REMOVAL_PRICE_CREDITS
+    assert account.credit_balance == ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
     assert RemovalJob.objects.count() == 1
 
 
@@ -513,10 +506,9 @@ class Redirector(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def redirector(settings):
+def redirector(allow_loopback):
     """A loopback server the fetcher may reach: it serves PHOTO, redirects
     where asked (/to?<url>) and sends an endless body (/endless)."""
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     server = Redirector()
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -524,20 +516,6 @@ def redirector(settings):
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-@pytest.fixture
-def connections(monkeypatch):
-    """Every (host, port) a socket connects to during the test."""
-    seen: list[tuple] = []
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        seen.append(tuple(address[:2]))
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return seen
 
 
 def connected_to_internal(connections, *, allowed_port: int | None = None) -> list[tuple]:

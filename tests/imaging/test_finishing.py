@@ -28,7 +28,6 @@ from imaging.errors import OptionError
 from imaging.finishing import finish
 from imaging.options import OutputOptions, resolve_auto_format
 from imaging.parsers import Length
-from removal import registry
 from tests.images import decode, encode, photo
 
 # --- A photo and a mask with a known subject ----------------------------------
@@ -622,11 +621,6 @@ def test_finish_reports_its_stages_and_can_be_stopped(img, mask):
 
 
 # --- The real model on real photos ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def u2netp():
-    return registry.get_session("u2netp")
 
 
 def run(data: bytes, session, **options):

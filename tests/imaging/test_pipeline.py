@@ -20,11 +20,6 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def u2netp():
-    return registry.get_session("u2netp")
-
-
-@pytest.fixture(scope="module")
 def u2net():
     return registry.get_session("u2net")
 
