@@ -481,6 +481,42 @@ def connections(monkeypatch):
     return seen
 
 
+class FakeDNS:
+    """getaddrinfo with our answers for some names; other hosts resolve as usual."""
+
+    def __init__(self, real):
+        self._real = real
+        self._answers: dict[str, list[list[str]]] = {}
+        self.lookups: list[str] = []
+
+    def answer(self, name: str, *answers: list[str]) -> None:
+        """Successive lookups of ``name`` get successive answers (the last one repeats)."""
+        self._answers[name] = list(answers)
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host not in self._answers:
+            return self._real(host, port, *args, **kwargs)
+        self.lookups.append(host)
+        queue = self._answers[host]
+        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, port, 0, 0))
+            if ":" in ip
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+            for ip in addresses
+        ]
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Names with the addresses a test gives them (``fake_dns.answer``); others as usual."""
+    dns = FakeDNS(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    return dns
+
+
 STRIPE_TEST_SECRET_KEY = "sk_test_revid"
 STRIPE_TEST_WEBHOOK_SECRET = "whsec_test_revid"
 

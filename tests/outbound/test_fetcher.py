@@ -143,41 +143,6 @@ def nothing_allowed(settings):
     settings.OUTBOUND_ALLOWED_NETWORKS = []
 
 
-class FakeDNS:
-    """getaddrinfo with our answers for some names; other hosts resolve as usual."""
-
-    def __init__(self, real):
-        self._real = real
-        self._answers: dict[str, list[list[str]]] = {}
-        self.lookups: list[str] = []
-
-    def answer(self, name: str, *answers: list[str]) -> None:
-        """Successive lookups of ``name`` get successive answers (the last one repeats)."""
-        self._answers[name] = list(answers)
-
-    def __call__(self, host, port, *args, **kwargs):
-        if host not in self._answers:
-            return self._real(host, port, *args, **kwargs)
-        self.lookups.append(host)
-        queue = self._answers[host]
-        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
-        if not addresses:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, port, 0, 0))
-            if ":" in ip
-            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
-            for ip in addresses
-        ]
-
-
-@pytest.fixture
-def fake_dns(monkeypatch):
-    dns = FakeDNS(socket.getaddrinfo)
-    monkeypatch.setattr(socket, "getaddrinfo", dns)
-    return dns
-
-
 def refusal(call, *args, **kwargs) -> OutboundRefused:
     with pytest.raises(OutboundRefused) as info:
         call(*args, **kwargs)

@@ -8,11 +8,24 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from accounts.models import Account
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
+from imaging import parsers
+from imaging.options import Option, WebField
 from removal.models import RemovalJob
 from tests.conftest import ACCOUNT_CREDITS
 from tests.images import decode, solid_png
 
 SUBMIT = "/paid/image/remove/background"
+
+
+# An option that is not in the table, for the tests that add one to it.
+SHADOW = Option(
+    name="shadow",
+    parse=parsers.parse_bool,
+    default=False,
+    kind="flag",
+    help="Adds a drop shadow under the subject.",
+    web=WebField(widget="checkbox", label="Drop shadow", id="opt-shadow", advanced=True),
+)
 
 
 def accepted_task(client, data: bytes | None = None, filename: str = "a.png", **extra) -> str:

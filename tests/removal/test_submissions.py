@@ -19,7 +19,7 @@ from django.utils.datastructures import MultiValueDict
 from PIL import Image, ImageFile
 
 from imaging import parsers
-from imaging.options import OPTIONS, REMOVEBG, SEED, WEB, Option, OutputOptions
+from imaging.options import OPTIONS, REMOVEBG, SEED, WEB, OutputOptions
 from imaging.reading import ImageInfo
 from outbound import fetcher
 from removal.models import RemovalJob
@@ -42,6 +42,7 @@ from tests.images import (
     solid_png,
     with_damaged_idat,
 )
+from tests.removal.helpers import SHADOW
 
 PHOTO = photo_bytes("coffee")  # 600x400
 
@@ -638,14 +639,7 @@ def test_the_web_page_names_a_bad_field_by_its_label():
 
 def test_a_table_of_its_own_is_read_the_same_way():
     """An option added to the table is parsed with nothing else changed."""
-    shadow = Option(
-        name="shadow",
-        parse=parsers.parse_bool,
-        default=False,
-        kind="flag",
-        help="Adds a shadow.",
-    )
-    table = (*OPTIONS, shadow)
+    table = (*OPTIONS, SHADOW)
     options = parse_options(Fields({"shadow": "true", "format": "webp"}), door=SEED, table=table)
     assert (options.shadow, options.format) == (True, "webp")
     assert parse_options(Fields({}), door=SEED, table=table).shadow is False
