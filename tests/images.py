@@ -70,6 +70,23 @@ def grey_png(width: int, height: int, *, level: int = 128) -> bytes:
     )
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims ``width`` x ``height``.
+
+    Its pixel data is one short row, nowhere near the claim: only a check
+    that reads the header before decoding refuses it cheaply.
+    """
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            png_chunk(b"IHDR", header),
+            png_chunk(b"IDAT", zlib.compress(b"\x00" * (1 + 3 * 64))),
+            png_chunk(b"IEND", b""),
+        ]
+    )
+
+
 def with_damaged_idat(png: bytes) -> bytes:
     """``png`` with bytes in the middle of its first IDAT overwritten, CRC fixed.
 

@@ -149,7 +149,7 @@ def test_gunicorn_accepts_a_chunked_upload_and_refuses_a_chunked_21_mb_one(
     gunicorn, account, api_key
 ):
     from tests.images import photo_bytes
-    from tests.removal.test_uploads import BOUNDARY, multipart
+    from tests.doors.test_uploads import BOUNDARY, multipart
 
     url = f"{gunicorn}/paid/image/remove/background"
     headers = {

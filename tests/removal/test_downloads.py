@@ -1,14 +1,19 @@
-"""The download route, over real HTTP so nothing normalises the paths, and
-stored files that no URL but the route reaches."""
+"""Serving a job's files: the download route, over real HTTP so nothing
+normalises the paths; stored files that no URL but the route reaches; and
+``output_bytes``, the result for a door that answers with the image itself."""
 
 import http.client
 from urllib.parse import urlparse
 
 import pytest
 
+from removal import downloads
 from removal.models import RemovalJob
+from revid.errors import ApplicationError
+from revid.settings import s3_storage
+from tests.conftest import free_port
 from tests.images import encode, photo, solid_png
-from tests.job_factory import processed_job, submitted_job
+from tests.job_factory import completed_job, processed_job, submitted_job
 
 SECRET_MARKERS = (b"SECRET_KEY", b"root:", b"\x89PNG", b"SQLite format", b"[extensions]")
 
@@ -157,3 +162,51 @@ def test_a_missing_object_in_the_bucket_is_a_404_not_a_500(client, account, s3_s
     with pytest.raises(ApplicationError) as refused:
         downloads.input_response(job)
     assert refused.value.status_code == 404
+
+
+# --- output_bytes ---------------------------------------------------------------------
+
+
+def refusal_of(job) -> ApplicationError:
+    with pytest.raises(ApplicationError) as refused:
+        downloads.output_bytes(job)
+    return refused.value
+
+
+@pytest.mark.weights
+def test_output_bytes_are_the_stored_result(account):
+    job = completed_job(account)
+    with job.output_file.open("rb") as handle:
+        stored = handle.read()
+    assert stored.startswith(b"\x89PNG")
+    assert downloads.output_bytes(job) == stored
+
+
+@pytest.mark.weights
+def test_a_job_without_a_result_has_no_output_bytes(account):
+    refused = refusal_of(submitted_job(account))
+    assert (refused.status_code, refused.code) == (404, "file_not_found")
+
+
+@pytest.mark.weights
+def test_a_result_missing_from_storage_is_not_found(account):
+    job = completed_job(account)
+    job.output_file.storage.delete(job.output_file.name)
+    refused = refusal_of(job)
+    assert (refused.status_code, refused.code, refused.message) == (
+        404,
+        "file_not_found",
+        "File not found.",
+    )
+
+
+@pytest.mark.weights
+def test_a_result_in_a_bucket_that_cannot_be_reached_is_a_503(
+    account, settings, s3_storage_settings
+):
+    job = completed_job(account)
+    dead = {**s3_storage_settings, "AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    settings.STORAGES = {**settings.STORAGES, "default": s3_storage(dead)}
+    refused = refusal_of(job)
+    assert (refused.status_code, refused.code) == (503, "storage_unavailable")
+    assert "try again" in refused.message

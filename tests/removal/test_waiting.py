@@ -266,6 +266,57 @@ def test_a_blocked_waiter_holds_no_database_connection(backend, account, monkeyp
     assert seen and all(seen)
 
 
+# --- wait_then_reload: the one way a door waits ------------------------------------
+
+
+def no_wait(**kwargs):
+    pytest.fail(f"waited: {kwargs}")
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("timeout", [None, 0])
+def test_without_a_wait_the_job_is_returned_as_it_was_read(account, monkeypatch, timeout):
+    job = submitted_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(message="Changed meanwhile")
+    monkeypatch.setattr(waiting, "wait_for_job", no_wait)
+    assert waiting.wait_then_reload(job, timeout=timeout) is job
+    assert job.message == "Background removal started"  # not read again
+
+
+@pytest.mark.weights
+def test_a_job_that_already_ended_is_returned_without_waiting(account, monkeypatch):
+    job = failed_job(account)
+    monkeypatch.setattr(waiting, "wait_for_job", no_wait)
+    assert waiting.wait_then_reload(job, timeout=30) is job
+
+
+@pytest.mark.weights
+def test_after_the_wait_the_job_is_read_again(transactional_db, account):
+    job = submitted_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(message="Changed meanwhile")
+    started = time.monotonic()
+    assert waiting.wait_then_reload(job, timeout=0.3) is job
+    assert time.monotonic() - started >= 0.3
+    assert (job.status, job.message) == (RemovalJob.Status.PENDING, "Changed meanwhile")
+
+
+@pytest.mark.weights
+def test_the_job_is_returned_as_soon_as_it_ends(transactional_db, account):
+    job = submitted_job(account)
+    same_job = RemovalJob.objects.get(pk=job.pk)
+    ender = threading.Timer(
+        0.5, lambda: (fail_job(job=same_job, error="Stopped"), connection.close())
+    )
+    started = time.monotonic()
+    ender.start()
+    waiting.wait_then_reload(job, timeout=30)
+    elapsed = time.monotonic() - started
+    ender.join()
+    assert job.status == RemovalJob.Status.FAILED
+    assert job.error == "Stopped"
+    assert elapsed < 15
+
+
 # --- the HTTP endpoints ---------------------------------------------------------
 
 

@@ -3,16 +3,14 @@
 import re
 
 import pytest
-from django.test import Client
 from PIL import Image
 
-from accounts.services import add_member
-from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from removal import registry
 from removal.models import RemovalJob
 from tests.images import encode, photo_bytes, solid_png
 from tests.job_factory import completed_job, failed_job, submitted_job
+from tests.removal.helpers import assert_nothing_charged
 
 GIF = encode(Image.new("RGB", (8, 8), "red"), "GIF")
 
@@ -81,9 +79,7 @@ def test_it_refuses_a_gif_with_the_services_sentence_and_charges_nothing(custome
         "error": "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp",
         "code": "unsupported_format",
     }
-    account.refresh_from_db()
-    assert account.credit_balance == 1000
-    assert not RemovalJob.objects.exists()
+    assert_nothing_charged(account)
 
 
 @pytest.mark.weights
@@ -91,7 +87,7 @@ def test_it_refuses_a_request_without_a_file(customer_client, account):
     response = customer_client.post("/jobs/", {"model": "u2netp"})
     assert response.status_code == 400
     assert response.json()["code"] == "file_required"
-    assert LedgerEntry.objects.filter(kind="charge").count() == 0
+    assert_nothing_charged(account)
 
 
 @pytest.mark.weights
@@ -104,9 +100,7 @@ def test_it_refuses_an_upload_the_balance_cannot_pay_for(customer_client, accoun
     assert response.json()["error"] == (
         "Insufficient credits: this request costs 25 credits and the balance is 10."
     )
-    account.refresh_from_db()
-    assert account.credit_balance == 10
-    assert not RemovalJob.objects.exists()
+    assert_nothing_charged(account, balance=10)
 
 
 def test_it_answers_a_script_without_a_session_in_json(client, db):
@@ -115,11 +109,8 @@ def test_it_answers_a_script_without_a_session_in_json(client, db):
     assert response.json()["code"] == "login_required"
 
 
-def test_it_refuses_a_post_without_the_csrf_token(account, db):
-    client = Client(enforce_csrf_checks=True)
-    member = add_member(account=account, username="alice", password="pw-alice-123")
-    client.force_login(member.user)
-    response = upload(client, solid_png())
+def test_it_refuses_a_post_without_the_csrf_token(csrf_client):
+    response = upload(csrf_client, solid_png())
     assert response.status_code == 403
     assert not RemovalJob.objects.exists()
 

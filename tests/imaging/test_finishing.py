@@ -1,4 +1,4 @@
-"""Output options: parsers, OutputOptions' JSON, and the pixels finish() makes.
+"""The pixels finish() makes of an image, a mask and the output options.
 
 The first part uses a real photo with a mask drawn here (a soft-edged
 ellipse), so every expected pixel is known; the ``model`` part runs the
@@ -24,11 +24,9 @@ from imaging import (
     reading,
     subject,
 )
-from imaging.errors import OptionError
 from imaging.finishing import finish
-from imaging.options import OutputOptions, resolve_auto_format
+from imaging.options import OutputOptions
 from imaging.parsers import Length
-from removal import registry
 from tests.images import decode, encode, photo
 
 # --- A photo and a mask with a known subject ----------------------------------
@@ -63,228 +61,6 @@ def alpha_of(data: bytes) -> np.ndarray:
 
 def box_of(alpha: np.ndarray):
     return subject.subject_box(Image.fromarray(alpha, "L"))
-
-
-# --- Parsers --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "value, expected",
-    [
-        ("#fff", (255, 255, 255, 255)),
-        ("fff", (255, 255, 255, 255)),
-        ("#ffff0080", (255, 255, 0, 128)),
-        ("81d4fa", (0x81, 0xD4, 0xFA, 255)),
-        ("81D4FA77", (0x81, 0xD4, 0xFA, 0x77)),
-        ("#0008", (0, 0, 0, 0x88)),
-        ("green", (0, 128, 0, 255)),
-        ("RebeccaPurple", (102, 51, 153, 255)),
-        ("  white ", (255, 255, 255, 255)),
-        ("", None),
-        (None, None),
-        ([1, 2, 3], (1, 2, 3, 255)),
-    ],
-)
-def test_bg_color_takes_hex_with_or_without_hash_and_colour_names(value, expected):
-    assert parsers.parse_bg_color(value) == expected
-
-
-def test_crop_margin_takes_one_two_or_four_lengths_in_px_or_percent():
-    px, pct = Length(20.0, "px"), Length(10.0, "%")
-    assert parsers.parse_crop_margin("20") == (px, px, px, px)
-    assert parsers.parse_crop_margin("20px") == (px, px, px, px)
-    assert parsers.parse_crop_margin(20) == (px, px, px, px)
-    assert parsers.parse_crop_margin("10%") == (pct, pct, pct, pct)
-    assert parsers.parse_crop_margin("20px 10%") == (px, pct, px, pct)
-    assert parsers.parse_crop_margin("1 2px 3% 4") == (
-        Length(1.0),
-        Length(2.0),
-        Length(3.0, "%"),
-        Length(4.0),
-    )
-    assert parsers.parse_crop_margin("") == parsers.NO_MARGIN
-
-
-def test_other_parsers_read_what_forms_and_json_send():
-    assert parsers.parse_format("JPEG") == "jpg"
-    assert parsers.parse_format(None) == "png"
-    assert parsers.parse_format("auto", allow_auto=True) == "auto"
-    assert parsers.parse_channels("Alpha") == "alpha"
-    assert parsers.parse_bool(True, field="crop") is True
-    assert parsers.parse_bool("Yes", field="crop") is True
-    assert parsers.parse_bool("0", field="crop") is False
-    assert parsers.parse_bool("", field="crop") is False
-    assert parsers.parse_roi("0% 0% 50% 100%") == (
-        Length(0.0, "%"),
-        Length(0.0, "%"),
-        Length(50.0, "%"),
-        Length(100.0, "%"),
-    )
-    assert parsers.parse_roi("10px 20px 30px 40px")[2] == Length(30.0, "px")
-    assert parsers.parse_scale("original") is None
-    assert parsers.parse_scale("80%") == 80.0
-    assert parsers.parse_position("center") == (50.0, 50.0)
-    assert parsers.parse_position("original") == "original"
-    assert parsers.parse_position("20%") == (20.0, 20.0)
-    assert parsers.parse_position("0% 100%") == (0.0, 100.0)
-    assert parsers.parse_position(None) is None
-    assert parsers.parse_dimension("640", field="max_width") == 640
-    assert parsers.parse_dimension(640, field="max_width") == 640
-    assert parsers.parse_dimension("", field="max_width") is None
-    assert parsers.parse_threshold("0", field="t") == 0
-    assert parsers.parse_threshold(255, field="t") == 255
-    assert parsers.parse_erode_size("40") == 40
-    assert parsers.parse_size("preview") == 250_000
-    assert parsers.parse_size("regular") == 250_000
-    assert parsers.parse_size("medium") == 1_500_000
-    assert parsers.parse_size("HD") == 4_000_000
-    assert parsers.parse_size("50MP") is None
-    assert parsers.parse_size("full") is None
-
-
-@pytest.mark.parametrize(
-    "parse, value, field, named",
-    [
-        (parsers.parse_format, "gif", "format", "png, jpg, webp, zip"),
-        (parsers.parse_format, "auto", "format", "png, jpg, webp, zip"),
-        (parsers.parse_channels, "rgb", "channels", "rgba"),
-        (parsers.parse_bg_color, "#12345", "bg_color", "hex colour"),
-        (parsers.parse_bg_color, "notacolour", "bg_color", "CSS colour name"),
-        (parsers.parse_bg_color, "rgb(1,2,3)", "bg_color", "hex colour"),
-        (parsers.parse_bg_color, [1, 2], "bg_color", "hex colour"),
-        (parsers.parse_bg_color, [1, 2, 300], "bg_color", "hex colour"),
-        (lambda v: parsers.parse_bool(v, field="crop"), "maybe", "crop", "true or false"),
-        (lambda v: parsers.parse_bool(v, field="crop"), [], "crop", "true or false"),
-        (parsers.parse_crop_margin, "-5px", "crop_margin", "1, 2 or 4"),
-        (parsers.parse_crop_margin, "1 2 3", "crop_margin", "1, 2 or 4"),
-        (parsers.parse_crop_margin, "10em", "crop_margin", "px or %"),
-        (parsers.parse_crop_margin, True, "crop_margin", "px or %"),
-        (parsers.parse_roi, "0 0 10", "roi", "x1 y1 x2 y2"),
-        (parsers.parse_roi, "50% 0% 10% 100%", "roi", "x1 < x2"),
-        (parsers.parse_roi, "0% 0% 150% 100%", "roi", "over 100%"),
-        (parsers.parse_roi, "a b c d", "roi", "x1 y1 x2 y2"),
-        (parsers.parse_scale, "5%", "scale", "10% to 100%"),
-        (parsers.parse_scale, "120%", "scale", "10% to 100%"),
-        (parsers.parse_scale, "big", "scale", "'original'"),
-        (parsers.parse_position, "left", "position", "'center'"),
-        (parsers.parse_position, "10% 20% 30%", "position", "one or two percentages"),
-        (parsers.parse_position, "120%", "position", "0% to 100%"),
-        (lambda v: parsers.parse_dimension(v, field="max_width"), "0", "max_width", "1 to"),
-        (lambda v: parsers.parse_dimension(v, field="max_width"), "1e9", "max_width", "1 to"),
-        (lambda v: parsers.parse_dimension(v, field="max_width"), 12.5, "max_width", "whole"),
-        (lambda v: parsers.parse_dimension(v, field="max_width"), "-3", "max_width", "1 to"),
-        (lambda v: parsers.parse_threshold(v, field="t"), "256", "t", "0 to 255"),
-        (lambda v: parsers.parse_threshold(v, field="t"), None, "t", "0 to 255"),
-        (lambda v: parsers.parse_threshold(v, field="t"), True, "t", "0 to 255"),
-        (parsers.parse_erode_size, "41", "alpha_matting_erode_size", "0 to 40"),
-        (parsers.parse_size, "huge", "size", "preview"),
-        (lambda v: parsers.parse_size(v, choices=["full", "preview"]), "hd", "size", "full"),
-    ],
-)
-def test_every_parser_refuses_bad_values_naming_the_field_and_what_is_allowed(
-    parse, value, field, named
-):
-    with pytest.raises(OptionError) as caught:
-        parse(value)
-    assert isinstance(caught.value, ValueError)
-    assert caught.value.field == field
-    assert str(caught.value).startswith(field)
-    assert named in str(caught.value)
-
-
-def test_a_huge_value_is_not_echoed_whole_in_the_message():
-    with pytest.raises(OptionError) as caught:
-        parsers.parse_format("x" * 3_000_000)
-    assert len(str(caught.value)) < 200
-
-
-def test_a_parser_can_name_the_field_as_its_door_calls_it():
-    with pytest.raises(OptionError) as caught:
-        parsers.parse_bool("maybe", field="alpha_matting")
-    assert caught.value.field == "alpha_matting"
-
-
-# --- OutputOptions --------------------------------------------------------------
-
-EVERY_OPTION = OutputOptions(
-    format="webp",
-    channels="rgba",
-    bg_color=(1, 2, 3, 128),
-    crop=True,
-    crop_margin=parsers.parse_crop_margin("10px 5%"),
-    roi=parsers.parse_roi("0 0 50% 100%"),
-    scale=80.0,
-    position=(10.0, 90.0),
-    max_pixels=250_000,
-    max_width=500,
-    max_height=300,
-    alpha_matting=True,
-    alpha_matting_foreground_threshold=230,
-    alpha_matting_background_threshold=20,
-    alpha_matting_erode_size=5,
-    post_process_mask=True,
-)
-
-
-def test_default_options_serialise_to_an_empty_object():
-    assert OutputOptions().to_json() == {}
-    assert OutputOptions().is_default
-    assert OutputOptions.from_json({}) == OutputOptions()
-
-
-def test_options_survive_a_round_trip_through_json():
-    data = EVERY_OPTION.to_json()
-    assert data["bg_color"] == "#01020380"
-    assert data["crop_margin"] == ["10px", "5%", "10px", "5%"]
-    assert data["roi"] == ["0px", "0px", "50%", "100%"]
-    assert data["position"] == [10.0, 90.0]
-    assert OutputOptions.from_json(data) == EVERY_OPTION
-    assert len(data) == 15  # all but channels, left at its default
-    assert len(EVERY_OPTION.to_json(full=True)) == 16
-
-
-def test_lengths_print_as_they_parse():
-    for text in ("0px", "12.5%", "1000000px", "0.25%"):
-        (length,) = set(parsers.parse_crop_margin(text))
-        assert str(length) == text
-
-
-def test_to_json_lists_only_what_differs_from_the_defaults():
-    assert OutputOptions(format="jpg", crop=True).to_json() == {"format": "jpg", "crop": True}
-    full = OutputOptions(format="jpg").to_json(full=True)
-    assert full["format"] == "jpg" and full["bg_color"] is None and full["crop"] is False
-
-
-def test_from_json_refuses_unknown_keys_and_bad_values():
-    with pytest.raises(OptionError) as caught:
-        OutputOptions.from_json({"shadow": True})
-    assert caught.value.field == "shadow"
-    with pytest.raises(OptionError) as caught:
-        OutputOptions.from_json({"scale": "5%"})
-    assert caught.value.field == "scale"
-
-
-def test_options_built_by_hand_are_validated_too():
-    with pytest.raises(OptionError):
-        OutputOptions(format="gif")
-    with pytest.raises(OptionError):
-        OutputOptions(alpha_matting_erode_size=99)
-    with pytest.raises(OptionError):
-        OutputOptions(crop="yes")
-
-
-@pytest.mark.parametrize(
-    "options, expected",
-    [
-        (OutputOptions(format="auto"), "png"),
-        (OutputOptions(format="auto", bg_color=(255, 255, 255, 255)), "jpg"),
-        (OutputOptions(format="auto", bg_color=(255, 255, 255, 254)), "png"),
-        (OutputOptions(format="auto", bg_color=(0, 0, 0, 255), channels="alpha"), "png"),
-        (OutputOptions(format="webp", bg_color=(0, 0, 0, 255)), "webp"),
-    ],
-)
-def test_auto_format_is_jpg_only_when_nothing_is_transparent(options, expected):
-    assert resolve_auto_format(options).format == expected
 
 
 # --- finish() on a known mask ---------------------------------------------------
@@ -622,11 +398,6 @@ def test_finish_reports_its_stages_and_can_be_stopped(img, mask):
 
 
 # --- The real model on real photos ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def u2netp():
-    return registry.get_session("u2netp")
 
 
 def run(data: bytes, session, **options):

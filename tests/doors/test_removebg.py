@@ -19,6 +19,7 @@ from billing.selectors import ledger_sum
 from billing.services import open_account
 from removal.models import RemovalJob
 from tests.images import encode, photo, photo_bytes
+from tests.removal.helpers import assert_nothing_charged, assert_refunded
 
 pytestmark = [pytest.mark.model]
 
@@ -27,10 +28,9 @@ PHOTO = photo_bytes("astronaut")  # 512x512
 
 
 @pytest.fixture
-def client(api_key, inline_worker):
-    client = APIClient()
-    client.credentials(HTTP_X_API_KEY=api_key)
-    return client
+def client(api_client, inline_worker):
+    """The API client, with jobs run at once in this process."""
+    return api_client
 
 
 def post(client, data=None, *, image=PHOTO, fmt="multipart", **extra):
@@ -54,11 +54,6 @@ def assert_removebg_error(response, status: int, code: str) -> dict:
     assert error["code"] == code, body
     assert error["title"] and error["detail"]
     return error
-
-
-def assert_uncharged(account) -> None:
-    account.refresh_from_db()
-    assert account.credit_balance == 1000 == ledger_sum(account=account)
 
 
 def test_it_answers_a_multipart_upload_with_the_png_and_remove_bgs_headers(client, account):
@@ -241,12 +236,7 @@ def test_no_subject_to_crop_to_fails_refunded_in_remove_bgs_shape(client, accoun
     response = post(client, data, image=encode(canvas, "PNG"))
     error = assert_removebg_error(response, 400, "unknown_foreground")
     assert "refunded" in error["detail"]
-    assert_uncharged_after_refund(account)
-
-
-def assert_uncharged_after_refund(account):
-    account.refresh_from_db()
-    assert account.credit_balance == 1000 == ledger_sum(account=account)
+    assert_refunded(account)
 
 
 @pytest.mark.parametrize(
@@ -266,14 +256,14 @@ def assert_uncharged_after_refund(account):
 )
 def test_bad_parameters_are_400s_before_any_charge(client, account, data, code):
     assert_removebg_error(post(client, data), 400, code)
-    assert_uncharged(account)
+    assert_nothing_charged(account)
 
 
 def test_no_image_and_several_images_are_refused(client, account):
     assert_removebg_error(post(client, image=None), 400, "missing_source")
     both = post(client, {"image_file_b64": base64.b64encode(PHOTO).decode()})
     assert_removebg_error(both, 400, "multiple_sources")
-    assert_uncharged(account)
+    assert_nothing_charged(account)
 
 
 def test_unreadable_and_oversized_images_are_refused(client, account, settings):
@@ -282,7 +272,7 @@ def test_unreadable_and_oversized_images_are_refused(client, account, settings):
     assert_removebg_error(post(client), 400, "resolution_too_high")
     settings.MAX_UPLOAD_BYTES = 1000
     assert_removebg_error(post(client), 400, "file_too_large")
-    assert_uncharged(account)
+    assert_nothing_charged(account)
 
 
 def test_image_urls_are_refused_or_reported(client, account, loopback_files, settings):
@@ -299,7 +289,7 @@ def test_image_urls_are_refused_or_reported(client, account, loopback_files, set
     assert_removebg_error(
         post(client, {"image_url": metadata}, image=None), 400, "invalid_image_url"
     )
-    assert_uncharged(account)
+    assert_nothing_charged(account)
 
 
 def test_a_missing_or_wrong_key_is_a_403(inline_worker, account):
@@ -359,4 +349,4 @@ def test_a_job_no_worker_starts_in_time_is_refunded_and_answered_429(
     assert int(response["Retry-After"]) > 0
     job = RemovalJob.objects.get(pk=response["X-Task-Id"])
     assert job.status == RemovalJob.Status.FAILED
-    assert_uncharged_after_refund(account)
+    assert_refunded(account)

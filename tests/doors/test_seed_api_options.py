@@ -21,15 +21,15 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
-from rest_framework.test import APIClient
 from scipy import ndimage
 
-from billing.selectors import ledger_sum
 from imaging import formats, parsers, pipeline, subject
 from imaging.options import SEED, SEED_SIZES, options_for
 from removal import registry
 from removal.models import RemovalJob
+from tests.conftest import ACCOUNT_CREDITS
 from tests.images import encode, photo, photo_bytes
+from tests.removal.helpers import assert_json_error, assert_nothing_charged
 
 pytestmark = [pytest.mark.model]
 
@@ -37,14 +37,12 @@ URL = "/paid/image/remove/background"
 MODEL = "u2netp"
 PHOTO = photo_bytes("astronaut")  # 512x512, a person against a plain background
 WIDE = encode(photo("coffee").resize((1600, 1066)), "JPEG")  # 1.7 MP, 3:2
-CREDITS = 1000
 
 
 @pytest.fixture
-def client(api_key, inline_worker):
-    client = APIClient()
-    client.credentials(HTTP_X_API_KEY=api_key)
-    return client
+def client(api_client, inline_worker):
+    """The API client, with jobs run at once in this process."""
+    return api_client
 
 
 @cache
@@ -99,16 +97,11 @@ def run(client, data=None, *, image=PHOTO, **extra) -> Result:
 
 
 def assert_refused(response, status: int, code: str, account, *, names: str | None = None):
-    """A JSON error with this status and code; nothing charged, no job created."""
-    assert response.status_code == status, (response.status_code, response.content[:400])
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code, body
+    """A JSON error with this status and code (naming ``names``); nothing charged, no job."""
+    body = assert_json_error(response, status, code)
     if names:
         assert names in body["error"], body
-    account.refresh_from_db()
-    assert account.credit_balance == CREDITS == ledger_sum(account=account)
-    assert not RemovalJob.objects.exists()
+    assert_nothing_charged(account)
     return body
 
 
@@ -400,7 +393,7 @@ def test_an_option_sent_twice_is_refused(client, account):
 def test_options_do_not_change_the_price(client, account):
     run(client, {"format": "webp", "alpha_matting": "true", "crop": "true", "size": "preview"})
     account.refresh_from_db()
-    assert account.credit_balance == CREDITS - settings.REMOVAL_PRICE_CREDITS
+    assert account.credit_balance == ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
 
 
 # --- Idempotency ---------------------------------------------------------------------
@@ -417,24 +410,16 @@ def test_the_idempotency_fingerprint_covers_the_options(client, account):
     defaults = post(client, HTTP_IDEMPOTENCY_KEY="k-1")
     assert defaults.status_code == 409
     account.refresh_from_db()
-    assert account.credit_balance == CREDITS - settings.REMOVAL_PRICE_CREDITS
+    assert account.credit_balance == ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
     assert RemovalJob.objects.count() == 1
 
 
 # --- Other sources: image_file_b64 ---------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "encoded",
-    [
-        base64.b64encode(PHOTO).decode(),
-        "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode(),
-        base64.encodebytes(PHOTO).decode(),  # wrapped at 76 characters
-        base64.urlsafe_b64encode(PHOTO).decode().rstrip("="),
-    ],
-    ids=["plain", "data-url", "wrapped", "url-safe-unpadded"],
-)
-def test_image_file_b64_is_accepted(client, encoded):
+def test_image_file_b64_is_accepted(client):
+    """Each form of base64 a client may send is decoded in test_submissions.py."""
+    encoded = "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode()
     got = run(client, {"image_file_b64": encoded}, image=None)
     assert got.data == default_png()
 
@@ -513,10 +498,9 @@ class Redirector(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def redirector(settings):
+def redirector(allow_loopback):
     """A loopback server the fetcher may reach: it serves PHOTO, redirects
     where asked (/to?<url>) and sends an endless body (/endless)."""
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     server = Redirector()
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -524,20 +508,6 @@ def redirector(settings):
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-@pytest.fixture
-def connections(monkeypatch):
-    """Every (host, port) a socket connects to during the test."""
-    seen: list[tuple] = []
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        seen.append(tuple(address[:2]))
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return seen
 
 
 def connected_to_internal(connections, *, allowed_port: int | None = None) -> list[tuple]:
@@ -575,7 +545,7 @@ SSRF_URLS = [
     "http://2130706433/",  # 127.0.0.1 in decimal
     "http://0177.0.0.1/",  # 127.0.0.1 in octal
     "http://localhost/",
-    "http://loopback.example/",  # resolves to 127.0.0.1 (fake DNS below)
+    "http://loopback.example/",  # resolves to 127.0.0.1 (fake DNS)
     "http://mixed.example/",  # one public address and one internal one
     "file:///etc/passwd",
     "gopher://127.0.0.1/",
@@ -583,28 +553,13 @@ SSRF_URLS = [
 ]
 
 
-@pytest.fixture
-def fake_dns(monkeypatch):
-    """Names with the addresses we choose; others resolve as usual."""
-    real = socket.getaddrinfo
-    answers = {"loopback.example": ["127.0.0.1"], "mixed.example": ["93.184.216.34", "10.0.0.1"]}
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        return [
-            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 80))
-            for address in answers[host]
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 @pytest.mark.parametrize("url", SSRF_URLS)
 def test_internal_addresses_are_refused_before_any_charge_or_connection(
     client, account, settings, fake_dns, connections, url
 ):
     settings.OUTBOUND_ALLOWED_NETWORKS = []
+    fake_dns.answer("loopback.example", ["127.0.0.1"])
+    fake_dns.answer("mixed.example", ["93.184.216.34", "10.0.0.1"])
     response = post(client, {"image_url": url}, image=None)
     assert_refused(response, 400, "invalid_image_url", account)
     assert connected_to_internal(connections) == []

@@ -4,6 +4,7 @@ import base64
 import io
 import uuid
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -16,7 +17,12 @@ from billing.selectors import ledger_sum
 from removal.models import RemovalJob
 from removal.services import process_job
 from tests.images import photo_bytes, solid_png
-from tests.removal.helpers import accepted_task, assert_json_error
+from tests.removal.helpers import (
+    accepted_task,
+    assert_json_error,
+    assert_nothing_charged,
+    multipart_body,
+)
 
 URL = "/paid/image/remove/background"
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$"
@@ -28,22 +34,6 @@ def post_image(client, data=None, name="photo.jpg", **fields):
         payload["file"] = io.BytesIO(data)
         payload["file"].name = name
     return client.post(URL, payload, format="multipart")
-
-
-def assert_error(response, status: int, code: str):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert isinstance(body["error"], str) and body["error"]
-    return body
-
-
-def assert_nothing_charged(account):
-    account.refresh_from_db()
-    assert account.credit_balance == 1000
-    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE).exists()
-    assert not RemovalJob.objects.exists()
 
 
 @pytest.mark.django_db
@@ -118,28 +108,65 @@ class TestSubmit:
         )
         assert response.status_code == 202
 
+    @pytest.mark.weights
+    def test_it_accepts_odd_spacing_in_headers_and_fields(self, account, api_key, anon_client):
+        body = multipart_body([("file", "a.png", solid_png()), ("model", None, b"  u2netp  ")])
+        with mock.patch("removal.services.enqueue_job"):
+            response = anon_client.generic(
+                "POST",
+                URL,
+                body,
+                content_type='multipart/form-data ;  boundary="XyZ123"  ',
+                HTTP_X_API_KEY=f"   {api_key}\t ",
+            )
+        assert response.status_code == 202, response.content
+        assert RemovalJob.objects.get(account=account).model_name == "u2netp"
+
+    @pytest.mark.model
+    @pytest.mark.parametrize("name", ["PHOTO.JPG", "Фото отпуска 日本.png", "CAPS.WEBP"])
+    def test_upper_case_and_unicode_file_names_are_shown_not_stored(
+        self, api_client, account, name
+    ):
+        """The name is kept for display only; storage uses the job id."""
+        with mock.patch("removal.services.enqueue_job"):
+            response = post_image(
+                api_client, photo_bytes("chelsea", "PNG"), name=name, model="u2netp"
+            )
+        assert response.status_code == 202, response.content
+        job = RemovalJob.objects.get(pk=response.json()["task_id"])
+        assert job.original_filename == name
+        assert job.input_file.name == f"inputs/{job.id}.png"
+
+        process_job(job_id=job.id)
+        job.refresh_from_db()
+        assert job.status == RemovalJob.Status.COMPLETED, job.error
+        with job.output_file.open("rb") as handle:
+            out = Image.open(handle)
+            out.load()
+        assert out.mode == "RGBA" and out.size == (451, 300)
+
 
 @pytest.mark.django_db
 class TestSubmitRefusals:
     def test_it_refuses_a_missing_key(self, anon_client, account):
-        body = assert_error(post_image(anon_client, solid_png()), 401, "missing_api_key")
+        body = assert_json_error(post_image(anon_client, solid_png()), 401, "missing_api_key")
         assert "x-api-key" in body["error"]
         assert_nothing_charged(account)
 
     def test_it_refuses_a_wrong_key(self, anon_client, account, api_key):
         anon_client.credentials(HTTP_X_API_KEY=api_key[:-1] + ("A" if api_key[-1] != "A" else "B"))
-        assert_error(post_image(anon_client, solid_png()), 401, "invalid_api_key")
+        assert_json_error(post_image(anon_client, solid_png()), 401, "invalid_api_key")
         assert_nothing_charged(account)
 
     def test_it_refuses_a_revoked_key(self, anon_client, account):
         key_obj, key = create_api_key(account=account, name="old")
         revoke_api_key(api_key=key_obj)
         anon_client.credentials(HTTP_X_API_KEY=key)
-        assert_error(post_image(anon_client, solid_png()), 401, "invalid_api_key")
+        assert_json_error(post_image(anon_client, solid_png()), 401, "invalid_api_key")
         assert_nothing_charged(account)
 
     def test_it_refuses_an_unknown_model(self, api_client, account):
-        body = assert_error(
+        body = assert_json_error(
             post_image(api_client, solid_png(), model="u3net"), 400, "unknown_model"
         )
         assert "u2net" in body["error"]
@@ -149,20 +176,31 @@ class TestSubmitRefusals:
         self, api_client, account, settings, tmp_path
     ):
         settings.U2NET_HOME = tmp_path  # an empty weights folder
-        body = assert_error(
+        body = assert_json_error(
             post_image(api_client, solid_png(), model="silueta"), 503, "model_unavailable"
         )
         assert "silueta" in body["error"]
         assert_nothing_charged(account)
 
     @pytest.mark.weights
+    def test_it_refuses_two_file_parts(self, api_client, account):
+        parts = [("file", "a.png", solid_png()), ("file", "b.png", solid_png(10, 10))]
+        response = api_client.generic(
+            "POST", URL, multipart_body(parts), content_type="multipart/form-data; boundary=XyZ123"
+        )
+        assert_json_error(response, 400, "multiple_files")
+        assert_nothing_charged(account)
+
+    @pytest.mark.weights
     def test_it_refuses_a_request_without_a_file(self, api_client, account):
-        assert_error(post_image(api_client, None, model="u2net"), 400, "file_required")
+        assert_json_error(post_image(api_client, None, model="u2net"), 400, "file_required")
         assert_nothing_charged(account)
 
     def test_it_refuses_a_file_over_the_byte_limit(self, api_client, account, settings):
         settings.MAX_UPLOAD_BYTES = 1000
-        body = assert_error(post_image(api_client, photo_bytes("chelsea")), 413, "file_too_large")
+        body = assert_json_error(
+            post_image(api_client, photo_bytes("chelsea")), 413, "file_too_large"
+        )
         assert "limit" in body["error"]
         assert_nothing_charged(account)
 
@@ -170,7 +208,7 @@ class TestSubmitRefusals:
     def test_it_refuses_a_gif_with_the_contract_message(self, api_client, account):
         gif = io.BytesIO()
         Image.new("RGB", (10, 10), "red").save(gif, "GIF")
-        body = assert_error(
+        body = assert_json_error(
             post_image(api_client, gif.getvalue(), name="cat.png"), 415, "unsupported_format"
         )
         assert body["error"] == (
@@ -180,7 +218,7 @@ class TestSubmitRefusals:
 
     @pytest.mark.weights
     def test_it_sniffs_the_format_instead_of_trusting_the_name(self, api_client, account):
-        body = assert_error(
+        body = assert_json_error(
             post_image(api_client, b"hello, I am text" * 20, name="photo.png"),
             415,
             "unsupported_format",
@@ -197,13 +235,15 @@ class TestSubmitRefusals:
     @pytest.mark.weights
     def test_it_refuses_a_truncated_jpeg(self, api_client, account):
         data = photo_bytes("astronaut")
-        assert_error(post_image(api_client, data[: len(data) // 2]), 400, "invalid_image")
+        assert_json_error(post_image(api_client, data[: len(data) // 2]), 400, "invalid_image")
         assert_nothing_charged(account)
 
     @pytest.mark.weights
     def test_it_refuses_an_image_over_the_pixel_limit(self, api_client, account, settings):
         settings.MAX_IMAGE_PIXELS = 100 * 100
-        body = assert_error(post_image(api_client, solid_png(200, 100)), 413, "image_too_large")
+        body = assert_json_error(
+            post_image(api_client, solid_png(200, 100)), 413, "image_too_large"
+        )
         assert "200x100" in body["error"]
         assert_nothing_charged(account)
 
@@ -212,11 +252,9 @@ class TestSubmitRefusals:
         from billing.services import adjust_credits
 
         adjust_credits(account=account, amount=-980, note="leave 20")
-        body = assert_error(post_image(api_client, solid_png()), 402, "insufficient_credits")
+        body = assert_json_error(post_image(api_client, solid_png()), 402, "insufficient_credits")
         assert "25" in body["error"] and "20" in body["error"]
-        account.refresh_from_db()
-        assert account.credit_balance == 20
-        assert not RemovalJob.objects.exists()
+        assert_nothing_charged(account, balance=20)
 
     @pytest.mark.weights
     def test_the_last_25_credits_can_be_spent(self, api_client, account):
@@ -325,10 +363,10 @@ class TestStatus:
         assert account.credit_balance == 1000  # refunded
 
     def test_an_unknown_task_is_404(self, api_client):
-        assert_error(api_client.get(f"/api/get/{uuid.uuid4()}"), 404, "task_not_found")
+        assert_json_error(api_client.get(f"/api/get/{uuid.uuid4()}"), 404, "task_not_found")
 
     def test_a_malformed_task_id_is_404(self, api_client):
-        assert_error(api_client.get("/api/get/not-a-uuid"), 404, "task_not_found")
+        assert_json_error(api_client.get("/api/get/not-a-uuid"), 404, "task_not_found")
 
     @pytest.mark.weights
     def test_polling_without_a_key_works_as_in_the_contract(self, api_client, anon_client):
@@ -340,7 +378,7 @@ class TestStatus:
         job = self.submit(api_client)
         _, other_key = create_api_key(account=other_account)
         anon_client.credentials(HTTP_X_API_KEY=other_key)
-        assert_error(anon_client.get(f"/api/get/{job.id}"), 404, "task_not_found")
+        assert_json_error(anon_client.get(f"/api/get/{job.id}"), 404, "task_not_found")
 
 
 @pytest.mark.django_db
@@ -362,19 +400,21 @@ class TestDownload:
         assert (img.format, img.mode, img.size) == ("PNG", "RGBA", (451, 300))
 
     def test_an_unknown_file_is_404(self, anon_client, db):
-        assert_error(anon_client.get(f"/output/{uuid.uuid4()}_output.png"), 404, "file_not_found")
+        assert_json_error(
+            anon_client.get(f"/output/{uuid.uuid4()}_output.png"), 404, "file_not_found"
+        )
 
     @pytest.mark.weights
     def test_other_names_are_404(self, api_client, anon_client):
         job = self.completed_job(api_client)
         for name in (f"{job.id}.jpeg", f"{job.id}_output.PNG", f"{str(job.id).upper()}_output.png"):
-            assert_error(anon_client.get(f"/output/{name}"), 404, "file_not_found")
+            assert_json_error(anon_client.get(f"/output/{name}"), 404, "file_not_found")
 
     @pytest.mark.weights
     def test_a_task_that_is_not_finished_has_no_file(self, api_client, anon_client):
         response = post_image(api_client, solid_png())
         task_id = response.json()["task_id"]
-        assert_error(anon_client.get(f"/output/{task_id}_output.png"), 404, "file_not_found")
+        assert_json_error(anon_client.get(f"/output/{task_id}_output.png"), 404, "file_not_found")
 
     @pytest.mark.weights
     def test_an_expired_result_is_gone(self, api_client, anon_client):
@@ -382,7 +422,7 @@ class TestDownload:
         RemovalJob.objects.filter(pk=job.pk).update(
             expires_at=timezone.now() - timedelta(seconds=1)
         )
-        assert_error(anon_client.get(f"/output/{job.id}_output.png"), 410, "expired")
+        assert_json_error(anon_client.get(f"/output/{job.id}_output.png"), 410, "expired")
         body = anon_client.get(f"/api/get/{job.id}").json()
         assert body["status"] == "completed"
         assert body["result"]["expired"] is True
