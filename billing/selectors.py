@@ -10,13 +10,11 @@ it is the balance after it, and all rows add up to the account's balance.
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.models import CreditPack, LedgerEntry, Purchase
-from removal.models import RemovalJob
 from revid.errors import ApplicationError
 
 # The chart's window, and the longest period one request may ask for (its
@@ -155,41 +153,6 @@ def usage_summary(*, query: UsageQuery) -> dict:
         "total": sum(by_kind.values()),
         "by_kind": by_kind,
     }
-
-
-def daily_usage(*, query: UsageQuery) -> list[dict]:
-    """One dict per day of the period (days without rows included):
-    ``images_completed`` and ``images_failed`` (the jobs charged that day, by
-    how they ended), ``credits_spent`` (charges less refunds booked that day)
-    and ``credits_added`` (grants, adjustments and purchases, net)."""
-    charge = Q(kind=LedgerEntry.Kind.CHARGE)
-    spending = Q(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND])
-    rows = (
-        usage_entries(query=query)
-        .order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
-        .values("day")
-        .annotate(
-            completed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.COMPLETED)),
-            failed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.FAILED)),
-            spent=Sum("amount", filter=spending),
-            added=Sum("amount", filter=~spending),
-        )
-    )
-    by_day = {row["day"]: row for row in rows}
-    days = []
-    for day in query.days:
-        row = by_day.get(day, {})
-        days.append(
-            {
-                "date": day,
-                "images_completed": row.get("completed", 0),
-                "images_failed": row.get("failed", 0),
-                "credits_spent": -(row.get("spent") or 0),
-                "credits_added": row.get("added") or 0,
-            }
-        )
-    return days
 
 
 def usage_row(*, entry: LedgerEntry) -> dict:

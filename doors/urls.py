@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from doors import batches, dashboard, metrics, removebg, seed_api, web
+from doors import batches, dashboard, metrics, removebg, seed_api, usage, usage_api, web
 
 urlpatterns = [
     # The seed API (API key).
@@ -31,6 +31,10 @@ urlpatterns = [
     # remove.bg's dialect (API key).
     path("v1.0/removebg", removebg.RemoveBgApi.as_view(), name="removebg"),
     path("v1.0/account", removebg.RemoveBgAccountApi.as_view(), name="removebg-account"),
+    # Usage: the ledger and the jobs it paid for (API key, or session login).
+    path("api/usage", usage_api.UsageApi.as_view(), name="usage-api"),
+    path("usage/", usage.usage, name="usage"),
+    path("usage/export.csv", usage.usage_csv, name="usage-csv"),
     # The web page (session login).
     path("", web.upload_page, name="upload"),
     path("jobs/", web.submit_upload, name="web-submit"),

@@ -1,11 +1,14 @@
 import uuid
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
 from accounts.models import Account
+from billing.models import LedgerEntry
+from billing.selectors import UsageQuery, usage_entries
 from imaging.formats import CONTENT_TYPES
 from removal import registry
 from removal.models import Batch, RemovalJob
@@ -108,3 +111,38 @@ def queue_stats(*, now=None) -> dict:
         },
         "queues": queues,
     }
+
+
+def daily_usage(*, query: UsageQuery) -> list[dict]:
+    """One dict per day of the period (days without rows included):
+    ``images_completed`` and ``images_failed`` (the jobs charged that day, by
+    how they ended), ``credits_spent`` (charges less refunds booked that day)
+    and ``credits_added`` (grants, adjustments and purchases, net)."""
+    charge = Q(kind=LedgerEntry.Kind.CHARGE)
+    spending = Q(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND])
+    rows = (
+        usage_entries(query=query)
+        .order_by()
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values("day")
+        .annotate(
+            completed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.COMPLETED)),
+            failed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.FAILED)),
+            spent=Sum("amount", filter=spending),
+            added=Sum("amount", filter=~spending),
+        )
+    )
+    by_day = {row["day"]: row for row in rows}
+    days = []
+    for day in query.days:
+        row = by_day.get(day, {})
+        days.append(
+            {
+                "date": day,
+                "images_completed": row.get("completed", 0),
+                "images_failed": row.get("failed", 0),
+                "credits_spent": -(row.get("spent") or 0),
+                "credits_added": row.get("added") or 0,
+            }
+        )
+    return days

@@ -11,14 +11,14 @@ from billing.selectors import (
     FIRST_DAY,
     LAST_DAY,
     MAX_PERIOD_DAYS,
-    daily_usage,
     ledger_sum,
     usage_entries,
     usage_query,
     usage_summary,
 )
+from removal.selectors import daily_usage
 from revid.errors import ApplicationError
-from tests.billing.conftest import backdate, run_job
+from tests.ledger_history import backdate, run_job
 
 
 def test_without_dates_a_query_covers_the_last_thirty_days(account):

@@ -9,8 +9,8 @@ import pytest
 
 from billing.selectors import FIRST_DAY, LAST_DAY, ledger_sum
 from billing.services import grant_credits
-from billing.views import PAGE_SIZE, bar_chart
-from tests.billing.conftest import backdate
+from doors.usage import PAGE_SIZE, bar_chart
+from tests.ledger_history import backdate
 
 PASSWORD = "correct-horse-battery"
 

@@ -14,12 +14,12 @@ from billing.selectors import (
     FIRST_DAY,
     LAST_DAY,
     MAX_PERIOD_DAYS,
-    daily_usage,
     usage_entries,
     usage_query,
     usage_row,
     usage_summary,
 )
+from removal.selectors import daily_usage
 from revid.errors import ApplicationError, ErrorSerializer
 
 API_PAGE_SIZE = 500

@@ -7,10 +7,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import create_api_key
-from billing.apis import API_PAGE_SIZE
 from billing.selectors import ledger_sum
 from billing.services import grant_credits
-from tests.billing.conftest import backdate
+from doors.usage_api import API_PAGE_SIZE
+from tests.ledger_history import backdate
 from tests.removal.helpers import assert_json_error
 
 
