@@ -37,10 +37,24 @@ INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 def interesting_sizes(current: int, rng: random.Random, bits: int) -> int:
     """A side, length or offset likely to find an off-by-one or an overflow."""
     top = (1 << bits) - 1
-    return rng.choice(
-        [0, 1, 2, current - 1, current + 1, current * 2, current * 64, top, top // 2, top // 2 + 1]
-        + [rng.randrange(top + 1)]
-    ) & top
+    return (
+        rng.choice(
+            [
+                0,
+                1,
+                2,
+                current - 1,
+                current + 1,
+                current * 2,
+                current * 64,
+                top,
+                top // 2,
+                top // 2 + 1,
+            ]
+            + [rng.randrange(top + 1)]
+        )
+        & top
+    )
 
 
 # --- byte damage, to a whole file or to one payload ---------------------------
@@ -491,6 +505,18 @@ def webp_header_field(data: bytes, rng: random.Random) -> Mutant:
     return f"WebP {fourcc.decode()} {field} = {value}", riff_build(chunks)
 
 
+def webp_bitstream(data: bytes, rng: random.Random) -> Mutant:
+    """Damage past the VP8/VP8L/ALPH header, inside the compressed image itself."""
+    chunks = riff_chunks(data)
+    skip = {b"VP8 ": 10, b"VP8L": 5, b"ALPH": 1}
+    index = rng.choice([i for i, (fourcc, _) in enumerate(chunks) if fourcc in skip])
+    fourcc, payload = chunks[index]
+    head = skip[fourcc]
+    change, damaged = damage_bytes(payload[head:], rng)
+    chunks[index][1] = payload[:head] + damaged
+    return f"WebP {fourcc.decode()} bitstream: {change}", riff_build(chunks)
+
+
 def webp_chunk_order(data: bytes, rng: random.Random) -> Mutant:
     chunks = riff_chunks(data)
     index = rng.randrange(len(chunks))
@@ -587,9 +613,7 @@ def rle8_bmp(img: Image.Image) -> bytes:
     palette += [0] * (3 * 256 - len(palette))
     table = b"".join(bytes([b, g, r, 0]) for r, g, b in zip(*[iter(palette)] * 3, strict=True))
     offset = 14 + 40 + len(table)
-    info = struct.pack(
-        "<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(encoded), 2835, 2835, 256, 0
-    )
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(encoded), 2835, 2835, 256, 0)
     head = b"BM" + struct.pack("<IHHI", offset + len(encoded), 0, 0, offset)
     return head + info + table + bytes(encoded)
 
@@ -649,9 +673,7 @@ FORMATS: dict[str, Format] = {
     ),
     "jpeg": Format(
         sources={
-            "jpeg-baseline-exif": lambda: encode(
-                source_image(), "JPEG", quality=85, exif=_exif(6)
-            ),
+            "jpeg-baseline-exif": lambda: encode(source_image(), "JPEG", quality=85, exif=_exif(6)),
             "jpeg-progressive": lambda: encode(
                 source_image(), "JPEG", quality=85, progressive=True
             ),
@@ -678,7 +700,13 @@ FORMATS: dict[str, Format] = {
                 source_image("RGBA"), "WEBP", quality=80, exif=_exif(3)
             ),
         },
-        structural=(webp_chunk_payload, webp_header_field, webp_header_field, webp_chunk_order),
+        structural=(
+            webp_chunk_payload,
+            webp_header_field,
+            webp_bitstream,
+            webp_bitstream,
+            webp_chunk_order,
+        ),
     ),
     "bmp": Format(
         sources={

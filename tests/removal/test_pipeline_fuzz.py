@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import warnings
 from functools import cache
 
 import pytest
@@ -48,14 +49,20 @@ HTTP_PER_VERDICT = 1
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+def show(request, text: str) -> None:
+    """Writes to the terminal even while pytest captures the output."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(text)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{text}")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _print_the_seed(request):
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"fuzz: fresh mutants from FUZZ_SEED={FRESH_SEED} (set it to replay this run)"
-    if reporter is not None:
-        reporter.write_line(f"\n{line}")
-    else:
-        print(line)
+    show(request, f"fuzz: fresh mutants from FUZZ_SEED={FRESH_SEED} (set it to replay this run)")
 
 
 @cache
@@ -82,7 +89,9 @@ def opens(data: bytes) -> bool:
     """Whether Pillow gets past the file's framing and header: the mutant
     reaches the pixel decoder."""
     try:
-        Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.open(io.BytesIO(data))
     except Exception:
         return False
     return True
@@ -117,18 +126,14 @@ def test_structure_aware_mutants_reach_the_decoder_of_every_format(request):
             f"{fmt}: {len(structural)} structure-aware mutants, {len(reached)} past the "
             f"header, {accepted} accepted"
         )
-        assert len(reached) >= 0.5 * len(structural), lines[-1]
+        assert len(reached) >= 0.6 * len(structural), lines[-1]
         assert 0.1 * len(reached) <= accepted <= 0.9 * len(reached), lines[-1]
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("\n" + "\n".join(lines))
+    show(request, "\n".join(lines))
 
 
 @SETS
 @pytest.mark.parametrize("source", SOURCES)
-def test_every_mutant_the_check_accepts_decodes_in_the_worker_at_the_size_it_promised(
-    kind, source
-):
+def test_every_mutant_the_check_accepts_decodes_in_the_worker_at_the_size_it_promised(kind, source):
     for description, data in mutant_set(kind, source):
         info = checked(data)
         if info is None:
@@ -153,14 +158,29 @@ def u2netp():
     return registry.get_session("u2netp")
 
 
+def decoded_signature(img: Image.Image) -> tuple:
+    """What the rest of the pipeline can see of a decoded mutant's damage."""
+    alpha = img.getchannel("A").getextrema() if img.mode == "RGBA" else None
+    return img.size, img.mode, alpha
+
+
 @pytest.mark.model
 @SETS
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_mutant_is_refused_before_the_charge_or_completes(u2netp, kind, source):
+    """After ``decode_for_model`` the pipeline sees only the decoded image, so
+    the model runs once per distinct size, mode and alpha range the damage
+    produced (a 19769x48 JPEG, a 2x48 WebP, an all-transparent PNG...): the
+    decode above covers every mutant, this covers what it can hand on."""
+    seen = set()
     for description, data in mutant_set(kind, source):
         info = checked(data)
         if info is None:
             continue
+        signature = decoded_signature(pipeline.decode_for_model(data, max_pixels=MAX_PIXELS))
+        if signature in seen:
+            continue
+        seen.add(signature)
         try:
             result = pipeline.remove_background(data, u2netp, max_pixels=MAX_PIXELS)
         except Exception as exc:
@@ -169,6 +189,7 @@ def test_every_mutant_is_refused_before_the_charge_or_completes(u2netp, kind, so
         out = Image.open(io.BytesIO(result.data))
         out.load()
         assert out.size == (info.width, info.height), description
+    assert seen, f"no mutant of {source} passed the check"
 
 
 def http_share() -> list[tuple[str, str, bytes, bool]]:
