@@ -38,7 +38,7 @@ Many waiters in one web process:
   it wakes every waiter, and they re-read the job; until it is listening
   again they poll, each on its own. As a last net (a job ended by a path
   that does not announce), a waiter re-reads its job every
-  ``RECHECK_SECONDS``.
+  ``WAIT_RECHECK_SECONDS``.
 - A waiting request closes its thread's Django connection before it blocks
   (outside a transaction), so N waiting requests hold N threads (gunicorn
   gthread, ``make serve``) but no database connections.
@@ -63,9 +63,6 @@ from revid.observability import WAITING_CLIENTS
 
 logger = logging.getLogger(__name__)
 
-# A waiter re-reads its job this often even when listening, in case the job
-# ended without an announcement (or the announcement was lost).
-RECHECK_SECONDS = 5.0
 # While the listener is down, each waiter reads its job this often itself.
 FALLBACK_POLL_SECONDS = 0.5
 # How long the first waiter gives a (re)starting listener to subscribe
@@ -174,7 +171,7 @@ def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            step = RECHECK_SECONDS if listening else FALLBACK_POLL_SECONDS
+            step = settings.WAIT_RECHECK_SECONDS if listening else FALLBACK_POLL_SECONDS
             _release_db_connection()
             if waiter.event.wait(min(remaining, step)) and waiter.finished:
                 return

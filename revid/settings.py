@@ -558,6 +558,10 @@ if DB_TRANSACTION_POOLER and WAIT_BACKEND == "postgres" and not WAIT_DATABASE_UR
 # The poll backend's interval: one query per web process (for all of its
 # waiting requests together), only while some request waits.
 WAIT_POLL_MS = env_int("WAIT_POLL_MS", 25, minimum=1)
+# The last net: a listening waiter re-reads its job this often, in case it
+# ended without an announcement (or the announcement was lost). Tests set it
+# far beyond their waits, so that only the announcement can end them.
+WAIT_RECHECK_SECONDS = env_int("WAIT_RECHECK_SECONDS", 5, minimum=1)
 # The longest ?wait= a client may ask for, in seconds.
 WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 # The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.

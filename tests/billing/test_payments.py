@@ -24,6 +24,7 @@ from django.test import Client
 from billing.models import CreditPack, LedgerEntry, Purchase, RejectedPayment
 from billing.selectors import ledger_sum
 from billing.services import adjust_credits
+from tests.billing.stripe_shapes import HANDLER_READS, event_errors, paid_session
 from tests.conftest import STRIPE_TEST_SECRET_KEY, STRIPE_TEST_WEBHOOK_SECRET, wait_for
 
 WEBHOOK = "/billing/stripe/webhook"
@@ -63,12 +64,35 @@ def stripe_event(stripe_server: str, event_type: str, object_id: str) -> dict:
     return events[0]
 
 
-def deliver(client: Client, event: dict, *, secret: str = STRIPE_TEST_WEBHOOK_SECRET):
+def deliver(
+    client: Client, event: dict, *, secret: str = STRIPE_TEST_WEBHOOK_SECRET, shaped: bool = True
+):
+    # Whoever built it (localstripe, our test server, a test), it is shaped as
+    # Stripe's; only the malformed-event tests send what Stripe never would.
+    if shaped:
+        errors = event_errors(event, reads=HANDLER_READS)
+        assert errors == [], "\n".join(errors)
     payload = json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(payload, secret)
     return client.post(
         WEBHOOK, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
     )
+
+
+def envelope(event_id: str, event_type: str, obj: dict) -> dict:
+    """An event as Stripe wraps an object in one (what a test sends that
+    localstripe cannot: the fields of stripe.Event that Stripe always sends)."""
+    return {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": int(time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
 
 
 def purchases(account) -> list[LedgerEntry]:
@@ -204,12 +228,11 @@ def test_a_delayed_payment_is_granted_when_stripe_reports_it_paid(
     )
     assert deliver(customer_client, completed).json()["outcome"] == "unpaid"
     # localstripe has no delayed payment methods: the later event, as Stripe sends it.
-    paid_later = {
-        "id": "evt_async_paid",
-        "object": "event",
-        "type": "checkout.session.async_payment_succeeded",
-        "data": {"object": completed["data"]["object"] | {"payment_status": "paid"}},
-    }
+    paid_later = envelope(
+        "evt_async_paid",
+        "checkout.session.async_payment_succeeded",
+        completed["data"]["object"] | {"payment_status": "paid"},
+    )
     assert deliver(customer_client, paid_later).json()["outcome"] == "granted"
     assert deliver(customer_client, paid_later).json()["outcome"] == "already granted"
     account.refresh_from_db()
@@ -234,12 +257,8 @@ def refund(stripe_server: str, purchase: Purchase, amount: int | None = None) ->
     params = {"charge": charge_id} | ({"amount": amount} if amount else {})
     client.v1.refunds.create(params=params)
     charge = requests.get(f"{stripe_server}/v1/charges/{charge_id}", headers=AUTH, timeout=10)
-    return {
-        "id": f"evt_refund_{charge_id}_{charge.json()['amount_refunded']}",
-        "object": "event",
-        "type": "charge.refunded",
-        "data": {"object": charge.json()},
-    }
+    event_id = f"evt_refund_{charge_id}_{charge.json()['amount_refunded']}"
+    return envelope(event_id, "charge.refunded", charge.json())
 
 
 def test_a_refund_takes_the_credits_back_once(stripe_settings, pack, customer_client, account):
@@ -362,23 +381,15 @@ def checkout_event(
 ) -> dict:
     """A paid ``checkout.session.completed`` as Stripe sends it, with our metadata."""
     metadata = {"account_id": str(account.pk), "pack_id": str(pack_id), **meta}
-    return {
-        "id": f"evt_{session_id}",
-        "object": "event",
-        "type": "checkout.session.completed",
-        "data": {
-            "object": {
-                "id": session_id,
-                "object": "checkout.session",
-                "payment_status": "paid",
-                "amount_total": amount,
-                "currency": currency,
-                "client_reference_id": str(account.pk),
-                "payment_intent": f"pi_{session_id}",
-                "metadata": metadata,
-            }
-        },
+    session = paid_session() | {
+        "id": session_id,
+        "amount_total": amount,
+        "currency": currency,
+        "client_reference_id": str(account.pk),
+        "payment_intent": f"pi_{session_id}",
+        "metadata": metadata,
     }
+    return envelope(f"evt_{session_id}", "checkout.session.completed", session)
 
 
 def test_the_credits_come_from_the_pack_not_from_the_events_metadata(
@@ -499,7 +510,7 @@ def malformed_events(account, pack) -> dict[str, dict]:
     ],
 )
 def test_a_malformed_event_is_a_400_not_a_503(payments_on, client, pack, account, case):
-    response = deliver(client, malformed_events(account, pack)[case])
+    response = deliver(client, malformed_events(account, pack)[case], shaped=False)
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["code"] == "malformed_event" and body["error"]
@@ -512,3 +523,42 @@ def test_metadata_credits_of_zero_or_less_change_nothing(payments_on, client, pa
     assert (response.status_code, response.json()["outcome"]) == (200, "granted")
     account.refresh_from_db()
     assert account.credit_balance == 1500
+
+
+class Reads(dict):
+    """A JSON object that notes the dotted path of every key read from it."""
+
+    def __init__(self, data: dict, seen: set[str], path: str = ""):
+        super().__init__(data)
+        self.seen, self.path = seen, path
+
+    def _read(self, key, value):
+        self.seen.add(f"{self.path}{key}")
+        return Reads(value, self.seen, f"{self.path}{key}.") if isinstance(value, dict) else value
+
+    def __getitem__(self, key):
+        return self._read(key, super().__getitem__(key))
+
+    def get(self, key, default=None):
+        return self._read(key, super().get(key, default))
+
+
+def test_the_handler_reads_only_what_stripe_shapes_checks_and_stripe_sends(
+    stripe_settings, pack, customer_client, account
+):
+    """HANDLER_READS (what every delivered event is checked for) is what
+    billing/payments.py really reads, on events shaped as Stripe's."""
+    from billing import payments
+
+    purchase = buy(stripe_settings, customer_client, pack)
+    events = [
+        stripe_event(stripe_settings, "checkout.session.completed", purchase.checkout_session_id),
+        refund(stripe_settings, purchase),
+    ]
+    for event in events:
+        seen: set[str] = set()
+        payments.handle_event(event=Reads(event, seen))
+        name = event["data"]["object"]["object"]
+        read = {path.split(".")[2] for path in seen if path.startswith("data.object.")}
+        assert read == set(HANDLER_READS[name]), (name, sorted(seen))
+        assert event_errors(event, reads=HANDLER_READS) == []

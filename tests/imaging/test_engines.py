@@ -51,17 +51,31 @@ def test_openvino_fp32_gives_rembgs_masks(engine, rembg_u2netp, data):
     assert_same_mask(cut_out(data, session), remove(data, session=rembg_u2netp))
 
 
-def test_openvino_bf16_drifts_no_further_than_the_documented_bound(engine, rembg_u2netp):
-    # docs/benchmarks.md: IoU 0.96-1.00 against rembg on the benchmark photos
-    # and the small and thin subjects; anything worse is a regression.
+@pytest.mark.parametrize(
+    "data, min_iou, max_mean_diff",
+    [
+        # A benchmark photo: u2netp on bf16 keeps IoU 0.975-0.998 and mean
+        # |Δalpha| up to 2.4 on them (docs/benchmarks.md, "Opt-in engines";
+        # astronaut at 512x512 measured 0.978 and 2.5 here).
+        (photo_bytes("astronaut"), 0.97, 3.0),
+        # The thin subject, the worst the docs show: IoU 0.934, mean |Δalpha|
+        # 0.20 (README: "IoU down to 0.93 on a thin subject").
+        (small_subject_jpeg("thin-astronaut"), 0.93, 0.5),
+    ],
+    ids=["astronaut", "thin-astronaut-12mp"],
+)
+def test_openvino_bf16_drifts_no_further_than_documented(
+    engine, rembg_u2netp, data, min_iou, max_mean_diff
+):
+    # The bounds are the documented figures, rounded down: anything worse is
+    # a regression (or the docs must change with it).
     session = engine("openvino-bf16")
-    data = photo_bytes("astronaut")
 
     iou, mean_diff = mask_agreement(cut_out(data, session), remove(data, session=rembg_u2netp))
 
     assert session.inner_session.precision == "bf16"
-    assert iou >= 0.95, iou
-    assert mean_diff <= 4.0, mean_diff
+    assert iou >= min_iou, iou
+    assert mean_diff <= max_mean_diff, mean_diff
 
 
 def test_the_openvino_model_answers_like_an_onnxruntime_session(rembg_u2netp):
