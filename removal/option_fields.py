@@ -18,6 +18,8 @@ from imaging.options import OPTIONS, WEB, Option, options_for
 def schema_field(option: Option, door: str) -> serializers.Field:
     """The DRF field that documents ``option`` on ``door`` (schema only)."""
     common = {"required": False, "help_text": option.help}
+    if option.kind == "image":
+        return serializers.FileField(**common)
     if option.kind == "choice":
         choices = option.door_choices.get(door, option.choices)
         default = option.door_defaults.get(door)
@@ -52,6 +54,11 @@ def input_serializer(
     attrs: dict = dict(fields)
     for option in options_for(door, table):
         attrs[option.wire_name] = schema_field(option, door)
+        if option.url_field:
+            attrs[option.url_field] = serializers.URLField(
+                required=False,
+                help_text=f"Instead of {option.wire_name}: the image's URL. {option.help}",
+            )
     attrs["__doc__"] = doc
     attrs["__module__"] = __name__
     return type(name, (serializers.Serializer,), attrs)
@@ -75,6 +82,11 @@ class PanelField:
     @property
     def number_max(self):
         return self.option.maximum
+
+    @property
+    def url_name(self) -> str:
+        """An image option's URL field (``bg_image_url``), beside its file input."""
+        return self.option.url_field
 
 
 @dataclass(frozen=True)

@@ -81,18 +81,19 @@ def post(client, data: bytes, name: str = "upload.png", content_type="applicatio
         ),
         ("SVG", lambda: SVG, 415, "unsupported_format", "Unsupported image format: svg"),
         (
-            "TIFF",
-            lambda: encode(photo("chelsea"), "TIFF"),
+            "ICO",
+            lambda: encode(photo("chelsea").resize((64, 64)), "ICO"),
             415,
             "unsupported_format",
-            "Unsupported image format: tiff",
+            "Unsupported image format: ico",
         ),
         (
             "animated GIF",
             animated_gif,
             415,
             "unsupported_format",
-            "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp",
+            "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp, "
+            "heic, heif, tiff, tif, avif",
         ),
         (
             "decompression bomb",

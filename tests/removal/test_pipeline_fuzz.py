@@ -4,7 +4,8 @@ A seeded mutational fuzzer over small real photos in every supported
 format: bit flips, inserted, deleted and overwritten bytes, truncations,
 and damage inside the format's own structure (PNG chunks with their CRC
 fixed so the decoder sees the damage, JPEG segments, WebP chunks, BMP
-headers). For every mutant, either ``inspect_image`` refuses it with a
+headers, HEIC and AVIF boxes, TIFF headers and directories). For every
+mutant, either ``inspect_image`` refuses it with a
 ``PipelineError`` (the service answers 4xx before charging), or the
 worker's ``decode_for_model`` and ``remove_background`` complete on it.
 Anything else is a customer charged for a job that was bound to fail.
@@ -29,7 +30,7 @@ from tests.images import encode, photo
 # Small enough that a mutant that survives costs little to process; the
 # same limit on both sides, as in the service.
 MAX_PIXELS = 1_000_000
-MUTANTS_PER_SOURCE = 32  # 8 sources: 256 mutants, about 100 get past the check
+MUTANTS_PER_SOURCE = 32  # 14 sources: 448 mutants, about a third get past the check
 
 
 def _orientation_6_exif() -> bytes:
@@ -60,6 +61,16 @@ SOURCES: dict[str, Callable[[], bytes]] = {
     "webp-lossless-rgba": lambda: encode(_source_image("RGBA"), "WEBP", lossless=True),
     "bmp-rgb": lambda: encode(_source_image("RGB"), "BMP"),
     "bmp-palette": lambda: encode(_source_image("P"), "BMP"),
+    "heic-exif": lambda: encode(_source_image("RGB"), "HEIF", exif=_orientation_6_exif()),
+    "heic-rgba": lambda: encode(_source_image("RGBA"), "HEIF"),
+    "tiff-lzw-exif": lambda: encode(
+        _source_image("RGB"), "TIFF", compression="tiff_lzw", exif=_orientation_6_exif()
+    ),
+    "tiff-two-pages": lambda: encode(
+        _source_image("RGB"), "TIFF", save_all=True, append_images=[_source_image("RGBA")]
+    ),
+    "avif-exif": lambda: encode(_source_image("RGB"), "AVIF", exif=_orientation_6_exif()),
+    "avif-rgba": lambda: encode(_source_image("RGBA"), "AVIF", quality=90),
 }
 
 
@@ -121,6 +132,18 @@ def _jpeg_segments(data: bytes) -> list[tuple[int, int]]:
     return segments
 
 
+def _isobmff_boxes(data: bytes) -> list[tuple[int, bytes, int]]:
+    """(offset, type, size) of each top-level box of a HEIF or AVIF file."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(data):
+        (size,) = struct.unpack(">I", data[offset : offset + 4])
+        boxes.append((offset, data[offset + 4 : offset + 8], size))
+        if size < 8:
+            break
+        offset += size
+    return boxes
+
+
 def damage_structure(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     """Damage inside one unit of the format, keeping its framing (and PNG CRCs) valid."""
     out = bytearray(data)
@@ -148,6 +171,24 @@ def damage_structure(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         for spot in spots:
             out[spot] = rng.randrange(256)
         return f"damage WebP headers: bytes {spots}", bytes(out)
+    if data[4:8] == b"ftyp":
+        # HEIC / AVIF: inside one top-level box (ftyp, meta with its item
+        # sizes and properties, mdat with the coded picture).
+        offset, kind, length = rng.choice(_isobmff_boxes(data))
+        spots = [offset + 8 + rng.randrange(max(1, length - 8)) for _ in range(rng.randint(1, 3))]
+        for spot in spots:
+            out[min(spot, len(out) - 1)] = rng.randrange(256)
+        return f"damage {kind!r} box at {offset}: bytes {spots}", bytes(out)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        # TIFF: the header and the first directory (sizes, offsets, compression).
+        (ifd,) = struct.unpack("<I" if data[:2] == b"II" else ">I", data[4:8])
+        start = rng.choice([4, ifd])
+        spots = [
+            rng.randrange(start, min(len(data), start + 160)) for _ in range(rng.randint(1, 2))
+        ]
+        for spot in spots:
+            out[spot] = rng.choice([0, 1, 0xFF, rng.randrange(256)])
+        return f"damage TIFF directory: bytes {spots}", bytes(out)
     # BMP: the file and info headers (sizes, offsets, depth, compression, palette).
     spots = [rng.randrange(2, min(len(data), 70)) for _ in range(rng.randint(1, 2))]
     for spot in spots:
