@@ -35,8 +35,10 @@ def job_seconds(
 
 def model_load_seconds(model: str) -> float:
     """Seconds to load ``model`` into a new session, as a worker without warm models does."""
+    from imaging import sessions
+
     started = time.monotonic()
-    registry._new_session(model)
+    sessions._new_session(model, registry.engine_config())
     return time.monotonic() - started
 
 
