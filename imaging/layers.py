@@ -9,7 +9,7 @@ opacity), the subject.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from imaging.shadows import Shadow
 
@@ -32,12 +32,18 @@ def cover(background: Image.Image, size: tuple[int, int]) -> Image.Image:
     # only it (Pillow's box) costs no more than the output's size.
     seen_w, seen_h = width / factor, height / factor
     left, top = (bw - seen_w) / 2, (bh - seen_h) / 2
+    # A background is scenery: bicubic when it is enlarged (most of a 12 MP
+    # output's pixels), Lanczos after a box pre-shrink when it is reduced.
+    enlarging = factor > 1
     return background.resize(
         size,
-        Image.Resampling.LANCZOS,
+        Image.Resampling.BICUBIC if enlarging else Image.Resampling.LANCZOS,
         box=(left, top, left + seen_w, top + seen_h),
-        reducing_gap=3.0 if factor < 1 / 3 else None,
+        reducing_gap=None if enlarging else 2.0,
     )
+
+
+_HARD_LUT = [0] * HARD_EDGE_THRESHOLD + [255] * (256 - HARD_EDGE_THRESHOLD)
 
 
 def harden(rgba: Image.Image) -> Image.Image:
@@ -47,34 +53,38 @@ def harden(rgba: Image.Image) -> Image.Image:
     with the old background's; made opaque as it is, it would draw a rim
     of that background around the subject. Each such pixel takes instead
     the mean colour of the fully opaque pixels around it (within
-    ``EDGE_COLOUR_RADIUS``), found in C: a box blur of the colours
-    weighted by opacity (Pillow's premultiplied ``RGBa``), divided back.
+    ``EDGE_COLOUR_RADIUS``). Only those pixels are visited (the outline:
+    a fraction of a percent of a 12 MP photo), one offset at a time.
     """
-    pixels = np.asarray(rgba)
-    alpha = pixels[..., 3]
-    opaque = alpha >= HARD_EDGE_THRESHOLD
-    edge = opaque & (alpha < 255)
-    out = pixels.copy()
-    if edge.any():
-        weighted = pixels.copy()
-        weighted[..., 3] = np.where(alpha == 255, 255, 0).astype(np.uint8)
-        spread = (
-            Image.fromarray(weighted, "RGBA")
-            .convert("RGBa")
-            .filter(ImageFilter.BoxBlur(EDGE_COLOUR_RADIUS))
-            .convert("RGBA")
-        )
-        inner = np.asarray(spread)
-        found = edge & (inner[..., 3] > 0)
-        out[found, :3] = inner[found, :3]
-    out[..., 3] = np.where(opaque, 255, 0).astype(np.uint8)
-    out[~opaque] = 0
-    return Image.fromarray(out, "RGBA")
+    alpha = rgba.getchannel("A")
+    levels = np.asarray(alpha)
+    pixels = np.array(rgba.convert("RGBA") if rgba.mode != "RGBA" else rgba)
+    ys, xs = np.nonzero((levels >= HARD_EDGE_THRESHOLD) & (levels < 255))
+    if ys.size:
+        height, width = levels.shape
+        total = np.zeros((ys.size, 3), dtype=np.float32)
+        count = np.zeros(ys.size, dtype=np.float32)
+        reach = range(-EDGE_COLOUR_RADIUS, EDGE_COLOUR_RADIUS + 1)
+        for dy in reach:
+            rows = np.clip(ys + dy, 0, height - 1)
+            for dx in reach:
+                cols = np.clip(xs + dx, 0, width - 1)
+                solid = levels[rows, cols] == 255
+                total += pixels[rows, cols, :3] * solid[:, None]
+                count += solid
+        found = count > 0
+        colours = total[found] / count[found, None]
+        pixels[ys[found], xs[found], :3] = (colours + 0.5).astype(np.uint8)
+    pixels[..., 3] = np.asarray(alpha.point(_HARD_LUT))
+    # What is now clear keeps none of its colour (as the cut-out's own clear pixels).
+    words = pixels.view(np.uint32)[..., 0]
+    words[pixels[..., 3] == 0] = 0
+    return Image.fromarray(pixels, "RGBA")
 
 
 def harden_mask(mask: Image.Image) -> Image.Image:
     """The mask alone (channels=alpha) with hard edges."""
-    return mask.point(lambda v: 255 if v >= HARD_EDGE_THRESHOLD else 0)
+    return mask.point(_HARD_LUT)
 
 
 def stack(
@@ -91,18 +101,17 @@ def stack(
     whatever is still see-through lies on white, as with bg_color alone.
     """
     size = subject.size
+    base = None  # nothing under the subject yet: transparent
     if background is not None:
-        out = cover(background, size)
-        out = out.convert("RGBA") if out.mode != "RGBA" else out.copy()
+        base = cover(background, size)
+        base = base.convert("RGBA") if base.mode != "RGBA" else base.copy()
     elif bg_color is not None:
-        out = Image.new("RGBA", size, bg_color)
-    else:
-        out = Image.new("RGBA", size, (0, 0, 0, 0))
+        base = Image.new("RGBA", size, bg_color)
     if shadow is not None:
         dark = Image.new("RGBA", size, (0, 0, 0, 0))
         dark.putalpha(shadow.layer(size))
-        out = Image.alpha_composite(out, dark)
-    out = Image.alpha_composite(out, subject)
+        base = dark if base is None else Image.alpha_composite(base, dark)
+    out = subject if base is None else Image.alpha_composite(base, subject)
     if flatten_on_white:
         out = Image.alpha_composite(Image.new("RGBA", size, (255, 255, 255, 255)), out)
         return out.convert("RGB")
