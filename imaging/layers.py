@@ -51,10 +51,11 @@ def harden(rgba: Image.Image) -> Image.Image:
 
     A pixel the mask left partly transparent mixes the subject's colour
     with the old background's; made opaque as it is, it would draw a rim
-    of that background around the subject. Each such pixel takes instead
+    of that background around the subject. Each such pixel moves towards
     the mean colour of the fully opaque pixels around it (within
-    ``EDGE_COLOUR_RADIUS``). Only those pixels are visited (the outline:
-    a fraction of a percent of a 12 MP photo), one offset at a time.
+    ``EDGE_COLOUR_RADIUS``), the more so the more transparent it was. Only
+    those pixels are visited (the outline: a fraction of a percent of a
+    12 MP photo), one offset at a time.
     """
     alpha = rgba.getchannel("A")
     levels = np.asarray(alpha)
@@ -73,8 +74,17 @@ def harden(rgba: Image.Image) -> Image.Image:
                 total += pixels[rows, cols, :3] * solid[:, None]
                 count += solid
         found = count > 0
-        colours = total[found] / count[found, None]
-        pixels[ys[found], xs[found], :3] = (colours + 0.5).astype(np.uint8)
+        inside = total[found] / count[found, None]
+        # The more transparent a pixel was, the more of the old background
+        # it holds: up to halfway between the threshold and opaque it takes
+        # the inside colour, then less and less; nearly opaque it keeps its
+        # own (a large, almost opaque region, as in hair, must not be
+        # painted over by the few opaque pixels near it).
+        alpha_found = levels[ys[found], xs[found]].astype(np.float32)
+        share = np.clip(2.0 * (255.0 - alpha_found) / (255.0 - HARD_EDGE_THRESHOLD), 0.0, 1.0)
+        own = pixels[ys[found], xs[found], :3].astype(np.float32)
+        mixed = own + (inside - own) * share[:, None]
+        pixels[ys[found], xs[found], :3] = (mixed + 0.5).astype(np.uint8)
     pixels[..., 3] = np.asarray(alpha.point(_HARD_LUT))
     # What is now clear keeps none of its colour (as the cut-out's own clear pixels).
     words = pixels.view(np.uint32)[..., 0]
