@@ -22,6 +22,7 @@ class InputFormat:
     content_type: str
     aliases: tuple[str, ...]  # what "Supported: ..." lists
     pillow: str  # Pillow's format id, the only decoder tried
+    browsers_show: bool = True  # an <img> shows it (else the web page gets a JPEG copy)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ INPUT_FORMATS: dict[str, InputFormat] = {
         # Phones' photos. Pillow reads HEIF through pillow-heif's plugin
         # (``imaging.reading`` registers it); it turns the picture upright
         # itself (irot/imir), so its EXIF orientation reads 1.
-        InputFormat("heic", "HEIC", "image/heic", ("heic", "heif"), "HEIF"),
+        InputFormat("heic", "HEIC", "image/heic", ("heic", "heif"), "HEIF", browsers_show=False),
         # Pillow turns a TIFF upright itself when it loads it (and reports
         # the upright size from the header), so its orientation reads 1 too.
-        InputFormat("tiff", "TIFF", "image/tiff", ("tiff", "tif"), "TIFF"),
+        InputFormat("tiff", "TIFF", "image/tiff", ("tiff", "tif"), "TIFF", browsers_show=False),
         InputFormat("avif", "AVIF", "image/avif", ("avif",), "AVIF"),
     )
 }

@@ -407,3 +407,16 @@ def test_the_web_page_names_a_bad_background_and_charges_nothing(customer_client
     assert response.status_code == 415
     assert response.json()["error"].startswith("Background image: Unsupported image format: gif")
     assert_uncharged(account)
+
+
+def test_the_web_page_shows_a_heic_or_tiff_upload_as_a_jpeg_copy(customer_client, inline_worker):
+    for fmt in ("HEIF", "TIFF"):
+        response = customer_client.post(
+            "/jobs/",
+            {"file": SimpleUploadedFile("p", encode(photo("coffee"), fmt)), "model": "u2netp"},
+            HTTP_ACCEPT="application/json",
+        )
+        assert response.status_code == 202, response.content[:300]
+        before = customer_client.get(response.json()["input_url"])
+        assert before["Content-Type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(before.content)).size == (600, 400)
