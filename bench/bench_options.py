@@ -5,7 +5,10 @@ For each option, at 1 MP and 12 MP, in one process with one model session:
 with the nearest argument it has (``only_mask=True`` for channels=alpha,
 ``bgcolor=`` for bg_color, ``post_process_mask=True``, ``alpha_matting=True``);
 options rembg has no argument for are set against a plain ``rembg.remove()``
-(the call a rembg user would make before converting the PNG themselves).
+(the call a rembg user would make before converting the PNG themselves):
+a background image (a photo of the same size in another aspect, scaled to
+cover), each shadow type, hard edges (semitransparency=false), AVIF.
+Each row also says what the option adds to the default job of its size.
 The two calls are interleaved run by run, so other load on the machine hits
 both. rembg's alpha matting at 12 MP runs in a child process with a time and
 memory cap (it solves a 12-million-unknown system at full size), and the
@@ -37,6 +40,8 @@ IMAGES = (
     ("12 MP", "astronaut", (3464, 3464)),
 )
 WHITE = (255, 255, 255, 255)
+# options.bg_image is the background's SHA-256; the bytes go alongside.
+BACKGROUND_DIGEST = "0" * 64
 # label, our OutputOptions fields, rembg.remove keyword arguments, rembg call shown
 OPTIONS: tuple[tuple[str, dict, dict, str], ...] = (
     ("defaults (png)", {}, {}, "remove()"),
@@ -59,6 +64,17 @@ OPTIONS: tuple[tuple[str, dict, dict, str], ...] = (
     ("format=zip", {"format": "zip"}, {}, "remove() (no zip output)"),
     ("crop, margin 10%", {"crop": True, "crop_margin": "10%"}, {}, "remove() (no crop)"),
     ("size=preview", {"max_pixels": 250_000}, {}, "remove() (no resize)"),
+    (
+        "background image",
+        {"bg_image": BACKGROUND_DIGEST},
+        {},
+        "remove() (no background image)",
+    ),
+    ("shadow_type=drop", {"shadow_type": "drop"}, {}, "remove() (no shadow)"),
+    ("shadow_type=3D", {"shadow_type": "3D"}, {}, "remove() (no shadow)"),
+    ("shadow_type=car", {"shadow_type": "car"}, {}, "remove() (no shadow)"),
+    ("semitransparency=false", {"semitransparency": False}, {}, "remove() (no hard edges)"),
+    ("format=avif", {"format": "avif"}, {}, "remove() (no AVIF output)"),
 )
 # rembg's full-size alpha matting at 12 MP, in a child process, stops here.
 REMBG_MATTING_TIMEOUT_S = 240
@@ -84,6 +100,8 @@ class Row:
     @property
     def rembg_median(self) -> float | None:
         return statistics.median(self.rembg) if self.rembg else None
+
+    added: float | None = None  # over the default job of the same image, as a fraction
 
     @property
     def speedup(self) -> float | None:
@@ -152,19 +170,32 @@ def run(
 
     session = new_session(model, providers=["CPUExecutionProvider"])
     photos = {name: make_photo(photo, size) for name, photo, size in images}
+    # The background: as many pixels as the photo, 4:3 (the photo is square).
+    backgrounds = {
+        name: make_photo("coffee", (round((w * h * 4 / 3) ** 0.5), round((w * h * 3 / 4) ** 0.5)))
+        for name, _, (w, h) in images
+    }
     # Untimed warm-up of both paths: ORT's arena, numba's JIT for pymatting.
     warm = make_photo("astronaut", (256, 256))
     remove(warm, session=session, alpha_matting=True)
     for _, fields, _, _ in options:
-        pipeline.remove_background(warm, session, max_pixels=10**9, options=_options(fields))
+        pipeline.remove_background(
+            warm,
+            session,
+            max_pixels=10**9,
+            options=_options(fields),
+            background=make_photo("coffee", (300, 200)) if "bg_image" in fields else None,
+        )
 
     rows = []
     for name, _, size in images:
         data = photos[name]
         count = runs_12mp if size[0] * size[1] > 4_000_000 else runs
+        default_seconds = None
         for label, fields, rembg_kwargs, rembg_call in options:
             row = Row(label, name, size[0] * size[1], rembg_call)
             opts = _options(fields)
+            background = backgrounds[name] if "bg_image" in fields else None
             capped = rembg_kwargs.get("alpha_matting") and size[0] * size[1] > 4_000_000
             for _ in range(count):
                 if not capped:
@@ -172,7 +203,9 @@ def run(
                     remove(data, session=session, **rembg_kwargs)
                     row.rembg.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                cutout = pipeline.remove_background(data, session, max_pixels=10**9, options=opts)
+                cutout = pipeline.remove_background(
+                    data, session, max_pixels=10**9, options=opts, background=background
+                )
                 row.ours.append(time.perf_counter() - started)
             if capped:
                 seconds, row.rembg_note = rembg_matting_capped(
@@ -182,6 +215,10 @@ def run(
                     row.rembg.append(seconds)
             row.output_bytes = len(cutout.data)
             row.output_size = (cutout.width, cutout.height)
+            if not fields:
+                default_seconds = row.ours_median
+            elif default_seconds:
+                row.added = row.ours_median / default_seconds - 1
             rows.append(row)
             log(format_line(row))
     return rows
@@ -190,8 +227,9 @@ def run(
 def format_line(row: Row) -> str:
     rembg = f"{row.rembg_median:7.2f}s" if row.rembg_median is not None else row.rembg_note
     speedup = f"x{row.speedup:.1f}" if row.speedup is not None else ""
+    added = f" {row.added:+.0%} vs defaults" if row.added is not None else ""
     return (
-        f"  {row.image:6s} {row.option:18s} ours {row.ours_median:6.2f}s  "
+        f"  {row.image:6s} {row.option:22s} ours {row.ours_median:6.2f}s{added}  "
         f"rembg {rembg}  {speedup}  ({row.output_bytes / 1e6:.2f} MB, "
         f"{row.output_size[0]}x{row.output_size[1]})"
     )
@@ -202,14 +240,17 @@ def markdown(rows: list[Row], *, model: str) -> str:
         f"Model {model}; median of the runs; seconds per call in one process "
         "(decode, model, options, encode).",
         "",
-        "| image | option | ours (s) | closest rembg call | rembg (s) | rembg / ours | output |",
-        "|---|---|---:|---|---:|---:|---|",
+        "| image | option | ours (s) | vs defaults | closest rembg call | rembg (s) | "
+        "rembg / ours | output |",
+        "|---|---|---:|---:|---|---:|---:|---|",
     ]
     for row in rows:
         rembg = f"{row.rembg_median:.2f}" if row.rembg_median is not None else row.rembg_note
         speedup = f"{row.speedup:.1f}x" if row.speedup is not None else "—"
+        added = f"{row.added:+.0%}" if row.added is not None else "—"
         lines.append(
-            f"| {row.image} | {row.option} | {row.ours_median:.2f} | `{row.rembg_call}` | "
+            f"| {row.image} | {row.option} | {row.ours_median:.2f} | {added} | "
+            f"`{row.rembg_call}` | "
             f"{rembg} | {speedup} | {row.output_size[0]}×{row.output_size[1]}, "
             f"{row.output_bytes / 1e6:.2f} MB |"
         )

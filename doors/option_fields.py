@@ -22,6 +22,8 @@ def schema_field(option: Option, door: str) -> serializers.Field:
         "help_text": option.help
         + " Optional; a bad value is a 400 naming the field, before any charge.",
     }
+    if option.kind == "image":
+        return serializers.FileField(**common)
     if option.kind == "choice":
         choices = option.door_choices.get(door, option.choices)
         default = option.door_defaults.get(door)
@@ -56,6 +58,11 @@ def input_serializer(
     attrs: dict = dict(fields)
     for option in options_for(door, table):
         attrs[option.wire_name] = schema_field(option, door)
+        if option.url_field:
+            attrs[option.url_field] = serializers.URLField(
+                required=False,
+                help_text=f"Instead of {option.wire_name}: the image's URL. {option.help}",
+            )
     attrs["__doc__"] = doc
     attrs["__module__"] = __name__
     return type(name, (serializers.Serializer,), attrs)
@@ -79,6 +86,11 @@ class PanelField:
     @property
     def number_max(self):
         return self.option.maximum
+
+    @property
+    def url_name(self) -> str:
+        """An image option's URL field (``bg_image_url``), beside its file input."""
+        return self.option.url_field
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,6 @@ TYPE_MODELS: dict[str, tuple[str, ...]] = {
 TYPE_LEVELS = ("none", "latest", "1", "2")
 
 
-class UnsupportedOption(ApplicationError):
-    code = "unsupported_option"
-
-
 def model_for_type(fields: Fields) -> tuple[str, str]:
     """(remove.bg type, our model name); our own ``model`` field wins over ``type``."""
     type_name = (fields.text("type") or "auto").lower()
@@ -69,32 +65,34 @@ def model_for_type(fields: Fields) -> tuple[str, str]:
     return type_name, model
 
 
-def refuse_what_cannot_be_honoured(fields: Fields) -> None:
-    """remove.bg options we do not build: a clear 400 rather than a silent default."""
-    if fields.has("bg_image_url") or fields.has("bg_image_file"):
-        raise UnsupportedOption(
-            "bg_image_url and bg_image_file are not supported by this server; use bg_color "
-            "for a plain background."
-        )
-    if fields.value("add_shadow") is not None and submissions.flag(fields, "add_shadow"):
-        raise UnsupportedOption("add_shadow=true is not supported by this server.")
-    if fields.value("semitransparency") is not None and not submissions.flag(
-        fields, "semitransparency"
-    ):
-        raise UnsupportedOption(
-            "semitransparency=false is not supported by this server: its cut-outs keep the "
-            "soft edges the model finds."
-        )
-    type_level = fields.text("type_level")
-    if type_level is not None and type_level.lower() not in TYPE_LEVELS:
+def validate_type_level(fields: Fields) -> str:
+    """remove.bg's ``type_level`` (default 1): how finely X-Type names the
+    subject; ``none`` leaves the header out. The model does not depend on it."""
+    type_level = (fields.text("type_level") or "1").lower()
+    if type_level not in TYPE_LEVELS:
         raise InvalidOption(
             f"type_level must be one of {', '.join(TYPE_LEVELS)}.", field_name="type_level"
         )
+    return type_level
+
+
+# X-Type at type_level 1: remove.bg's coarse classes; 2 and latest name more.
+COARSE_TYPES = {"person": "person", "product": "product", "animal": "animal", "car": "car"}
+FINE_TYPES = {**COARSE_TYPES, "transportation": "transportation", "graphic": "graphics"}
+
+
+def reported_type(type_name: str, type_level: str) -> str | None:
+    """The X-Type header: the type asked for, in the classes of ``type_level``
+    (``other`` for auto or a type the level does not name); None for none."""
+    if type_level == "none":
+        return None
+    classes = COARSE_TYPES if type_level == "1" else FINE_TYPES
+    return classes.get(type_name, "other")
 
 
 def parse_options(fields: Fields) -> OutputOptions:
     """remove.bg's options, read by the option table (its defaults: size=preview, format=auto)."""
-    refuse_what_cannot_be_honoured(fields)
+    validate_type_level(fields)
     return submissions.parse_options(fields, door=REMOVEBG)
 
 
@@ -103,7 +101,7 @@ def removebg_request(
 ):
     """A submission to ``/v1.0/removebg``, validated (the options by the table)."""
     _, model = model_for_type(fields)
-    refuse_what_cannot_be_honoured(fields)
+    validate_type_level(fields)
     return submissions.build_request(
         account=account,
         fields=fields,
@@ -156,11 +154,13 @@ def rate_limit_headers(request: Request) -> dict[str, str]:
     }
 
 
-def result_response(request: Request, job: RemovalJob, type_name: str) -> HttpResponse:
+def result_response(
+    request: Request, job: RemovalJob, type_name: str, type_level: str = "1"
+) -> HttpResponse:
     data = downloads.output_bytes(job)
     foreground = job.foreground or {"top": 0, "left": 0, "width": 0, "height": 0}
     headers = {
-        "X-Type": "other" if type_name == "auto" else type_name,
+        "X-Type": reported_type(type_name, type_level),
         "X-Model": job.model_name,
         "X-Width": str(job.output_width),
         "X-Height": str(job.output_height),
@@ -188,7 +188,8 @@ def result_response(request: Request, job: RemovalJob, type_name: str) -> HttpRe
         response = HttpResponse(data, content_type=CONTENT_TYPES[job.output_format])
         response["Content-Disposition"] = f'inline; filename="{job.output_filename}"'
     for name, value in headers.items():
-        response[name] = value
+        if value is not None:
+            response[name] = value
     return response
 
 
@@ -201,10 +202,12 @@ RemoveBgInputSerializer = input_serializer(
         "image_file_b64": serializers.CharField(required=False),
         "image_url": serializers.URLField(required=False),
         "type": serializers.ChoiceField(choices=list(TYPE_MODELS), required=False),
-        "type_level": serializers.ChoiceField(choices=list(TYPE_LEVELS), required=False),
-        "add_shadow": serializers.BooleanField(required=False, help_text="Only false is supported"),
-        "semitransparency": serializers.BooleanField(
-            required=False, help_text="Only true is supported"
+        "type_level": serializers.ChoiceField(
+            choices=list(TYPE_LEVELS),
+            required=False,
+            default="1",
+            help_text="How X-Type names the subject: none (no X-Type), 1 (person, product, "
+            "animal, car, other), 2 or latest (also transportation, graphics).",
         ),
         "model": serializers.ChoiceField(
             choices=list(registry.MODELS), required=False, help_text="Our extension: the model"
@@ -256,6 +259,7 @@ class RemoveBgApi(APIView):
         fields = Fields(request.data, request.FILES)
         raise_if_upload_refused(request)
         type_name, _ = model_for_type(fields)
+        type_level = validate_type_level(fields)
         submission = removebg_request(
             account=request.auth.account,
             fields=fields,
@@ -267,7 +271,7 @@ class RemoveBgApi(APIView):
         )
         job = wait_for_end(job)
         if job.status == RemovalJob.Status.COMPLETED:
-            return result_response(request, job, type_name)
+            return result_response(request, job, type_name, type_level)
         if job.status == RemovalJob.Status.FAILED and job.error == services.QUEUE_TIMEOUT_ERROR:
             # The queue is too long right now: remove.bg's clients back off on a 429.
             error = ApplicationError(

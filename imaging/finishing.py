@@ -6,7 +6,16 @@ into the file they asked for with ``finish``:
 
     roi on the mask -> post_process_mask -> alpha matting -> cut-out
     -> crop (+ margin) / scale / position -> bg_color -> size limit
-    -> channels -> encode (png, webp, jpg or zip)
+    -> channels -> encode (png, webp, jpg, avif or zip)
+
+With a background image, a shadow or hard edges (semitransparency=false)
+the result is built in layers instead (``layers``), after the geometry:
+
+    ... -> crop / scale / position -> shadow (crop grows to keep it)
+    -> size limit -> hard edges -> background, shadow, subject -> encode
+
+so the shadow is sized from the subject and stays whole, and the edges are
+hardened at the output's own size.
 
 Every step is skipped when its option is at its default, and the default
 options take exactly the plain path (``cutout_pixels`` + ``encode_png``),
@@ -25,9 +34,11 @@ from imaging.codecs import encode
 from imaging.errors import NoSubjectFound
 from imaging.formats import CONTENT_TYPES
 from imaging.geometry import apply_roi, arrange, fit_size
+from imaging.layers import harden, harden_mask, stack
 from imaging.matting import alpha_matting, post_process_mask
 from imaging.options import DEFAULT_OPTIONS, OutputOptions, resolve_auto_format
 from imaging.png import encode_png
+from imaging.shadows import Shadow, cast_shadow
 from imaging.subject import alpha_band, alpha_image, foreground_box, scale_box, subject_box
 
 # Alpha matting (closed-form, pymatting, as rembg does) is solved on at most
@@ -55,22 +66,32 @@ def finish(
     mask: Image.Image,
     options: OutputOptions = DEFAULT_OPTIONS,
     *,
+    background: Image.Image | None = None,
     on_step: StepCallback | None = None,
     check: Callable[[], None] | None = None,
 ) -> Finished:
     """The file the options ask for, from the decoded image and the model's mask.
 
+    ``background`` is the decoded background image (``options.bg_image``).
     ``on_step(percent, message)`` is told when a stage starts (the worker
     shows it as progress); ``check()`` is called between the slow pieces and
     may raise to abandon the work (the job's deadline). ``img`` is not changed.
     """
-    return finish_taking([img, mask], options, on_step=on_step, check=check, reuse_img=False)
+    return finish_taking(
+        [img, mask],
+        options,
+        background=background,
+        on_step=on_step,
+        check=check,
+        reuse_img=False,
+    )
 
 
 def finish_taking(
     parts: list,
     options: OutputOptions = DEFAULT_OPTIONS,
     *,
+    background: Image.Image | None = None,
     on_step: StepCallback | None = None,
     check: Callable[[], None] | None = None,
     reuse_img: bool = True,
@@ -85,7 +106,11 @@ def finish_taking(
             on_step(percent, message)
 
     tick = check or (lambda: None)
-    options = resolve_auto_format(options)
+    if options.bg_image is not None and background is None:
+        raise ValueError("options.bg_image is set but no background image was given")
+    options = resolve_auto_format(
+        options, opaque_background=background is not None and "A" not in background.getbands()
+    )
     img, mask = parts
     parts.clear()
     if mask.mode != "L":
@@ -138,6 +163,9 @@ def finish_taking(
         tick()
         rgba, box = arrange(rgba, box, options)
 
+    if _layered(options):
+        return _finish_in_layers(rgba, box, options, background, stage=stage, tick=tick)
+
     if options.channels == "alpha":
         out = rgba
     elif options.bg_color is not None or options.format == "jpg":
@@ -156,6 +184,65 @@ def finish_taking(
     stage(90, f"Encoding {options.format.upper()}...")
     data = encode(out, options.format)
     return _finished(data, options.format, out.width, out.height, foreground_box(box))
+
+
+def _layered(options: OutputOptions) -> bool:
+    """A background image, a shadow or hard edges: the result is built in layers."""
+    return options.bg_image is not None or options.shadow != "none" or not options.semitransparency
+
+
+def _finish_in_layers(rgba, box, options: OutputOptions, background, *, stage, tick) -> Finished:
+    """The shadow, the size limit, hard edges, then background, shadow and
+    subject stacked (``layers.stack``). A mask alone (channels=alpha) has
+    no background or shadow; its edges are hardened if asked."""
+    shadow = None
+    if options.channels == "rgba" and options.shadow != "none" and box is not None:
+        tick()
+        stage(85, "Casting the shadow...")
+        shadow = cast_shadow(alpha_band(rgba), box, options.shadow, options.shadow_strength)
+        if shadow is not None and options.crop:
+            rgba, box, shadow = _grow_to_keep(rgba, box, shadow)
+    target = fit_size(rgba.size, options)
+    if target != rgba.size:
+        tick()
+        if shadow is not None:
+            layer = shadow.layer(rgba.size).resize(target, Image.Resampling.BILINEAR)
+            shadow = Shadow(layer, (0, 0))
+        box = scale_box(box, rgba.size, target)
+        rgba = rgba.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if options.channels == "alpha":
+        out = rgba if options.semitransparency else harden_mask(rgba)
+    else:
+        if not options.semitransparency:
+            tick()
+            rgba = harden(rgba)
+        out = stack(
+            rgba,
+            shadow=shadow,
+            bg_color=options.bg_color,
+            background=background,
+            flatten_on_white=options.format == "jpg",
+        )
+    del rgba
+    tick()
+    stage(90, f"Encoding {options.format.upper()}...")
+    data = encode(out, options.format)
+    return _finished(data, options.format, out.width, out.height, foreground_box(box))
+
+
+def _grow_to_keep(rgba: Image.Image, box, shadow: Shadow):
+    """With crop: the canvas grown to hold the whole shadow (padding is
+    transparent, or the background under it)."""
+    left = min(0, shadow.box[0])
+    top = min(0, shadow.box[1])
+    right = max(rgba.width, shadow.box[2])
+    bottom = max(rgba.height, shadow.box[3])
+    if (left, top, right, bottom) == (0, 0, rgba.width, rgba.height):
+        return rgba, box, shadow
+    grown = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
+    grown.paste(rgba, (-left, -top))
+    moved_box = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+    return grown, moved_box, shadow.moved(-left, -top)
 
 
 def _finished(data: bytes, fmt: str, width: int, height: int, foreground) -> Finished:

@@ -5,6 +5,9 @@ media type and the names a customer may call it come from its row. An
 output format's row gives its media type and extension; ``codecs`` holds
 the encoder for each (a test checks every row has one). Adding a format is
 a row here plus, for outputs, an encoder.
+
+A file that holds several images (TIFF pages, an AVIF sequence, HEIF's
+extra images) is read for its first one (HEIF: its primary image).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class InputFormat:
     content_type: str
     aliases: tuple[str, ...]  # what "Supported: ..." lists
     pillow: str  # Pillow's format id, the only decoder tried
+    browsers_show: bool = True  # an <img> shows it (else the web page gets a JPEG copy)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,14 @@ INPUT_FORMATS: dict[str, InputFormat] = {
         InputFormat("jpeg", "JPEG", "image/jpeg", ("jpg", "jpeg"), "JPEG"),
         InputFormat("webp", "WebP", "image/webp", ("webp",), "WEBP"),
         InputFormat("bmp", "BMP", "image/bmp", ("bmp",), "BMP"),
+        # Phones' photos. Pillow reads HEIF through pillow-heif's plugin
+        # (``imaging.reading`` registers it); it turns the picture upright
+        # itself (irot/imir), so its EXIF orientation reads 1.
+        InputFormat("heic", "HEIC", "image/heic", ("heic", "heif"), "HEIF", browsers_show=False),
+        # Pillow turns a TIFF upright itself when it loads it (and reports
+        # the upright size from the header), so its orientation reads 1 too.
+        InputFormat("tiff", "TIFF", "image/tiff", ("tiff", "tif"), "TIFF", browsers_show=False),
+        InputFormat("avif", "AVIF", "image/avif", ("avif",), "AVIF"),
     )
 }
 SUPPORTED_FORMATS = tuple(INPUT_FORMATS)
@@ -49,6 +61,7 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
         OutputFormat("jpg", "image/jpeg", "jpg", False),
         OutputFormat("webp", "image/webp", "webp", True),
         OutputFormat("zip", "application/zip", "zip", True),
+        OutputFormat("avif", "image/avif", "avif", True),
     )
 }
 FORMATS = tuple(OUTPUT_FORMATS)
@@ -79,15 +92,34 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 )
 
 
+# ISO base media files (HEIF, AVIF, MP4) name what they hold in their
+# first box, ``ftyp``: a major brand and a list of compatible brands.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
+# The generic HEIF brands: an image file, coded in a way the other brands say.
+_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2"})
+
+
+def _ftyp_brands(head: bytes) -> list[bytes]:
+    """The major and compatible brands of an ``ftyp`` box at the start of ``head``."""
+    size = int.from_bytes(head[:4], "big")
+    if size < 16 or size > 4096:
+        size = min(len(head), 64)
+    box = head[8 : min(size, len(head))]
+    brands = [box[:4]] + [box[i : i + 4] for i in range(8, len(box) - 3, 4)]
+    return [b for b in brands if len(b) == 4]
+
+
 def sniff_format(head: bytes) -> str:
     """Names the format from the first bytes; never trusts a file name."""
     if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     if len(head) >= 12 and head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
+        brands = _ftyp_brands(head)
+        # AVIF first: an AVIF file often has the generic mif1 as its major brand.
+        if any(b in _AVIF_BRANDS for b in brands):
             return "avif"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        if any(b in _HEIC_BRANDS or b in _HEIF_BRANDS for b in brands):
             return "heic"
         return "mp4"
     for magic, offset, name in _SIGNATURES:

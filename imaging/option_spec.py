@@ -28,7 +28,7 @@ ALL_DOORS = OUR_DOORS | {REMOVEBG}
 class WebField:
     """How the upload page shows an option (``_option_field.html`` renders it)."""
 
-    widget: str  # "select", "checkbox", "colour", "number" or "text"
+    widget: str  # "select", "checkbox", "colour", "number", "text" or "file"
     label: str  # also names the field in the page's error messages
     id: str
     advanced: bool = False  # under "Advanced"
@@ -51,7 +51,7 @@ class Option:
     parse: Callable[..., Any]  # (stored or sent value, *, field) -> value; OptionError
     default: Any
     help: str
-    kind: str  # the schema's type: "choice", "flag", "integer" or "text"
+    kind: str  # the schema's type: "choice", "flag", "integer", "text" or "image"
     field_name: str = ""  # the field a door reads, when not ``name`` (size -> max_pixels)
     read: Callable[..., Any] | None = None  # the wire parser, when not ``parse``
     choices: tuple[str, ...] = ()
@@ -63,6 +63,10 @@ class Option:
     door_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     door_defaults: Mapping[str, str] = field(default_factory=dict)
     removebg_name: str = ""  # remove.bg's field name, when the option is on its door
+    # kind "image": an image a door reads, not a value. ``field_name`` is its
+    # file part and ``url_field`` its URL (fetched by the safe fetcher); the
+    # option's value is the SHA-256 of the bytes, which travel with the job.
+    url_field: str = ""
     values: str = ""  # the values it takes, in words (the README's table)
     shown_default: str = ""  # the default, in words, when its value says too little
     to_json: Callable[[Any], Any] = lambda value: value
@@ -95,7 +99,7 @@ class Option:
 # --- The value made from a table -------------------------------------------------
 
 
-class _OptionsBehaviour:
+class OptionsBehaviour:
     """What every ``OutputOptions`` can do, whatever the table holds."""
 
     _table: tuple[Option, ...] = ()
@@ -154,14 +158,18 @@ _INVALID = object()
 
 
 def options_class(
-    table: Iterable[Option], name: str = "OutputOptions", module: str = __name__
+    table: Iterable[Option],
+    name: str = "OutputOptions",
+    module: str = __name__,
+    base: type | None = None,
 ) -> type:
     """A frozen dataclass with one field per option of ``table``."""
     table = tuple(table)
+    base = base or OptionsBehaviour
     cls = dataclasses.make_dataclass(
         name,
         [(o.name, Any, dataclasses.field(default=o.default)) for o in table],
-        bases=(_OptionsBehaviour,),
+        bases=(base,),
         frozen=True,
         namespace={"_table": table, "__module__": module},
     )

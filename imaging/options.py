@@ -35,6 +35,7 @@ from imaging.option_spec import (
     WEB,
     Option,
     OptionError,
+    OptionsBehaviour,
     WebField,
     options_class,
 )
@@ -45,6 +46,7 @@ from imaging.parsers import (
     MAX_MARGIN_FRACTION,
     MAX_MARGIN_PX,
     NO_MARGIN,
+    SHADOW_TYPES,
     SIZES,
     Length,
 )
@@ -123,6 +125,19 @@ def _position_words(value, options: dict) -> str | None:
     return None
 
 
+# A shadow's opacity when shadow_opacity is not given, per shadow type (%).
+SHADOW_OPACITY = {"drop": 50, "3D": 60, "car": 75}
+
+
+def _shadow_words(value, options: dict) -> str | None:
+    kind = value if value != "none" else ("car" if options.get("add_shadow") else None)
+    if kind is None:
+        return None
+    opacity = options.get("shadow_opacity")
+    opacity = SHADOW_OPACITY[kind] if opacity is None else opacity
+    return f"{kind} shadow {opacity}%"
+
+
 def _words_if_set(template: str) -> Callable[[Any, dict], str | None]:
     return lambda value, options: template.format(value) if value else None
 
@@ -148,9 +163,10 @@ OPTIONS: tuple[Option, ...] = (
         removebg_name="format",
         help=(
             "The output file: png (RGBA), webp (lossless, with alpha), jpg (no alpha: "
-            "flattened on bg_color, white by default; jpeg is accepted too) or zip (color.jpg "
-            "plus alpha.png); auto: jpg when an opaque bg_color leaves no transparency, else "
-            "png (remove.bg's default). The file name and the download's Content-Type follow it."
+            "flattened on bg_color, white by default; jpeg is accepted too), avif (lossy, with "
+            "alpha, the smallest) or zip (color.jpg plus alpha.png); auto: jpg when an opaque "
+            "bg_color or a background image leaves no transparency, else png (remove.bg's "
+            "default). The file name and the download's Content-Type follow it."
         ),
         summary=lambda value, options: None,  # the summary always starts with the format
         web=WebField(
@@ -161,6 +177,7 @@ OPTIONS: tuple[Option, ...] = (
                 ("png", "PNG — transparent"),
                 ("webp", "WEBP — transparent, smaller"),
                 ("jpg", "JPG — no transparency"),
+                ("avif", "AVIF — transparent, smallest"),
             ),
             hint="JPG has no transparency: the background is white unless you pick a colour.",
             hint_hidden=True,
@@ -441,6 +458,115 @@ OPTIONS: tuple[Option, ...] = (
         "free space.",
         summary=_position_words,
     ),
+    # --- A background image, a shadow, hard edges ----------------------------
+    Option(
+        name="bg_image",
+        field_name="bg_image_file",
+        url_field="bg_image_url",
+        parse=parsers.parse_image_digest,
+        default=None,
+        kind="image",
+        doors=frozenset({SEED, REMOVEBG, WEB}),
+        removebg_name="bg_image_file",
+        help=(
+            "A background image under the cut-out: a file part (bg_image_file) or a URL "
+            "(bg_image_url, fetched like image_url), any input format. It is scaled to cover "
+            "the output and centred (remove.bg's rule); not with bg_color. Checked (format, "
+            "size, decode) before the charge, like the image itself."
+        ),
+        summary=_words_if_set("background image"),
+        web=WebField(
+            widget="file",
+            label="Background image",
+            id="opt-bg-image",
+            placeholder="or an image URL",
+            hint="Covers the whole result, centred; not with a background colour.",
+        ),
+    ),
+    Option(
+        name="shadow_type",
+        parse=parsers.parse_shadow_type,
+        default="none",
+        kind="choice",
+        choices=SHADOW_TYPES,
+        doors=ALL_DOORS,
+        removebg_name="shadow_type",
+        help=(
+            "A shadow computed from the mask, under the subject, on the background "
+            "(transparent, a colour or an image): drop (offset and blurred, from the subject's "
+            "size), 3D (cast on the ground behind the subject, with a contact shadow), car (a "
+            "contact shadow under the subject, for products and cars) or none. With crop, the "
+            "output grows to keep the shadow whole."
+        ),
+        summary=_shadow_words,
+        web=WebField(
+            widget="select",
+            label="Shadow",
+            id="opt-shadow",
+            choices=(
+                ("none", "None"),
+                ("drop", "Drop shadow"),
+                ("3D", "Cast on the ground (3D)"),
+                ("car", "Contact shadow (products, cars)"),
+            ),
+            pair="shadow",
+        ),
+    ),
+    Option(
+        name="shadow_opacity",
+        parse=parsers.parse_opacity,
+        default=None,
+        kind="integer",
+        minimum=0,
+        maximum=100,
+        doors=ALL_DOORS,
+        removebg_name="shadow_opacity",
+        help=(
+            "The shadow's opacity, 0-100 %; default: the shadow type's own "
+            + ", ".join(f"{kind} {SHADOW_OPACITY[kind]}" for kind in SHADOW_TYPES[1:])
+            + "."
+        ),
+        web=WebField(
+            widget="number",
+            label="Opacity (%)",
+            id="opt-shadow-opacity",
+            placeholder="auto",
+            pair="shadow",
+        ),
+    ),
+    Option(
+        name="add_shadow",
+        parse=parsers.parse_bool,
+        default=False,
+        kind="flag",
+        doors=ALL_DOORS,
+        removebg_name="add_shadow",
+        help=(
+            "remove.bg's older switch: true is shadow_type=car (a contact shadow) when "
+            "shadow_type is not given."
+        ),
+    ),
+    Option(
+        name="semitransparency",
+        parse=parsers.parse_bool,
+        default=True,
+        kind="flag",
+        doors=ALL_DOORS,
+        removebg_name="semitransparency",
+        help=(
+            "true (default): soft edges and see-through parts keep their partial alpha. "
+            "false: a hard-edged, opaque subject (alpha 0 or 255), edge colours taken from "
+            "inside the subject so no background halo shows."
+        ),
+        summary=lambda value, options: None if value else "hard edges",
+        web=WebField(
+            widget="checkbox",
+            label="Hard edges (no semi-transparency)",
+            id="opt-hard-edges",
+            checked_value="false",
+            advanced=True,
+        ),
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -451,7 +577,36 @@ def options_for(door: str, table: Iterable[Option] = OPTIONS) -> list[Option]:
     return [option for option in table if door in option.doors]
 
 
-OutputOptions = options_class(OPTIONS, module=__name__)
+BACKGROUND_CONFLICT = (
+    "bg_color and a background image (bg_image_url or bg_image_file) cannot both be given: "
+    "send one background."
+)
+
+
+class _OutputBehaviour(OptionsBehaviour):
+    """What the service's own table adds: one background, and the shadow to draw."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if getattr(self, "bg_color", None) is not None and getattr(self, "bg_image", None):
+            raise OptionError("bg_color", BACKGROUND_CONFLICT)
+
+    @property
+    def shadow(self) -> str:
+        """The shadow to draw: shadow_type, or remove.bg's add_shadow=true as "car"."""
+        kind = getattr(self, "shadow_type", "none")
+        if kind == "none" and getattr(self, "add_shadow", False):
+            return "car"
+        return kind
+
+    @property
+    def shadow_strength(self) -> float:
+        """The shadow's opacity, 0-1 (shadow_opacity, else the type's own)."""
+        opacity = getattr(self, "shadow_opacity", None)
+        return (SHADOW_OPACITY.get(self.shadow, 0) if opacity is None else opacity) / 100.0
+
+
+OutputOptions = options_class(OPTIONS, module=__name__, base=_OutputBehaviour)
 DEFAULT_OPTIONS = OutputOptions()
 
 
@@ -470,13 +625,16 @@ def summarize(*, options: dict, output_format: str, table: Iterable[Option] = OP
     return " · ".join(parts)
 
 
-def resolve_auto_format(options):
-    """remove.bg's ``format=auto``: JPG when an opaque ``bg_color`` leaves no
-    transparency, else PNG (a mask alone is always PNG). Resolved before the
-    job is stored, so the file name carries the real extension."""
+def resolve_auto_format(options, *, opaque_background: bool = False):
+    """remove.bg's ``format=auto``: JPG when an opaque ``bg_color`` or an
+    opaque background image (``opaque_background``) leaves no transparency,
+    else PNG (a mask alone is always PNG). Resolved before the job is
+    stored, so the file name carries the real extension."""
     if options.format != "auto":
         return options
-    opaque = options.bg_color is not None and options.bg_color[3] == 255
+    opaque = (options.bg_color is not None and options.bg_color[3] == 255) or (
+        options.bg_image is not None and opaque_background
+    )
     fmt = "jpg" if opaque and options.channels == "rgba" else "png"
     return options.replace(format=fmt)
 

@@ -347,3 +347,45 @@ def parse_max_pixels(value: Any, *, field: str = "max_pixels") -> int | None:
     if value is None:
         return None
     return _bounded_int(value, field=field, low=1, high=10**10, what="a whole number of pixels")
+
+
+# --- Background image, shadow, hard edges --------------------------------------
+
+SHADOW_TYPES = ("none", "drop", "3D", "car")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_shadow_type(value: Any, *, field: str = "shadow_type") -> str:
+    """remove.bg's names: none (default), drop, 3D (any case), car."""
+    text = _text(value)
+    if text is None:
+        return "none"
+    by_lower = {name.lower(): name for name in SHADOW_TYPES}
+    name = by_lower.get(text.lower())
+    if name is None:
+        raise OptionError(
+            field, f"{field} must be one of {', '.join(SHADOW_TYPES)}; got {_echo(value)}."
+        )
+    return name
+
+
+def parse_opacity(value: Any, *, field: str = "shadow_opacity") -> int | None:
+    """A percentage from 0 to 100 (``%`` optional); blank is the shadow type's own."""
+    if _text(value) is None:
+        return None
+    number = _percent(value)
+    if number is None or not number.is_integer() or not 0 <= number <= 100:
+        raise OptionError(
+            field, f"{field} must be a whole number from 0 to 100; got {_echo(value)}."
+        )
+    return int(number)
+
+
+def parse_image_digest(value: Any, *, field: str) -> str | None:
+    """A background image as stored: the SHA-256 of its bytes (they travel with the job)."""
+    text = _text(value)
+    if text is None:
+        return None
+    if not _DIGEST.match(text.lower()):
+        raise OptionError(field, f"{field} must be an image, not {_echo(value)}.")
+    return text.lower()

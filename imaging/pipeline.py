@@ -32,6 +32,7 @@ def remove_background(
     *,
     max_pixels: int,
     options: OutputOptions = DEFAULT_OPTIONS,
+    background: bytes | None = None,
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
     timings: dict[str, float] | None = None,
@@ -40,6 +41,8 @@ def remove_background(
 
     ``options`` (see ``imaging.options``) shape the file; the defaults give
     the same PNG, byte for byte and as fast, as before they existed.
+    ``background`` is the background image's bytes (``options.bg_image``),
+    read with the same limits as the image.
     ``timings``, if given, receives the seconds of each stage (decode, model,
     matting, composite, encode): where a job's time went, for the job's
     record and the benchmark.
@@ -66,6 +69,9 @@ def remove_background(
 
     check()
     img = decode_for_model(data, max_pixels=max_pixels)
+    backdrop = None
+    if background is not None:
+        backdrop = decode_for_model(background, max_pixels=max_pixels)
     if img.width * img.height < PROGRESS_MIN_PIXELS:
         report = None
     step(50, "Removing background from image...")
@@ -73,6 +79,6 @@ def remove_background(
     # Handed over as a list so finishing can drop them before it encodes.
     parts = [img, mask]
     del img, mask
-    finished = finish_taking(parts, options, on_step=step, check=check)
+    finished = finish_taking(parts, options, background=backdrop, on_step=step, check=check)
     step(95, "Saving result...")
     return finished

@@ -34,11 +34,29 @@ DEFAULT_MAX_SIDE = 65_535
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+def _register_heif() -> None:
+    """HEIC/HEIF through pillow-heif's Pillow plugin, unless Pillow reads it itself.
+
+    Only the HEIF opener: AVIF is Pillow's own (``features.check("avif")``).
+    Thumbnails are not needed (the primary image is what is decoded).
+    """
+    Image.init()
+    if "HEIF" in Image.OPEN:
+        return
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False)
+
+
+_register_heif()
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     format: str  # one of SUPPORTED_FORMATS
     width: int  # as displayed, EXIF orientation applied
     height: int
+    has_alpha: bool = False  # the file can carry transparency (an alpha channel or key)
 
 
 # EXIF orientation -> the turn that shows the image upright (as ImageOps.exif_transpose).
@@ -117,10 +135,16 @@ def inspect_image(data: bytes, *, max_pixels: int, max_side: int = DEFAULT_MAX_S
         img.close()
         raise damaged(fmt, exc) from None
     orientation = _orientation(img)
+    has_alpha = _has_alpha(img)
     img.close()
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return ImageInfo(format=fmt, width=width, height=height)
+    return ImageInfo(format=fmt, width=width, height=height, has_alpha=has_alpha)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    """As ``decode_for_model`` reads it: RGBA out, or RGB."""
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
 
 
 def decode_for_model(
@@ -143,4 +167,10 @@ def decode_for_model(
         # 16-bit grayscale: scale to 8 bits rather than clip.
         arr = np.asarray(img, dtype=np.uint32) >> 8
         return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        # A floating-point TIFF: its own range stretched over 0-255.
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        low, high = float(arr.min()), float(arr.max())
+        scaled = (arr - low) * (255.0 / (high - low)) if high > low else np.zeros_like(arr)
+        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
     return img if img.mode == "RGB" else img.convert("RGB")

@@ -7,11 +7,16 @@ whatever door asked. Refusals are ``ApplicationError``s; each door formats
 them in its own dialect.
 """
 
+import io
+
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from storages.utils import clean_name
 
-from imaging.formats import CONTENT_TYPES, INPUT_CONTENT_TYPES
+from imaging.errors import PipelineError
+from imaging.formats import CONTENT_TYPES, INPUT_CONTENT_TYPES, INPUT_FORMATS
+from imaging.reading import decode_for_model
 from removal import selectors
 from removal.models import RemovalJob
 from revid.errors import ApplicationError
@@ -132,11 +137,33 @@ def input_response(job: RemovalJob) -> HttpResponse:
         raise ApplicationError(
             "This upload has expired and was deleted.", code="expired", status_code=410
         )
-    response = _file_response(
-        job.input_file,
-        content_type=INPUT_CONTENT_TYPES.get(job.input_format, "application/octet-stream"),
-        filename=job.input_file.name.rsplit("/", 1)[-1],
-    )
+    known = INPUT_FORMATS.get(job.input_format)
+    if known is not None and not known.browsers_show:
+        response = HttpResponse(_viewable_copy(job), content_type="image/jpeg")
+    else:
+        response = _file_response(
+            job.input_file,
+            content_type=INPUT_CONTENT_TYPES.get(job.input_format, "application/octet-stream"),
+            filename=job.input_file.name.rsplit("/", 1)[-1],
+        )
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# The "before" picture of a HEIC or TIFF upload, which browsers do not show:
+# a JPEG copy, upright, at most this long.
+VIEWABLE_SIDE = 2048
+
+
+def _viewable_copy(job: RemovalJob) -> bytes:
+    with _open(job.input_file) as handle:
+        data = handle.read()
+    try:
+        img = decode_for_model(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+    except PipelineError:
+        raise file_not_found() from None
+    img.thumbnail((VIEWABLE_SIDE, VIEWABLE_SIDE))
+    buffer = io.BytesIO()
+    img.convert("RGB").save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()

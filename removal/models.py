@@ -9,6 +9,12 @@ def input_upload_to(instance: "RemovalJob", filename: str) -> str:
     return f"inputs/{instance.id}.{instance.input_format or 'bin'}"
 
 
+def background_upload_to(instance: "RemovalJob", filename: str) -> str:
+    # Our own name and extension, like the input's.
+    extension = filename.rsplit(".", 1)[-1] if "." in filename else "bin"
+    return f"backgrounds/{instance.id}.{extension}"
+
+
 def output_upload_to(instance: "RemovalJob", filename: str) -> str:
     return f"outputs/{instance.output_filename}"
 
@@ -56,6 +62,9 @@ class RemovalJob(models.Model):
     input_size = models.PositiveBigIntegerField(default=0)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
+    # The background image (options["bg_image"] is its SHA-256), stored with
+    # the input for the worker and deleted with it when the job expires.
+    background_file = models.FileField(upload_to=background_upload_to, max_length=255, blank=True)
 
     # Which door the request came through (the seed API, the web page, the
     # remove.bg dialect): shown to the customer and the admin, never a rule.

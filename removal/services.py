@@ -105,20 +105,28 @@ def submit_job(
         idempotency_key=key,
         request_fingerprint=fingerprint,
     )
-    stored_name = None
+    stored: list = []  # (storage, name) of each file written, to delete on a rollback
     try:
         with transaction.atomic():
             job.save(force_insert=True)
             charge_for_job(job=job)
             job.input_file.save(f"{job.id}.{info.format}", ContentFile(data), save=False)
-            stored_name = job.input_file.name
-            job.save(update_fields=["input_file"])
+            stored.append((job.input_file.storage, job.input_file.name))
+            saved = ["input_file"]
+            if request.background is not None:
+                job.background_file.save(
+                    f"{job.id}.{request.background_image.format}",
+                    ContentFile(request.background.data),
+                    save=False,
+                )
+                stored.append((job.background_file.storage, job.background_file.name))
+                saved.append("background_file")
+            job.save(update_fields=saved)
             # Taken now: the commit may run its callbacks outside the request.
             request_id = observability.current_request_id()
             transaction.on_commit(lambda: enqueue_job(job_id=job.id, request_id=request_id))
     except IntegrityError:
-        if stored_name:
-            job.input_file.storage.delete(stored_name)
+        _delete_stored(stored)
         # Two retries with the same Idempotency-Key raced; the unique
         # constraint let one in and rolled this one back, uncharged.
         if key and (
@@ -127,10 +135,14 @@ def submit_job(
             return existing
         raise
     except Exception:
-        if stored_name:
-            job.input_file.storage.delete(stored_name)
+        _delete_stored(stored)
         raise
     return job
+
+
+def _delete_stored(stored: list) -> None:
+    for storage, name in stored:
+        storage.delete(name)
 
 
 def enqueue_job(*, job_id: uuid.UUID, request_id: str | None = None) -> None:
@@ -188,6 +200,10 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
     try:
         with _timed(stages, "read_input"), job.input_file.open("rb") as handle:
             data = handle.read()
+        background = None
+        if job.background_file.name:
+            with _timed(stages, "read_input"), job.background_file.open("rb") as handle:
+                background = handle.read()
         with _timed(stages, "session"):
             session = registry.get_session(job.model_name)
         cutout = remove_background(
@@ -195,6 +211,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             session,
             max_pixels=settings.MAX_IMAGE_PIXELS,
             options=OutputOptions.from_json(job.options),
+            background=background,
             on_progress=job.set_progress,
             deadline=deadline,
             timings=stages,
@@ -362,7 +379,8 @@ def expire_job_files(*, now=None, should_stop: Callable[[], bool] = lambda: Fals
     while True:
         # A plain query per batch, not .iterator(): no server-side cursor,
         # which a transaction pooler would break (DB_TRANSACTION_POOLER).
-        batch = list(expired.values_list("pk", "input_file", "output_file")[:EXPIRY_BATCH])
+        fields = ("pk", "input_file", "output_file", "background_file")
+        batch = list(expired.values_list(*fields)[:EXPIRY_BATCH])
         if not batch:
             return count
         failed = storage_cleanup.delete_files(

@@ -28,9 +28,12 @@ from django.core.files.uploadedfile import UploadedFile
 from imaging import errors as image_errors
 from imaging import parsers
 from imaging.options import (
+    BACKGROUND_CONFLICT,
     OPTIONS,
+    OPTIONS_BY_NAME,
     SEED,
     WEB,
+    Option,
     OptionError,
     OutputOptions,
     options_class,
@@ -194,6 +197,9 @@ class RemovalRequest:
     idempotency_key: str = ""
     webhook_url: str = ""
     origin: str = "api"
+    # The background image (options.bg_image is its SHA-256), read and checked.
+    background: ImageSource | None = None
+    background_image: ImageInfo | None = None
 
     def fingerprint(self) -> str:
         """What makes two submissions "the same request" for an idempotency key."""
@@ -302,25 +308,33 @@ def decode_base64_image(text: str) -> bytes:
     return data
 
 
-def download_image(url: str) -> ImageSource:
-    """Fetches ``image_url`` through the safe fetcher (the only way out)."""
+def download_image(url: str, *, field: str = "image_url") -> ImageSource:
+    """Fetches ``image_url`` (or ``bg_image_url``) through the safe fetcher (the only way out)."""
+    codes = _URL_CODES[field]
     if len(url) > 2048:
-        raise InvalidImageUrl("image_url is longer than 2048 characters.")
+        raise InvalidImageUrl(f"{field} is longer than 2048 characters.", code=codes[0])
     try:
         fetched = fetcher.fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES)
     except fetcher.OutboundRefused as exc:
         if exc.code == "too_large":
             raise FileTooLarge(
-                f"The image at image_url is too large: the limit is "
+                f"The image at {field} is too large: the limit is "
                 f"{settings.MAX_UPLOAD_BYTES / 1048576:.1f} MB."
             ) from None
         if exc.code in ("invalid_url", "forbidden_address", "unresolvable"):
-            raise InvalidImageUrl(exc.message) from None
-        raise ImageDownloadFailed(exc.message) from None
+            raise InvalidImageUrl(exc.message, code=codes[0]) from None
+        raise ImageDownloadFailed(exc.message, code=codes[1]) from None
     if not fetched.body:
-        raise ImageDownloadFailed("The image at image_url is empty.")
+        raise ImageDownloadFailed(f"The image at {field} is empty.", code=codes[1])
     name = unquote(urlsplit(fetched.url).path.rsplit("/", 1)[-1])[:255]
     return ImageSource(data=fetched.body, name=name)
+
+
+# (refused URL, failed download) codes of each URL field.
+_URL_CODES = {
+    "image_url": (InvalidImageUrl.code, ImageDownloadFailed.code),
+    "bg_image_url": ("invalid_bg_image_url", "failed_bg_image_download"),
+}
 
 
 def read_source(
@@ -354,17 +368,23 @@ def read_source(
     return download_image(image_url)
 
 
-def validate_image(data: bytes) -> ImageInfo:
+def validate_image(data: bytes, *, background: bool = False) -> ImageInfo:
+    """The image's format, upright size and a proof it decodes (the same
+    limits for a background image, refused with codes of its own)."""
+    prefix, suffix = ("Background image: ", "_bg_image") if background else ("", "")
     try:
         return inspect_image(
             data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.MAX_IMAGE_SIDE
         )
     except image_errors.UnsupportedFormat as exc:
-        raise UnsupportedImageFormat(str(exc)) from None
+        code = "unsupported_bg_image_format" if background else None
+        raise UnsupportedImageFormat(prefix + str(exc), code=code) from None
     except image_errors.TooManyPixels as exc:
-        raise ImageTooLarge(str(exc)) from None
+        raise ImageTooLarge(
+            prefix + str(exc), code="bg_image_too_large" if suffix else None
+        ) from None
     except image_errors.PipelineError as exc:
-        raise InvalidImage(str(exc)) from None
+        raise InvalidImage(prefix + str(exc), code=f"invalid{suffix}" if suffix else None) from None
 
 
 def flag(fields: Fields, name: str) -> bool:
@@ -389,6 +409,8 @@ def parse_options(fields: Fields, *, door: str, table=OPTIONS) -> OutputOptions:
     """
     values = {}
     for option in options_for(door, table):
+        if option.kind == "image":
+            continue  # an image, not a value: read_background
         label = option.web.label if door == WEB and option.web is not None else None
         try:
             values[option.name] = option.read_wire(
@@ -424,8 +446,13 @@ def build_request(
     """
     key = validate_idempotency_key(idempotency_key)
     name = validate_model_name(model_name)
-    # "auto" becomes the real format now, so the stored file name carries it.
-    options = resolve_auto_format(parse_options(fields, door=door))
+    options = parse_options(fields, door=door)
+    background_option = OPTIONS_BY_NAME["bg_image"]
+    wants_background = door in background_option.doors and background_given(
+        fields, background_option
+    )
+    if wants_background and options.bg_color is not None:
+        raise InvalidOption(BACKGROUND_CONFLICT, field_name="bg_color")
     webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
     source = read_source(
         uploads=fields.file_parts(upload_field),
@@ -433,15 +460,63 @@ def build_request(
         image_file_b64=fields.text("image_file_b64"),
         upload_field=upload_field,
     )
+    background = read_background(fields, background_option) if wants_background else None
+    image = validate_image(source.data)
+    background_image = None
+    if background is not None:
+        background_image = validate_image(background.data, background=True)
+        options = options.replace(bg_image=hashlib.sha256(background.data).hexdigest())
+    # "auto" becomes the real format now, so the stored file name carries it.
+    options = resolve_auto_format(
+        options, opaque_background=background_image is not None and not background_image.has_alpha
+    )
     return RemovalRequest(
         source=source,
-        image=validate_image(source.data),
+        image=image,
         model_name=name,
         options=options,
         idempotency_key=key,
         webhook_url=webhook,
         origin=origin,
+        background=background,
+        background_image=background_image,
     )
+
+
+def background_given(fields: Fields, option: Option) -> bool:
+    """Whether the request names a background image (a file part or a URL)."""
+    if fields.file_parts(option.wire_name):
+        return True
+    if fields.value(option.wire_name) is not None:
+        raise InvalidField(
+            f"'{option.wire_name}' must be a file part of a multipart body; for a background "
+            f"image by URL, use '{option.url_field}'.",
+            code=f"invalid_{option.wire_name}",
+        )
+    return fields.text(option.url_field) is not None
+
+
+def read_background(fields: Fields, option: Option) -> ImageSource:
+    """The background image: one file part (``bg_image_file``) or one URL
+    (``bg_image_url``), with the same limits as the image itself."""
+    uploads = fields.file_parts(option.wire_name)
+    url = fields.text(option.url_field)
+    if len(uploads) + (url is not None) > 1:
+        raise MultipleSources(
+            f"Send one background image: a file in '{option.wire_name}' or a URL in "
+            f"'{option.url_field}'.",
+            code="multiple_backgrounds",
+        )
+    if uploads:
+        upload = uploads[0]
+        try:
+            data = read_upload(upload)
+        except InvalidImage:
+            raise InvalidImage(
+                f"The background image ({option.wire_name}) is empty.", code="invalid_bg_image"
+            ) from None
+        return ImageSource(data=data, name=(upload.name or "")[:255])
+    return download_image(url, field=option.url_field)
 
 
 def seed_request(

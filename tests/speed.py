@@ -35,6 +35,7 @@ def job_seconds(
 
 def model_load_seconds(model: str) -> float:
     """Seconds to load ``model`` into a new session, as a worker without warm models does."""
+
     started = time.monotonic()
     sessions._new_session(model, registry.engine_config())
     return time.monotonic() - started

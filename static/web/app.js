@@ -197,6 +197,9 @@
     panel.addEventListener("input", save);
     panel.addEventListener("toggle", save, true);
     $("options-reset").addEventListener("click", function () {
+      Array.prototype.forEach.call(panel.querySelectorAll("input[type=file]"), function (el) {
+        el.value = "";
+      });
       apply(defaults);
       save();
     });

@@ -30,7 +30,11 @@ def schema_of(door: str, table=OPTIONS) -> dict[str, serializers.Field]:
 def test_a_doors_schema_is_its_own_fields_then_every_option_it_takes():
     for door in (SEED, REMOVEBG, WEB):
         names = list(schema_of(door))
-        assert names == ["file"] + [option.wire_name for option in options_for(door)]
+        expected = ["file"]
+        for option in options_for(door):
+            # An image option is documented as its file part and its URL.
+            expected += [option.wire_name] + ([option.url_field] if option.url_field else [])
+        assert names == expected
 
 
 def test_the_seed_schema_leaves_out_what_only_remove_bg_takes():
@@ -43,7 +47,8 @@ def test_the_seed_schema_leaves_out_what_only_remove_bg_takes():
 def test_each_field_says_the_options_help_and_is_optional():
     for option in OPTIONS:
         field = schema_field(option, SEED)
-        assert field.help_text == option.help
+        assert field.help_text.startswith(option.help)
+        assert field.help_text.endswith("before any charge.")
         assert field.required is False
 
 
@@ -74,14 +79,16 @@ def test_flags_numbers_and_text_get_fields_of_their_kind():
 def test_the_panel_shows_the_web_pages_options_main_ones_first():
     panel = web_panel()
     shown = [field.name for rows in panel.values() for row in rows for field in row.fields]
-    assert shown == [o.wire_name for o in options_for(WEB) if o.web is not None]
+    drawn = [o for o in options_for(WEB) if o.web is not None]
+    main = [o.wire_name for o in drawn if not o.web.advanced]
+    assert shown == main + [o.wire_name for o in drawn if o.web.advanced]
     advanced = {field.name for row in panel["advanced"] for field in row.fields}
     assert advanced == {o.wire_name for o in options_for(WEB) if o.web and o.web.advanced}
     assert {"format", "size", "crop"} <= {f.name for row in panel["main"] for f in row.fields}
 
 
 def test_paired_fields_share_a_row_and_their_hints():
-    (box,) = [row for row in web_panel()["main"] if len(row.fields) > 1]
+    (box,) = [row for row in web_panel()["main"] if row.fields[0].name == "max_width"]
     assert [field.name for field in box.fields] == ["max_width", "max_height"]
     assert box.hint == OPTIONS_BY_NAME["max_width"].web.hint
     assert (box.fields[0].number_min, box.fields[0].number_max) == (1, parsers.MAX_DIMENSION)
@@ -98,7 +105,7 @@ def test_an_option_added_to_the_table_shows_in_the_schema_and_the_panel():
     table = (*OPTIONS, SHADOW)
     field = schema_of(SEED, table)["shadow"]
     assert isinstance(field, serializers.BooleanField)
-    assert field.help_text == "Adds a drop shadow under the subject."
+    assert field.help_text.startswith("Adds a drop shadow under the subject.")
     (row,) = [row for row in web_panel(table)["advanced"] if row.fields[0].name == "shadow"]
     assert row.fields[0].web.label == "Drop shadow"
     assert web_labels(table)["shadow"] == "Drop shadow"

@@ -249,9 +249,13 @@ def test_no_subject_to_crop_to_fails_refunded_in_remove_bgs_shape(client, accoun
         ({"crop_margin": "ten"}, "invalid_crop_margin"),
         ({"type": "spaceship"}, "invalid_type"),
         ({"model": "nope"}, "unknown_model"),
-        ({"add_shadow": "true"}, "unsupported_option"),
-        ({"semitransparency": "false"}, "unsupported_option"),
-        ({"bg_image_url": "http://example.com/bg.jpg"}, "unsupported_option"),
+        ({"add_shadow": "perhaps"}, "invalid_add_shadow"),
+        ({"shadow_type": "long"}, "invalid_shadow_type"),
+        ({"shadow_opacity": "101"}, "invalid_shadow_opacity"),
+        ({"semitransparency": "half"}, "invalid_semitransparency"),
+        ({"type_level": "3"}, "invalid_type_level"),
+        ({"bg_color": "red", "bg_image_url": "http://example.com/bg.jpg"}, "invalid_bg_color"),
+        ({"bg_image_file": "not a file part"}, "invalid_bg_image_file"),
     ],
 )
 def test_bad_parameters_are_400s_before_any_charge(client, account, data, code):

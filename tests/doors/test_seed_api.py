@@ -212,7 +212,8 @@ class TestSubmitRefusals:
             post_image(api_client, gif.getvalue(), name="cat.png"), 415, "unsupported_format"
         )
         assert body["error"] == (
-            "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp"
+            "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp, "
+            "heic, heif, tiff, tif, avif"
         )
         assert_nothing_charged(account)
 

@@ -615,7 +615,9 @@ def test_the_schema_documents_every_seed_option_with_its_allowed_values(anon_cli
     properties = components[ref]["properties"]
     sources = {"file", "image_url", "image_file_b64"}
     options = {option.wire_name for option in options_for(SEED)}
-    assert set(properties) == options | sources | {"model", "webhook_url"}
+    urls = {option.url_field for option in options_for(SEED) if option.url_field}
+    assert urls == {"bg_image_url"}
+    assert set(properties) == options | urls | sources | {"model", "webhook_url"}
 
     def enum(name):
         prop = properties[name]
@@ -628,7 +630,9 @@ def test_the_schema_documents_every_seed_option_with_its_allowed_values(anon_cli
     assert enum("format") == [*formats.FORMATS, "auto"]
     assert enum("channels") == list(parsers.CHANNELS)
     assert enum("size") == list(SEED_SIZES)
-    for name in ("crop", "alpha_matting", "post_process_mask"):
+    assert enum("shadow_type") == list(parsers.SHADOW_TYPES)
+    assert properties["bg_image_file"]["format"] == properties["file"]["format"]
+    for name in ("crop", "alpha_matting", "post_process_mask", "add_shadow", "semitransparency"):
         assert properties[name]["type"] == "boolean", name
     for name, low, high in [
         ("max_width", 1, parsers.MAX_DIMENSION),
@@ -636,6 +640,7 @@ def test_the_schema_documents_every_seed_option_with_its_allowed_values(anon_cli
         ("alpha_matting_foreground_threshold", 0, 255),
         ("alpha_matting_background_threshold", 0, 255),
         ("alpha_matting_erode_size", 0, parsers.MAX_ERODE_SIZE),
+        ("shadow_opacity", 0, 100),
     ]:
         assert (properties[name]["minimum"], properties[name]["maximum"]) == (low, high), name
     for name, prop in properties.items():

@@ -76,7 +76,8 @@ def test_it_refuses_a_gif_with_the_services_sentence_and_charges_nothing(custome
     assert response.status_code == 415
     assert response.json() == {
         "success": False,
-        "error": "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp",
+        "error": "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp, "
+        "heic, heif, tiff, tif, avif",
         "code": "unsupported_format",
     }
     assert_nothing_charged(account)

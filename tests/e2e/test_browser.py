@@ -159,7 +159,8 @@ def test_a_gif_upload_shows_the_error_and_charges_nothing(live_server, customer,
     error = page.locator("#upload-error")
     error.wait_for(state="visible")
     assert error.inner_text() == (
-        "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp. Nothing was charged."
+        "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp, "
+        "heic, heif, tiff, tif, avif. Nothing was charged."
     )
     assert page.locator("#job-panel").is_hidden()
     assert page.get_by_test_id("balance").inner_text() == "1000"

@@ -122,3 +122,45 @@ def test_a_customer_gets_a_cropped_jpg_on_a_colour_through_the_options_panel(
     assert page.locator("#job-options").inner_text() == summary
     page.goto(f"{live_server.url}/dashboard/")
     assert page.get_by_test_id("job-options").inner_text() == summary
+
+
+def test_a_customer_sends_a_heic_photo_a_background_image_a_shadow_and_hard_edges(
+    live_server, start_worker, customer, page, tmp_path
+):
+    from tests.images import encode, photo
+
+    start_worker()
+    photo_path = tmp_path / "astronaut.heic"
+    photo_path.write_bytes(encode(photo("astronaut"), "HEIF"))
+    background_path = tmp_path / "rocket.jpg"
+    background_path.write_bytes(encode(photo("rocket"), "JPEG"))
+
+    log_in(page, live_server, "alice")
+    page.set_input_files("#file-input", str(photo_path))
+    page.select_option("#model-select", "u2netp")
+    page.locator("#options-panel > summary").click()
+    page.get_by_label("Format").select_option("avif")
+    page.set_input_files("#opt-bg-image", str(background_path))
+    page.get_by_label("Shadow").select_option("drop")
+    page.get_by_label("Opacity (%)").fill("70")
+    page.locator("#options-advanced > summary").click()
+    page.get_by_label("Hard edges (no semi-transparency)").check()
+    page.get_by_role("button", name="Remove background").click()
+    page.wait_for_function(
+        "document.getElementById('job-progressbar').getAttribute('aria-valuenow') === '100'",
+        timeout=120_000,
+    )
+    job = RemovalJob.objects.get()
+    assert job.status == RemovalJob.Status.COMPLETED, job.error
+    assert job.input_format == "heic" and job.output_format == "avif"
+    assert job.options["shadow_type"] == "drop" and job.options["shadow_opacity"] == 70
+    assert job.options["semitransparency"] is False and job.background_file.name
+    summary = page.locator("#job-options").inner_text()
+    assert summary == "AVIF · background image · drop shadow 70% · hard edges"
+    # The "before" picture shows (a JPEG copy of the HEIC), and so does the AVIF "after".
+    page.wait_for_function("document.getElementById('job-before').naturalWidth === 512")
+    page.wait_for_function("document.getElementById('job-after').naturalWidth === 512")
+    # Reset clears the chosen background file too.
+    page.get_by_role("button", name="Reset options").click()
+    assert page.evaluate("document.getElementById('opt-bg-image').files.length") == 0
+    assert page.get_by_label("Shadow").input_value() == "none"

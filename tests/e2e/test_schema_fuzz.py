@@ -105,6 +105,7 @@ def test_the_schema_lists_every_endpoint_with_its_errors(client):
         "image/jpeg",
         "image/webp",
         "application/zip",
+        "image/avif",
     }
     assert document["components"]["securitySchemes"]["ApiKeyAuth"] == {
         "type": "apiKey",

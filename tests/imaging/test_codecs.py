@@ -16,7 +16,7 @@ def test_every_output_format_has_an_encoder_and_no_encoder_lacks_a_format():
 def test_each_encoder_writes_the_format_its_row_names():
     pixels = np.random.default_rng(1).integers(0, 256, (24, 32, 4), dtype=np.uint8)
     img = Image.fromarray(pixels, "RGBA")
-    expected = {"png": "png", "jpg": "jpeg", "webp": "webp", "zip": "unknown"}
+    expected = {"png": "png", "jpg": "jpeg", "webp": "webp", "zip": "unknown", "avif": "avif"}
     for name in OUTPUT_FORMATS:
         data = encode(img, name)
         if name == "zip":

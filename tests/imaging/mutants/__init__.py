@@ -1,6 +1,6 @@
 """Damaged copies of real images, made by someone who knows each format.
 
-The fuzzer (``test_pipeline_fuzz.py``) wants mutants that get past the
+The fuzzer (``test_reading_fuzz.py``) wants mutants that get past the
 framing of a file and reach the decoder inside it: a bit flipped at random
 in a PNG mostly breaks a chunk's CRC, and the file is refused before any
 pixel is read. So besides plain byte damage, each format has mutations that
@@ -26,6 +26,7 @@ from PIL import Image
 
 from tests.images import encode, photo
 from tests.imaging.mutants.bmp import bmp_header_field, bmp_pixels, rle8_bmp
+from tests.imaging.mutants.containers import isobmff_box, tiff_directory
 from tests.imaging.mutants.damage import Mutant, damage_bytes
 from tests.imaging.mutants.jpeg import (
     jpeg_entropy,
@@ -136,6 +137,31 @@ FORMATS: dict[str, Format] = {
             webp_bitstream,
             webp_chunk_order,
         ),
+    ),
+    "heic": Format(
+        sources={
+            "heic-exif": lambda: encode(source_image(), "HEIF", exif=_exif(6)),
+            "heic-rgba": lambda: encode(source_image("RGBA"), "HEIF"),
+        },
+        structural=(isobmff_box,),
+    ),
+    "tiff": Format(
+        sources={
+            "tiff-lzw-exif": lambda: encode(
+                source_image(), "TIFF", compression="tiff_lzw", exif=_exif(6)
+            ),
+            "tiff-two-pages": lambda: encode(
+                source_image(), "TIFF", save_all=True, append_images=[source_image("RGBA")]
+            ),
+        },
+        structural=(tiff_directory,),
+    ),
+    "avif": Format(
+        sources={
+            "avif-exif": lambda: encode(source_image(), "AVIF", exif=_exif(6)),
+            "avif-rgba": lambda: encode(source_image("RGBA"), "AVIF", quality=90),
+        },
+        structural=(isobmff_box,),
     ),
     "bmp": Format(
         sources={
