@@ -20,9 +20,8 @@ and its tests (docs/architecture.md walks through one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import MappingProxyType
-from typing import Any
 
 from imaging import parsers
 from imaging.formats import FORMATS
@@ -38,6 +37,21 @@ from imaging.option_spec import (
     OptionsBehaviour,
     WebField,
     options_class,
+)
+from imaging.option_values import (
+    SHADOW_OPACITY,
+    box_words,
+    colour_json,
+    crop_words,
+    lengths_json,
+    matting_words,
+    pixels_words,
+    position_json,
+    position_words,
+    shadow_words,
+    shown_colour,
+    with_field,
+    words_if_set,
 )
 from imaging.parsers import (
     CHANNELS,
@@ -58,95 +72,6 @@ REQUESTED_FORMATS = (*FORMATS, "auto")
 SEED_SIZES = ("full", "preview")
 
 
-# --- How values are stored and summarised --------------------------------------
-
-
-def _colour_json(value):
-    return None if value is None else "#" + "".join(f"{c:02x}" for c in value)
-
-
-def _lengths_json(value):
-    return None if value is None else [str(x) for x in value]
-
-
-def _position_json(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _shown_colour(value: str) -> str:
-    """#rrggbbaa as stored, shown as #rrggbb when opaque."""
-    return value[:7] if len(value) == 9 and value.lower().endswith("ff") else value
-
-
-def _shown_lengths(values: list[str]) -> str:
-    return values[0] if len(set(values)) == 1 else " ".join(values)
-
-
-def _crop_words(value, options: dict) -> str | None:
-    if not value:
-        return None
-    margin = options.get("crop_margin")
-    shown = _shown_lengths(margin) if margin else "0px"
-    return "crop" if shown in ("0px", "0%") else f"crop, margin {shown}"
-
-
-def _pixels_words(value, options: dict) -> str | None:
-    if value is None:
-        return None
-    return "preview" if value == SIZES["preview"] else f"at most {value:,} pixels"
-
-
-def _box_words(value, options: dict) -> str | None:
-    width, height = options.get("max_width"), options.get("max_height")
-    if not (width or height):
-        return None
-    return f"max {width or '–'} × {height or '–'} px"
-
-
-_MATTING_DEFAULTS = (240, 10, 10)
-
-
-def _matting_words(value, options: dict) -> str | None:
-    if not value:
-        return None
-    thresholds = (
-        options.get("alpha_matting_foreground_threshold", 240),
-        options.get("alpha_matting_background_threshold", 10),
-        options.get("alpha_matting_erode_size", 10),
-    )
-    if thresholds == _MATTING_DEFAULTS:
-        return "alpha matting"
-    return "alpha matting ({}/{}/erode {})".format(*thresholds)
-
-
-def _position_words(value, options: dict) -> str | None:
-    if isinstance(value, list):
-        return f"position {value[0]:g}% {value[1]:g}%"
-    return None
-
-
-# A shadow's opacity when shadow_opacity is not given, per shadow type (%).
-SHADOW_OPACITY = {"drop": 50, "3D": 60, "car": 75}
-
-
-def _shadow_words(value, options: dict) -> str | None:
-    kind = value if value != "none" else ("car" if options.get("add_shadow") else None)
-    if kind is None:
-        return None
-    opacity = options.get("shadow_opacity")
-    opacity = SHADOW_OPACITY[kind] if opacity is None else opacity
-    return f"{kind} shadow {opacity}%"
-
-
-def _words_if_set(template: str) -> Callable[[Any, dict], str | None]:
-    return lambda value, options: template.format(value) if value else None
-
-
-def _with_field(parser: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
-    """A parser called as ``parse(value, field=...)``, with fixed arguments."""
-    return lambda value, *, field, **more: parser(value, field=field, **fixed, **more)
-
-
 # --- The table -------------------------------------------------------------------
 
 OPTIONS: tuple[Option, ...] = (
@@ -154,7 +79,7 @@ OPTIONS: tuple[Option, ...] = (
         name="format",
         values="`png`, `webp`, `jpg` (or `jpeg`), `zip`, `auto`",
         shown_default="`png` (remove.bg: `auto`)",
-        parse=_with_field(parsers.parse_format, allow_auto=True),
+        parse=with_field(parsers.parse_format, allow_auto=True),
         default="png",
         kind="choice",
         choices=REQUESTED_FORMATS,
@@ -211,13 +136,13 @@ OPTIONS: tuple[Option, ...] = (
         kind="text",
         doors=ALL_DOORS,
         removebg_name="bg_color",
-        to_json=_colour_json,
+        to_json=colour_json,
         help=(
             "A background to composite the cut-out over: hex #RGB, #RGBA, #RRGGBB or "
             "#RRGGBBAA ('#' optional) or a CSS colour name (e.g. white). An alpha below 255 "
             "stays translucent in png and webp. Default: none (transparent)."
         ),
-        summary=lambda value, options: f"background {_shown_colour(value)}" if value else None,
+        summary=lambda value, options: f"background {shown_colour(value)}" if value else None,
         web=WebField(
             widget="colour",
             label="Background colour",
@@ -240,7 +165,7 @@ OPTIONS: tuple[Option, ...] = (
             f"{FOREGROUND_MIN_ALPHA}) plus crop_margin. No subject found: the job "
             "fails and is refunded."
         ),
-        summary=_crop_words,
+        summary=crop_words,
         web=WebField(widget="checkbox", label="Crop to the subject", id="opt-crop"),
     ),
     Option(
@@ -252,7 +177,7 @@ OPTIONS: tuple[Option, ...] = (
         kind="text",
         doors=ALL_DOORS,
         removebg_name="crop_margin",
-        to_json=_lengths_json,
+        to_json=lengths_json,
         help=(
             "With crop: the margin around the subject, in px or % of the subject (20, 20px, "
             "10%; or 2 or 4 values: top right bottom left), each side capped at "
@@ -288,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
             f"{SIZES['preview']:,} pixels, aspect kept. remove.bg's door also takes its other "
             "names (auto, small, regular, medium, hd, 4k, 50MP) and defaults to preview."
         ),
-        summary=_pixels_words,
+        summary=pixels_words,
         web=WebField(
             widget="select",
             label="Size",
@@ -300,13 +225,13 @@ OPTIONS: tuple[Option, ...] = (
         name="max_width",
         values="whole pixels, 1 to 65,500",
         shown_default="none",
-        parse=_with_field(parsers.parse_dimension),
+        parse=with_field(parsers.parse_dimension),
         default=None,
         kind="integer",
         minimum=1,
         maximum=MAX_DIMENSION,
         help=("Fit the output within this width in pixels, aspect kept; never upscales."),
-        summary=_box_words,
+        summary=box_words,
         web=WebField(
             widget="number",
             label="Max width (px)",
@@ -320,7 +245,7 @@ OPTIONS: tuple[Option, ...] = (
         name="max_height",
         values="whole pixels, 1 to 65,500",
         shown_default="none",
-        parse=_with_field(parsers.parse_dimension),
+        parse=with_field(parsers.parse_dimension),
         default=None,
         kind="integer",
         minimum=1,
@@ -345,7 +270,7 @@ OPTIONS: tuple[Option, ...] = (
             "alpha_matting), solved on at most 1 MP and on the edge band only, so a 12 MP "
             "photo stays within REMOVAL_JOB_TIMEOUT; slower."
         ),
-        summary=_matting_words,
+        summary=matting_words,
         web=WebField(
             widget="checkbox", label="Alpha matting (finer edges, slower)", id="opt-matting"
         ),
@@ -412,7 +337,7 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
         kind="flag",
         help=("true: smooth the mask (rembg's post_process_mask: opening, blur, threshold)."),
-        summary=_words_if_set("smoothed mask"),
+        summary=words_if_set("smoothed mask"),
         web=WebField(
             widget="checkbox", label="Smooth the mask", id="opt-post-process", advanced=True
         ),
@@ -426,7 +351,7 @@ OPTIONS: tuple[Option, ...] = (
         kind="text",
         doors=frozenset({REMOVEBG}),
         removebg_name="roi",
-        to_json=_lengths_json,
+        to_json=lengths_json,
         help="Region of interest: 'x1 y1 x2 y2' in px or % of the input; outside it nothing "
         "is foreground.",
         summary=lambda value, options: f"region {' '.join(value)}" if value else None,
@@ -453,10 +378,10 @@ OPTIONS: tuple[Option, ...] = (
         kind="text",
         doors=frozenset({REMOVEBG}),
         removebg_name="position",
-        to_json=_position_json,
+        to_json=position_json,
         help="'original', 'center', or one or two percentages (horizontal, vertical) of the "
         "free space.",
-        summary=_position_words,
+        summary=position_words,
     ),
     # --- A background image, a shadow, hard edges ----------------------------
     Option(
@@ -474,7 +399,7 @@ OPTIONS: tuple[Option, ...] = (
             "the output and centred (remove.bg's rule); not with bg_color. Checked (format, "
             "size, decode) before the charge, like the image itself."
         ),
-        summary=_words_if_set("background image"),
+        summary=words_if_set("background image"),
         web=WebField(
             widget="file",
             label="Background image",
@@ -498,7 +423,7 @@ OPTIONS: tuple[Option, ...] = (
             "contact shadow under the subject, for products and cars) or none. With crop, the "
             "output grows to keep the shadow whole."
         ),
-        summary=_shadow_words,
+        summary=shadow_words,
         web=WebField(
             widget="select",
             label="Shadow",

@@ -1,0 +1,95 @@
+"""How option values are stored and named: the JSON forms and the summary
+words the rows of the option table (``imaging.options``) point to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from imaging.parsers import SIZES
+
+
+def colour_json(value):
+    return None if value is None else "#" + "".join(f"{c:02x}" for c in value)
+
+
+def lengths_json(value):
+    return None if value is None else [str(x) for x in value]
+
+
+def position_json(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def shown_colour(value: str) -> str:
+    """#rrggbbaa as stored, shown as #rrggbb when opaque."""
+    return value[:7] if len(value) == 9 and value.lower().endswith("ff") else value
+
+
+def shown_lengths(values: list[str]) -> str:
+    return values[0] if len(set(values)) == 1 else " ".join(values)
+
+
+def crop_words(value, options: dict) -> str | None:
+    if not value:
+        return None
+    margin = options.get("crop_margin")
+    shown = shown_lengths(margin) if margin else "0px"
+    return "crop" if shown in ("0px", "0%") else f"crop, margin {shown}"
+
+
+def pixels_words(value, options: dict) -> str | None:
+    if value is None:
+        return None
+    return "preview" if value == SIZES["preview"] else f"at most {value:,} pixels"
+
+
+def box_words(value, options: dict) -> str | None:
+    width, height = options.get("max_width"), options.get("max_height")
+    if not (width or height):
+        return None
+    return f"max {width or '–'} × {height or '–'} px"
+
+
+_MATTING_DEFAULTS = (240, 10, 10)
+
+
+def matting_words(value, options: dict) -> str | None:
+    if not value:
+        return None
+    thresholds = (
+        options.get("alpha_matting_foreground_threshold", 240),
+        options.get("alpha_matting_background_threshold", 10),
+        options.get("alpha_matting_erode_size", 10),
+    )
+    if thresholds == _MATTING_DEFAULTS:
+        return "alpha matting"
+    return "alpha matting ({}/{}/erode {})".format(*thresholds)
+
+
+def position_words(value, options: dict) -> str | None:
+    if isinstance(value, list):
+        return f"position {value[0]:g}% {value[1]:g}%"
+    return None
+
+
+# A shadow's opacity when shadow_opacity is not given, per shadow type (%).
+SHADOW_OPACITY = {"drop": 50, "3D": 60, "car": 75}
+
+
+def shadow_words(value, options: dict) -> str | None:
+    kind = value if value != "none" else ("car" if options.get("add_shadow") else None)
+    if kind is None:
+        return None
+    opacity = options.get("shadow_opacity")
+    opacity = SHADOW_OPACITY[kind] if opacity is None else opacity
+    return f"{kind} shadow {opacity}%"
+
+
+def words_if_set(template: str) -> Callable[[Any, dict], str | None]:
+    return lambda value, options: template.format(value) if value else None
+
+
+def with_field(parser: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
+    """A parser called as ``parse(value, field=...)``, with fixed arguments."""
+    return lambda value, *, field, **more: parser(value, field=field, **fixed, **more)
