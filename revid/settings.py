@@ -8,12 +8,13 @@ silently falling back, as healthchecks.io's settings do.
 import os
 import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
+
+from revid.env import env_bool, env_int, env_list, env_networks, env_str, s3_storage  # noqa: F401
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,39 +26,6 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 if ENV_FILE:
     load_dotenv(ENV_FILE, override=False)
-
-
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
-
-
-def env_int(name: str, default: int, minimum: int | None = None) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {number}")
-    return number
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -287,53 +255,6 @@ STORAGES = {
 OUTPUT_URL_EXPIRE_SECONDS = env_int("OUTPUT_URL_EXPIRE_SECONDS", 300, minimum=1)
 
 
-def s3_storage(environ: Mapping[str, str]) -> dict | None:
-    """The S3-compatible default storage that ``environ`` asks for, or None.
-
-    A function (not inline) so a test can configure its own process exactly
-    as the worker processes it starts are configured from their environment.
-    """
-    bucket = environ.get("AWS_STORAGE_BUCKET_NAME", "")
-    if not bucket:
-        return None
-    addressing_style = environ.get("AWS_S3_ADDRESSING_STYLE", "auto") or "auto"
-    if addressing_style not in ("auto", "path", "virtual"):
-        raise ImproperlyConfigured(
-            f"AWS_S3_ADDRESSING_STYLE must be auto, path or virtual, got {addressing_style!r}"
-        )
-    from botocore.config import Config
-
-    return {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": bucket,
-            "endpoint_url": environ.get("AWS_S3_ENDPOINT_URL") or None,
-            "region_name": environ.get("AWS_S3_REGION_NAME") or None,
-            # Unset keys fall back to boto3's own chain (instance or pod role).
-            "access_key": environ.get("AWS_ACCESS_KEY_ID") or None,
-            "secret_key": environ.get("AWS_SECRET_ACCESS_KEY") or None,
-            "location": environ.get("AWS_LOCATION", "").strip("/"),
-            # Inputs and outputs are private: no public ACL, and every URL
-            # the storage makes is signed and short-lived.
-            "default_acl": None,
-            "querystring_auth": True,
-            "querystring_expire": OUTPUT_URL_EXPIRE_SECONDS,
-            # Names are job UUIDs; a second write of the same name is the
-            # same job's retry and may replace the first.
-            "file_overwrite": True,
-            # django-storages ignores its own addressing_style and
-            # signature_version options once a client config is given.
-            "client_config": Config(
-                s3={"addressing_style": addressing_style},
-                signature_version="s3v4",
-                connect_timeout=5,
-                read_timeout=30,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        },
-    }
-
-
 if (_s3_storage := s3_storage(os.environ)) is not None:
     STORAGES["default"] = _s3_storage
 # With S3 storage, /output/<file> answers 302 to a short-lived presigned
@@ -463,21 +384,6 @@ FILE_UPLOAD_HANDLERS = [
 # private, link-local (cloud metadata), multicast and reserved addresses.
 # Networks listed here are let through anyway: an operator's own image
 # server on 10.1.2.0/24, or 127.0.0.1/32 for the tests' servers.
-def env_networks(name: str) -> list[str]:
-    import ipaddress
-
-    networks = env_list(name, "")
-    for network in networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name} must be comma-separated networks in CIDR form "
-                f"(e.g. 10.0.0.0/8,fd00::/8), got {network!r}"
-            ) from None
-    return networks
-
-
 OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS")
 # Bounds connecting, each read and the whole request (redirects included).
 OUTBOUND_TIMEOUT_SECONDS = env_int("OUTBOUND_TIMEOUT_SECONDS", 10, minimum=1)
