@@ -45,10 +45,8 @@ venv: $(VENV)/.installed-runtime
 
 venv-dev: $(VENV)/.installed-dev
 
-# MODELS_ARGS: `make run` passes --defer-matting (the worker compiles alpha
-# matting's kernels in the background instead, after the key is printed).
 models: venv
-	@$(PY) manage.py install_models $(MODELS_ARGS)
+	@$(PY) manage.py install_models
 
 migrate: venv
 	@echo "Migrating the database (a few seconds the first time)"
@@ -65,19 +63,17 @@ setup: .env venv-dev models migrate
 # emails); PUBLIC_BASE_URL, when set, wins over both (docs: README).
 run: export SIGNUP_FREE_CREDITS ?= 100
 run: export SITE_URL ?= http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
-run: MODELS_ARGS = --defer-matting
-run: setup
+# Set-up runs the weights' download (network) and the migrations (CPU)
+# side by side; alpha matting's kernels are compiled by the worker, in the
+# background, so the key comes sooner.
+run: .env venv-dev
+	@$(PY) manage.py install_models --defer-matting & models=$$!; \
+	echo "Migrating the database (a few seconds the first time)"; \
+	$(PY) manage.py migrate --noinput --verbosity 0 || { kill $$models; exit 1; }; \
+	wait $$models
 	@$(PY) manage.py ensure_demo_account
-	@echo "Serving API, web page and admin on $${PUBLIC_BASE_URL:-$$SITE_URL} with a worker (Ctrl-C stops both)"
+	@echo "Serving API, web page and admin on $${PUBLIC_BASE_URL:-$$SITE_URL} with a worker (Ctrl-C stops them)"
 	@HOST=$(HOST) exec $(VENV)/bin/honcho start -e /dev/null -p $(PORT)
-
-# The browser tests drive Debian's chromium through Playwright (never
-# `playwright install`, which downloads a browser build of its own).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "Installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	}
 
 # `make test` builds the container image with podman (tests/e2e/test_container.py)
 # on a Debian base made by debootstrap: install them (and runc, the runtime
