@@ -135,6 +135,7 @@ redis: venv
 test: setup chromium container-tools redis
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser tests write their screenshots under var/screenshots (ignored);
@@ -146,6 +147,7 @@ screenshots: setup chromium
 lint: venv-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: venv-dev
 	$(PY) -m ruff format .

@@ -2,7 +2,8 @@
 
 Nothing here changes credits or keys directly: billing's part of the
 account page (balance, ledger, the grant/adjust form) comes from
-``billing.admin``, keys are made and revoked by ``accounts.services``. An
+``billing.admin`` (which registers this page again with that part mixed
+in: billing sits above accounts), keys are made and revoked by ``accounts.services``. An
 API key's primary key embeds its hash, so key pages, links and admin log
 entries name a key by its public prefix and never show the hash.
 """
@@ -25,7 +26,6 @@ from rest_framework_api_key.models import APIKey
 
 from accounts.models import Account, ApiKey, Member
 from accounts.services import create_api_key, revoke_api_key
-from billing.admin import AccountCreditsAdmin
 
 # The library's own key model is unused here (ours adds the account); its
 # admin page would only confuse.
@@ -34,11 +34,14 @@ if admin.site.is_registered(APIKey):
 
 
 @admin.register(Account)
-class AccountAdmin(AccountCreditsAdmin, admin.ModelAdmin):
-    list_display = ["name", "credit_balance", "member_count", "key_count", "created_at", "credits"]
+class AccountAdmin(admin.ModelAdmin):
+    """The account page. ``billing.admin`` registers it again with its
+    credits part (button, ledger, grant/adjust form) mixed in."""
+
+    list_display = ["name", "credit_balance", "member_count", "key_count", "created_at"]
     search_fields = ["name", "members__user__username"]
-    fields = ["name", "credit_balance", "created_at", "credits", "users", "keys", "ledger"]
-    readonly_fields = ["credit_balance", "created_at", "credits", "users", "keys", "ledger"]
+    fields = ["name", "credit_balance", "created_at", "users", "keys"]
+    readonly_fields = ["credit_balance", "created_at", "users", "keys"]
 
     def get_queryset(self, request) -> QuerySet[Account]:
         # Counted in the list's one query, not one query per row and column.

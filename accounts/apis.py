@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import account_summary
-from removal.serializers import ErrorSerializer
+from revid.errors import ErrorSerializer
 
 
 class ApiKeyInfoSerializer(serializers.Serializer):

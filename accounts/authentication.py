@@ -31,6 +31,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
             api_key.last_used_at = now
+        # The key's public prefix for the request's log line (never the key).
+        request._request.api_key_prefix = api_key.prefix
         return (None, api_key)
 
     def authenticate_header(self, request: Request) -> str:

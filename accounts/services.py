@@ -1,24 +1,21 @@
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from accounts import signals
 from accounts.models import Account, ApiKey, Member
-from billing.services import grant_credits
 from revid.errors import ApplicationError
 
 
 @transaction.atomic
-def create_account(*, name: str, credits: int = 0, note: str = "Initial credits") -> Account:
+def create_account(*, name: str) -> Account:
+    """A new account at 0 credits (credits come through the ledger:
+    ``billing.services.open_account`` creates and grants in one go)."""
     name = name.strip()
     if not name:
         raise ApplicationError("An account needs a name.", code="invalid_name")
     if Account.objects.filter(name=name).exists():
         raise ApplicationError(f"An account named {name!r} already exists.", code="account_exists")
-    account = Account.objects.create(name=name)
-    if credits:
-        grant_credits(account=account, amount=credits, note=note)
-        account.refresh_from_db()
-    return account
+    return Account.objects.create(name=name)
 
 
 def create_api_key(*, account: Account, name: str = "default") -> tuple[ApiKey, str]:
@@ -47,16 +44,18 @@ def add_member(*, account: Account, username: str, password: str | None = None) 
 
 @transaction.atomic
 def create_account_for_user(*, user) -> Account:
-    """The account of a user who signed up: named after their email, with
-    SIGNUP_FREE_CREDITS granted through the ledger."""
+    """The account of a user who signed up, named after their email.
+
+    Announces ``signals.signed_up`` in the same transaction; billing
+    answers it with the sign-up credits (SIGNUP_FREE_CREDITS)."""
     base = (user.email or user.get_username()).strip()[:90]
     name, suffix = base, 1
     # An administrator may already have named an account after this address.
     while Account.objects.filter(name=name).exists():
         suffix += 1
         name = f"{base} ({suffix})"
-    account = create_account(
-        name=name, credits=settings.SIGNUP_FREE_CREDITS, note="Sign-up credits"
-    )
+    account = create_account(name=name)
     Member.objects.create(user=user, account=account)
+    signals.signed_up.send(sender=Account, account=account, user=user)
+    account.refresh_from_db()
     return account

@@ -2,8 +2,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import apis, views
-from webhooks import views as webhook_views
+from accounts import apis
 
 
 def signup_enabled() -> bool:
@@ -23,16 +22,4 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("dashboard/", views.dashboard, name="dashboard"),
-    path("dashboard/keys/", views.create_key, name="dashboard-create-key"),
-    path("dashboard/keys/<str:prefix>/revoke/", views.revoke_key, name="dashboard-revoke-key"),
-    path("dashboard/webhooks/", webhook_views.save_settings, name="dashboard-webhook-settings"),
-    path(
-        "dashboard/webhooks/rotate/", webhook_views.rotate_secret, name="dashboard-webhook-rotate"
-    ),
-    path(
-        "jobs/<uuid:task_id>/webhooks/<str:event_id>/resend/",
-        webhook_views.resend_event,
-        name="web-job-webhook-resend",
-    ),
 ]

@@ -36,10 +36,11 @@ def _setup_django() -> None:
 def _session(engine: str, model: str):
     from django.conf import settings
 
+    from imaging import sessions
     from removal import registry
 
     settings.MODEL_ENGINE = engine
-    return registry._new_session(model)
+    return sessions._new_session(model, registry.engine_config())
 
 
 def measure(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -> dict:
@@ -47,7 +48,7 @@ def measure(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -
     from rembg import new_session, remove
 
     from bench.run_bench import agreement
-    from removal import pipeline
+    from imaging import pipeline
     from tests.images import SMALL_SUBJECTS, small_subject_jpeg
 
     _setup_django()

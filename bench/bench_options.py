@@ -1,7 +1,7 @@
 """Output options: what each one costs, against the closest rembg call.
 
 For each option, at 1 MP and 12 MP, in one process with one model session:
-``removal.pipeline.remove_background(options=...)`` against ``rembg.remove``
+``imaging.pipeline.remove_background(options=...)`` against ``rembg.remove``
 with the nearest argument it has (``only_mask=True`` for channels=alpha,
 ``bgcolor=`` for bg_color, ``post_process_mask=True``, ``alpha_matting=True``);
 options rembg has no argument for are set against a plain ``rembg.remove()``
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run_bench import make_photo  # noqa: E402
+from imaging import options, parsers  # noqa: E402
 
 IMAGES = (
     ("1 MP", "astronaut", (1024, 1024)),
@@ -91,12 +92,11 @@ class Row:
 
 
 def _options(fields: dict):
-    from removal import finishing
 
     values = dict(fields)
     if "crop_margin" in values:
-        values["crop_margin"] = finishing.parse_crop_margin(values["crop_margin"])
-    return finishing.OutputOptions(**values)
+        values["crop_margin"] = parsers.parse_crop_margin(values["crop_margin"])
+    return options.OutputOptions(**values)
 
 
 def _rembg_matting_child(data: bytes, model: str, memory: int, queue) -> None:
@@ -148,7 +148,7 @@ def run(
     os.environ.setdefault("U2NET_HOME", str(ROOT / "var" / "models"))
     from rembg import new_session, remove
 
-    from removal import pipeline
+    from imaging import pipeline
 
     session = new_session(model, providers=["CPUExecutionProvider"])
     photos = {name: make_photo(photo, size) for name, photo, size in images}

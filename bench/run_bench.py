@@ -3,7 +3,7 @@
 One run, the same images, three ways:
 
 (a) ``rembg.remove()`` called directly (one ``new_session`` per model);
-(b) our ``removal.pipeline.remove_background`` with that same session;
+(b) our ``imaging.pipeline.remove_background`` with that same session;
 (c) the whole service: a real gunicorn and a real ``manage.py qcluster`` on a
     throwaway SQLite database; POST, poll, download over HTTP.
 
@@ -129,7 +129,7 @@ class Row:
 def measure_in_process(rows: list[Row], photos: dict[str, bytes], runs: int) -> dict:
     from rembg import new_session, remove
 
-    from removal import pipeline
+    from imaging import pipeline
 
     references: dict[tuple[str, str], bytes] = {}
     for model in MODELS:
@@ -163,7 +163,7 @@ def measure_small_subjects() -> list[dict]:
     """(f): our mask against ``rembg.remove()``'s on each small or thin subject, per model."""
     from rembg import new_session, remove
 
-    from removal import pipeline
+    from imaging import pipeline
 
     results = []
     for model in MODELS:
@@ -719,7 +719,7 @@ def write_report(
         "## Latency per image",
         "",
         "(a) `rembg.remove(data, session=new_session(model))`; (b) "
-        "`removal.pipeline.remove_background` with the same session; (c) the service: POST, "
+        "`imaging.pipeline.remove_background` with the same session; (c) the service: POST, "
         f"poll every {CLIENT_POLL_SECONDS * 1000:.0f} ms, download over HTTP (gunicorn + "
         "qcluster, SQLite, ORM broker). Mask agreement is against (a)'s output.",
         "",

@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from accounts.admin import AccountAdmin
 from accounts.models import Account
 from billing.models import LedgerEntry
 from billing.services import adjust_credits, grant_credits
@@ -220,3 +221,15 @@ class PurchaseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# The account page with its billing part: billing sits above accounts, so it
+# extends accounts' page rather than accounts importing billing.
+admin.site.unregister(Account)
+
+
+@admin.register(Account)
+class AccountWithCreditsAdmin(AccountCreditsAdmin, AccountAdmin):
+    list_display = [*AccountAdmin.list_display, "credits"]
+    fields = ["name", "credit_balance", "created_at", "credits", "users", "keys", "ledger"]
+    readonly_fields = ["credit_balance", "created_at", "credits", "users", "keys", "ledger"]

@@ -18,8 +18,7 @@ from billing.selectors import (
     usage_row,
     usage_summary,
 )
-from removal.serializers import ErrorSerializer
-from revid.errors import ApplicationError
+from revid.errors import ApplicationError, ErrorSerializer
 
 API_PAGE_SIZE = 500
 

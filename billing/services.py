@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from accounts.models import Account
+from accounts.services import create_account
 from billing.models import CreditPack, LedgerEntry, Purchase, format_money
 from revid.errors import ApplicationError
 
@@ -131,6 +132,22 @@ def send_low_balance_email(*, account_id: int, balance: int) -> int:
         from_email=None,
         recipient_list=recipients,
     )
+
+
+@transaction.atomic
+def open_account(*, name: str, credits: int = 0, note: str = "Initial credits") -> Account:
+    """A new account and its first credits, through the ledger, in one transaction."""
+    account = create_account(name=name)
+    if credits:
+        grant_credits(account=account, amount=credits, note=note)
+        account.refresh_from_db()
+    return account
+
+
+def grant_signup_credits(sender, *, account: Account, **kwargs) -> None:
+    """``accounts.signals.signed_up``'s receiver: SIGNUP_FREE_CREDITS for a new account."""
+    if settings.SIGNUP_FREE_CREDITS:
+        grant_credits(account=account, amount=settings.SIGNUP_FREE_CREDITS, note="Sign-up credits")
 
 
 def grant_credits(*, account: Account, amount: int, note: str = "") -> LedgerEntry:

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.guards import account_required
 from accounts.selectors import account_for_user, api_keys_for_account
 from billing import payments
 from billing.models import CreditPack, LedgerEntry
@@ -41,7 +42,6 @@ from billing.selectors import (
     usage_row,
     usage_summary,
 )
-from removal.views import NO_ACCOUNT_MESSAGE
 from revid.errors import ApplicationError, error_response
 
 PAGE_SIZE = 50
@@ -147,13 +147,10 @@ def bar_chart(*, days: list[dict], series: list[tuple[str, str, str]]) -> dict:
     }
 
 
-@login_required
 @require_GET
+@account_required(title="Usage")
 def usage(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=request.user)
-    if account is None:
-        context = {"account": None, "no_account_message": NO_ACCOUNT_MESSAGE}
-        return render(request, "billing/usage.html", context, status=403)
+    account = request.account
     status, error = 200, ""
     try:
         query = _query(request, account)
@@ -212,12 +209,10 @@ def _csv_lines(query: UsageQuery) -> Iterator[str]:
         yield writer.writerow([_csv_safe(row[column]) for column in CSV_COLUMNS])
 
 
-@login_required
 @require_GET
+@account_required(title="Usage")
 def usage_csv(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=request.user)
-    if account is None:
-        return HttpResponse(NO_ACCOUNT_MESSAGE, status=403, content_type="text/plain")
+    account = request.account
     try:
         query = _query(request, account)
     except ApplicationError as exc:
@@ -248,14 +243,12 @@ def pricing(request: HttpRequest) -> HttpResponse:
     return _render_pricing(request)
 
 
-@login_required
 @require_POST
+@account_required(title="Pricing")
 def checkout(request: HttpRequest, pack_id: int) -> HttpResponse:
     """Opens a Checkout Session for the pack and sends the browser to Stripe."""
     pack = get_object_or_404(CreditPack, pk=pack_id, active=True)
-    account = account_for_user(user=request.user)
-    if account is None:
-        return _render_pricing(request, error=NO_ACCOUNT_MESSAGE, status=403)
+    account = request.account
     if not payments.payments_enabled():
         return _render_pricing(
             request, error="Payments are not set up here; ask the administrator.", status=503

@@ -36,61 +36,32 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPException
 from urllib.parse import quote, urljoin, urlsplit
 
 import certifi
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.response import HTTPResponse
 
+from outbound.addresses import (  # noqa: F401  (is_forbidden_address: part of the API)
+    IPAddress,
+    allowed_networks,
+    is_allowed,
+    is_forbidden_address,
+)
+
 logger = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_URL_LENGTH = 8192
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "revid-outbound/1.0"
 _CHUNK = 64 * 1024
-
-# Networks refused whatever Python's ipaddress flags say (their lists changed
-# between Python versions); the checks in _is_forbidden cover the rest.
-_FORBIDDEN_NETWORKS: tuple[IPNetwork, ...] = tuple(
-    ipaddress.ip_network(cidr)
-    for cidr in (
-        "0.0.0.0/8",  # "this network", 0.0.0.0 reaches the local host
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
-        "127.0.0.0/8",
-        "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
-        "172.16.0.0/12",
-        "192.0.0.0/24",  # IETF protocol assignments
-        "192.0.2.0/24",
-        "192.88.99.0/24",  # 6to4 relay anycast
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, and 255.255.255.255
-        "::/96",  # unspecified, loopback, IPv4-compatible (deprecated)
-        "100::/64",  # discard
-        "2001::/23",  # IETF protocol assignments, Teredo (2001::/32)
-        "2001:db8::/32",
-        "64:ff9b:1::/48",  # local-use NAT64
-        "fc00::/7",  # unique local
-        "fe80::/10",  # link-local
-        "fec0::/10",  # site-local (deprecated)
-        "ff00::/8",  # multicast
-    )
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class OutboundRefused(Exception):
@@ -155,80 +126,8 @@ class _Target:
 # --- Settings -----------------------------------------------------------------
 
 
-def parse_networks(value: str | Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs from a comma-separated string or a list; ValueError names a bad one."""
-    items = value.split(",") if isinstance(value, str) else value
-    networks = []
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from None
-    return tuple(networks)
-
-
-@functools.lru_cache(maxsize=16)
-def _allowed_networks_for(value: tuple[str, ...] | str) -> tuple[IPNetwork, ...]:
-    try:
-        return parse_networks(value)
-    except ValueError as error:
-        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {error}") from None
-
-
-def _allowed_networks() -> tuple[IPNetwork, ...]:
-    # Read at call time, so an operator's override (or a test's) applies at once.
-    value = getattr(settings, "OUTBOUND_ALLOWED_NETWORKS", ())
-    return _allowed_networks_for(value if isinstance(value, str) else tuple(value))
-
-
 def _default_timeout() -> float:
     return float(getattr(settings, "OUTBOUND_TIMEOUT_SECONDS", 10))
-
-
-# --- Addresses ----------------------------------------------------------------
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries to its destination, if any."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def is_forbidden_address(address: IPAddress) -> bool:
-    """True if we must not connect to ``address`` (before OUTBOUND_ALLOWED_NETWORKS)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.scope_id:
-            return True
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            # ::ffff:a.b.c.d, 2002:ab:cd::/48 and 64:ff9b::a.b.c.d reach a.b.c.d.
-            return is_forbidden_address(embedded)
-    if any(address in network for network in _FORBIDDEN_NETWORKS):
-        return True
-    return (
-        not address.is_global
-        or address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
-    )
-
-
-def _is_allowed(address: IPAddress, allowed: tuple[IPNetwork, ...]) -> bool:
-    if any(address.version == net.version and address in net for net in allowed):
-        return True
-    return not is_forbidden_address(address)
 
 
 # --- The deadline ---------------------------------------------------------------
@@ -373,12 +272,12 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[int, tuple
 
 
 def _check(url: str, deadline: _Deadline, *, redirected: bool = False) -> _Target:
-    allowed = _allowed_networks()  # first: a bad setting fails whatever the URL
+    allowed = allowed_networks()  # first: a bad setting fails whatever the URL
     scheme, host, ascii_host, port, request_target = _parse(url, redirected=redirected)
     sockaddrs = _resolve(ascii_host, port, deadline)
     for _family, sockaddr in sockaddrs:
         address = ipaddress.ip_address(sockaddr[0])
-        if not _is_allowed(address, allowed):
+        if not is_allowed(address, allowed):
             # The address goes to our log only: the customer sees their own host.
             logger.info("Outbound request to %s refused: it resolves to %s", host, address)
             where = "redirects to" if redirected else "points to"

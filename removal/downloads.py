@@ -10,10 +10,9 @@ them in its own dialect.
 from botocore.exceptions import BotoCoreError, ClientError
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 
+from imaging.formats import CONTENT_TYPES, INPUT_CONTENT_TYPES
 from removal import selectors
-from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
-from removal.pipeline import INPUT_CONTENT_TYPES
 from revid.errors import ApplicationError
 
 
@@ -58,6 +57,15 @@ def output_response(job: RemovalJob | None) -> HttpResponse:
     )
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def output_bytes(job: RemovalJob) -> bytes:
+    """The result's bytes, for a door that answers with the image itself
+    (remove.bg's synchronous answer): 404 or 503 as ``output_response``."""
+    if not job.has_output:
+        raise file_not_found()
+    with _open(job.output_file) as handle:
+        return handle.read()
 
 
 def input_response(job: RemovalJob) -> HttpResponse:

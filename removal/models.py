@@ -59,7 +59,7 @@ class RemovalJob(models.Model):
     # Which door the request came through (the seed API, the web page, the
     # remove.bg dialect): shown to the customer and the admin, never a rule.
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.API)
-    # The output options as applied (``removal.finishing.OutputOptions``);
+    # The output options as applied (``imaging.options.OutputOptions``);
     # empty for the seed's defaults.
     options = models.JSONField(default=dict, blank=True)
     webhook_url = models.URLField(max_length=2000, blank=True, default="")

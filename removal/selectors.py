@@ -6,8 +6,8 @@ from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
 from accounts.models import Account
+from imaging.formats import CONTENT_TYPES
 from removal import registry
-from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
 
 

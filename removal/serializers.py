@@ -7,167 +7,11 @@ OpenAPI schema.
 from django.conf import settings
 from rest_framework import serializers
 
-from removal import finishing
+from imaging.formats import FORMATS
+from imaging.subject import FOREGROUND_MIN_ALPHA
 from removal.models import RemovalJob
-from removal.pipeline import SUPPORTED_NAMES
-from removal.registry import MODELS
-from removal.submissions import SEED_SIZES
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # UTC, as in the contract's examples
-
-
-def _seed_option_help(text: str) -> str:
-    return text + " Optional; a bad value is a 400 naming the field, before any charge."
-
-
-class RemoveBackgroundInputSerializer(serializers.Serializer):
-    """The seed API's multipart fields: the image (one of three sources) and
-    the output options. Used for the schema only; ``submissions.seed_request``
-    parses and validates the request itself."""
-
-    file = serializers.FileField(
-        required=False,
-        help_text=f"The image: {SUPPORTED_NAMES} (format sniffed from the bytes; an animated "
-        "WEBP is processed from its first frame). Exactly one of file, image_url and "
-        "image_file_b64.",
-    )
-    image_url = serializers.URLField(
-        required=False,
-        max_length=2048,
-        help_text="Instead of file: an http(s) URL the service downloads the image from "
-        "(at most MAX_UPLOAD_BYTES, 3 redirects, OUTBOUND_TIMEOUT_SECONDS). Loopback, private, "
-        "link-local and metadata addresses are refused (400 invalid_image_url) unless "
-        "OUTBOUND_ALLOWED_NETWORKS opens them; a download that fails is a 400 "
-        "failed_image_download, a file too large a 413.",
-    )
-    image_file_b64 = serializers.CharField(
-        required=False,
-        help_text="Instead of file: the image in base64 (standard or URL-safe, line breaks "
-        "allowed), or as a data: URL (data:image/png;base64,...). Malformed base64 is a 400 "
-        "invalid_image_file_b64.",
-    )
-    model = serializers.ChoiceField(
-        choices=list(MODELS),
-        required=False,
-        default=settings.REMOVAL_DEFAULT_MODEL,
-        help_text="The model; GET /api/models says which are installed here.",
-    )
-    format = serializers.ChoiceField(
-        choices=list(finishing.FORMATS),
-        required=False,
-        default="png",
-        help_text=_seed_option_help(
-            "The output file: png (RGBA), webp (lossless, with alpha), jpg (no alpha: "
-            "flattened on bg_color, white by default; jpeg is accepted too) or zip (color.jpg "
-            "plus alpha.png). The file name and the download's Content-Type follow it."
-        ),
-    )
-    bg_color = serializers.CharField(
-        required=False,
-        help_text=_seed_option_help(
-            "A background to composite the cut-out over: hex #RGB, #RGBA, #RRGGBB or "
-            "#RRGGBBAA ('#' optional) or a CSS colour name (e.g. white). An alpha below 255 "
-            "stays translucent in png and webp. Default: none (transparent)."
-        ),
-    )
-    channels = serializers.ChoiceField(
-        choices=list(finishing.CHANNELS),
-        required=False,
-        default="rgba",
-        help_text=_seed_option_help("rgba: the cut-out; alpha: the mask alone, 8-bit grayscale."),
-    )
-    crop = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text=_seed_option_help(
-            "true: cut the output to the subject's bounding box (alpha >= "
-            f"{finishing.FOREGROUND_MIN_ALPHA}) plus crop_margin. No subject found: the job "
-            "fails and is refunded."
-        ),
-    )
-    crop_margin = serializers.CharField(
-        required=False,
-        default="0",
-        help_text=_seed_option_help(
-            "With crop: the margin around the subject, in px or % of the subject (20, 20px, "
-            "10%; or 2 or 4 values: top right bottom left), each side capped at "
-            f"{finishing.MAX_MARGIN_FRACTION:.0%} of the subject or {finishing.MAX_MARGIN_PX} px."
-        ),
-    )
-    size = serializers.ChoiceField(
-        choices=list(SEED_SIZES),
-        required=False,
-        default="full",
-        help_text=_seed_option_help(
-            "full: the input's size (as displayed); preview: fit within "
-            f"{finishing.SIZES['preview']:,} pixels, aspect kept."
-        ),
-    )
-    max_width = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=finishing.MAX_DIMENSION,
-        help_text=_seed_option_help(
-            "Fit the output within this width in pixels, aspect kept; never upscales."
-        ),
-    )
-    max_height = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=finishing.MAX_DIMENSION,
-        help_text=_seed_option_help(
-            "Fit the output within this height in pixels, aspect kept; never upscales."
-        ),
-    )
-    alpha_matting = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text=_seed_option_help(
-            "true: refine the mask's edges with closed-form alpha matting (rembg's "
-            "alpha_matting), bounded in time; slower."
-        ),
-    )
-    alpha_matting_foreground_threshold = serializers.IntegerField(
-        required=False,
-        min_value=0,
-        max_value=255,
-        default=240,
-        help_text=_seed_option_help(
-            "With alpha_matting: mask values above this are surely foreground."
-        ),
-    )
-    alpha_matting_background_threshold = serializers.IntegerField(
-        required=False,
-        min_value=0,
-        max_value=255,
-        default=10,
-        help_text=_seed_option_help(
-            "With alpha_matting: mask values below this are surely background."
-        ),
-    )
-    alpha_matting_erode_size = serializers.IntegerField(
-        required=False,
-        min_value=0,
-        max_value=finishing.MAX_ERODE_SIZE,
-        default=10,
-        help_text=_seed_option_help(
-            "With alpha_matting: how far (px) the sure regions are eroded before solving."
-        ),
-    )
-    post_process_mask = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text=_seed_option_help(
-            "true: smooth the mask (rembg's post_process_mask: opening, blur, threshold)."
-        ),
-    )
-    webhook_url = serializers.URLField(
-        required=False,
-        max_length=2048,
-        help_text="Optional: an http(s) URL to POST a signed event to when the task ends "
-        "(default: the account's webhook URL, if set). Internal addresses are refused "
-        "(400 invalid_webhook_url).",
-    )
 
 
 class EndpointsSerializer(serializers.Serializer):
@@ -202,7 +46,7 @@ class ResultSerializer(serializers.Serializer):
     elapsed_seconds = serializers.FloatField(required=False)
     model = serializers.CharField(required=False)
     format = serializers.ChoiceField(
-        choices=list(finishing.FORMATS),
+        choices=list(FORMATS),
         required=False,
         help_text="The output file's format (its Content-Type on download).",
     )
@@ -216,7 +60,7 @@ class ResultSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         help_text="The subject's bounding box in output pixels (alpha >= "
-        f"{finishing.FOREGROUND_MIN_ALPHA}); null when no subject was found.",
+        f"{FOREGROUND_MIN_ALPHA}); null when no subject was found.",
     )
     options = serializers.DictField(
         required=False,
@@ -235,14 +79,6 @@ class TaskStatusSerializer(serializers.Serializer):
     created_at = serializers.CharField()
     completed_at = serializers.CharField(allow_null=True)
     result = ResultSerializer(allow_null=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error of the API, whatever the status code."""
-
-    success = serializers.BooleanField(help_text="Always false")
-    error = serializers.CharField(help_text="A sentence for humans")
-    code = serializers.CharField(help_text="A stable slug for programs, e.g. insufficient_credits")
 
 
 class ModelInfoSerializer(serializers.Serializer):

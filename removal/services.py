@@ -19,10 +19,13 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.services import charge_for_job, refund_for_job
-from removal import pipeline, registry, waiting
-from removal.finishing import OutputOptions
+from imaging.errors import DeadlineExceeded, PipelineError
+from imaging.options import OutputOptions
+from imaging.pipeline import remove_background
+from removal import registry, signals, waiting
 from removal.models import RemovalJob, output_upload_to
 from removal.submissions import RemovalRequest
+from revid import observability
 from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -122,9 +125,12 @@ def submit_job(
 def enqueue_job(*, job_id: uuid.UUID) -> None:
     from django_q.tasks import async_task
 
+    # The submitting request's id goes with the job, so the worker's log
+    # lines for it carry the same id (revid.observability).
     async_task(
         "removal.tasks.process_removal_job",
         str(job_id),
+        observability.current_request_id(),
         task_name=f"removal-{job_id}",
         group="removal",
     )
@@ -159,7 +165,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             data = handle.read()
         with _timed(stages, "session"):
             session = registry.get_session(job.model_name)
-        cutout = pipeline.remove_background(
+        cutout = remove_background(
             data,
             session,
             max_pixels=settings.MAX_IMAGE_PIXELS,
@@ -169,7 +175,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
             timings=stages,
         )
         if time.monotonic() > deadline:
-            raise pipeline.DeadlineExceeded()
+            raise DeadlineExceeded()
         with _timed(stages, "write_output"):
             job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
         elapsed = time.monotonic() - started
@@ -206,10 +212,10 @@ def _timed(stages: dict[str, float], name: str):
 
 
 def describe_failure(exc: BaseException, *, timeout: int) -> str:
-    if isinstance(exc, pipeline.DeadlineExceeded) or type(exc).__name__ == "TimeoutException":
+    if isinstance(exc, DeadlineExceeded) or type(exc).__name__ == "TimeoutException":
         unit = "second" if timeout == 1 else "seconds"
         return f"Processing timed out after {timeout} {unit}"
-    if isinstance(exc, pipeline.PipelineError):
+    if isinstance(exc, PipelineError):
         return str(exc)
     if isinstance(exc, FileNotFoundError):
         return "The model or the uploaded file is no longer available on this server"
@@ -232,7 +238,8 @@ def fail_job(*, job: RemovalJob, error: str) -> bool:
 
 
 def announce_job_end(*, job: RemovalJob) -> None:
-    """Wakes requests waiting for the job and queues its webhook event.
+    """Wakes requests waiting for the job and tells the layers above (``job_ended``:
+    webhooks queue the job's event).
 
     Runs after the job's own transaction has committed (a waiter must read
     the final state, and a webhook must never go out for a rolled-back
@@ -240,16 +247,18 @@ def announce_job_end(*, job: RemovalJob) -> None:
     """
 
     def announce() -> None:
-        from webhooks.services import announce_job_event
-
-        for notify in (
-            lambda: waiting.announce_job_finished(job_id=job.id),
-            lambda: announce_job_event(job=job),
-        ):
-            try:
-                notify()
-            except Exception:
-                logger.exception("Could not announce the end of job %s", job.id)
+        try:
+            waiting.announce_job_finished(job_id=job.id)
+        except Exception:
+            logger.exception("Could not wake the waiters of job %s", job.id)
+        for receiver, result in signals.job_ended.send_robust(sender=RemovalJob, job=job):
+            if isinstance(result, Exception):
+                logger.error(
+                    "Could not announce the end of job %s to %r",
+                    job.id,
+                    receiver,
+                    exc_info=result,
+                )
 
     transaction.on_commit(announce)
 

@@ -17,7 +17,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,12 +25,25 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
+from imaging import errors as image_errors
+from imaging import parsers
+from imaging.options import (
+    OPTIONS,
+    SEED,
+    WEB,
+    OptionError,
+    OutputOptions,
+    options_class,
+    options_for,
+    resolve_auto_format,
+)
+from imaging.reading import ImageInfo, inspect_image
 from outbound import fetcher
-from removal import finishing, pipeline, registry
-from removal.finishing import OptionError, OutputOptions
+from removal import registry
 from revid.errors import ApplicationError
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+WEBHOOK_URL_MAX_LENGTH = 2000
 # Base64 carries 3 bytes in 4 characters; room for a data: URL prefix too.
 BASE64_OVERHEAD_CHARACTERS = 256
 
@@ -93,6 +106,10 @@ class InvalidOption(ApplicationError):
 
 class InvalidField(ApplicationError):
     code = "invalid_field"
+
+
+class InvalidWebhookUrl(ApplicationError):
+    code = "invalid_webhook_url"
 
 
 class InvalidIdempotencyKey(ApplicationError):
@@ -171,7 +188,7 @@ class ImageSource:
 @dataclass(frozen=True)
 class RemovalRequest:
     source: ImageSource
-    image: pipeline.ImageInfo
+    image: ImageInfo
     model_name: str
     options: OutputOptions = field(default_factory=OutputOptions)
     idempotency_key: str = ""
@@ -228,13 +245,24 @@ def validate_idempotency_key(value: str | None) -> str:
     return key
 
 
-def validate_webhook_url(url: str | None, *, account) -> str:
-    """The request's webhook URL, else the account's default; "" for none."""
-    from webhooks import services as webhooks
+def validate_webhook_url(*, url: str) -> str:
+    """The URL if a webhook may be sent to it, else a 400 that says why.
 
-    if url:
-        return webhooks.validate_webhook_url(url=url)
-    return webhooks.webhook_url_for(account=account)
+    Same rules as every outbound request (http/https, no loopback, private,
+    link-local or metadata address unless OUTBOUND_ALLOWED_NETWORKS opens
+    it); checked again at every delivery, since DNS can change.
+    """
+    url = (url or "").strip()
+    if not url:
+        raise InvalidWebhookUrl("webhook_url is empty: give an http or https URL.")
+    if len(url) > WEBHOOK_URL_MAX_LENGTH:
+        raise InvalidWebhookUrl(
+            f"webhook_url is too long: at most {WEBHOOK_URL_MAX_LENGTH} characters."
+        )
+    try:
+        return fetcher.check_url(url)
+    except fetcher.OutboundRefused as exc:
+        raise InvalidWebhookUrl(f"webhook_url is not allowed: {exc.message}") from None
 
 
 def read_upload(upload: UploadedFile) -> bytes:
@@ -326,16 +354,16 @@ def read_source(
     return download_image(image_url)
 
 
-def validate_image(data: bytes) -> pipeline.ImageInfo:
+def validate_image(data: bytes) -> ImageInfo:
     try:
-        return pipeline.inspect_image(
+        return inspect_image(
             data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.MAX_IMAGE_SIDE
         )
-    except pipeline.UnsupportedFormat as exc:
+    except image_errors.UnsupportedFormat as exc:
         raise UnsupportedImageFormat(str(exc)) from None
-    except pipeline.TooManyPixels as exc:
+    except image_errors.TooManyPixels as exc:
         raise ImageTooLarge(str(exc)) from None
-    except pipeline.PipelineError as exc:
+    except image_errors.PipelineError as exc:
         raise InvalidImage(str(exc)) from None
 
 
@@ -345,75 +373,60 @@ def flag(fields: Fields, name: str) -> bool:
     if value is None:
         return False
     try:
-        return finishing.parse_bool(value, field=name)
+        return parsers.parse_bool(value, field=name)
     except OptionError as exc:
         raise InvalidOption(str(exc), field_name=name) from None
 
 
-# --- the seed API's and the web page's fields -------------------------------------
-
-# Output options the seed API and the web page take, under the option's own name.
-SEED_OPTION_FIELDS = (
-    "format",
-    "bg_color",
-    "channels",
-    "crop",
-    "crop_margin",
-    "max_width",
-    "max_height",
-    "alpha_matting",
-    "alpha_matting_foreground_threshold",
-    "alpha_matting_background_threshold",
-    "alpha_matting_erode_size",
-    "post_process_mask",
-)
-SEED_SIZES = ("full", "preview")
+# --- the options, from the table ------------------------------------------------
 
 
-def output_options(values: dict[str, Any]) -> OutputOptions:
-    """Options from field values, a refusal naming the field otherwise."""
+def parse_options(fields: Fields, *, door: str, table=OPTIONS) -> OutputOptions:
+    """The output options ``door`` takes, read from its fields by the option table.
+
+    A bad value is refused naming the field (on the web page by its label)
+    with the option's error code; an absent one takes the door's default.
+    """
+    values = {}
+    for option in options_for(door, table):
+        label = option.web.label if door == WEB and option.web is not None else None
+        try:
+            values[option.name] = option.read_wire(
+                fields.value(option.wire_name), door=door, field_label=label
+            )
+        except OptionError as exc:
+            raise InvalidOption(str(exc), field_name=option.wire_name) from None
+    cls = OutputOptions if table is OPTIONS else options_class(table)
     try:
-        return OutputOptions.from_json(values)
+        return cls(**values)
     except OptionError as exc:
         raise InvalidOption(str(exc), field_name=exc.field) from None
-
-
-def parse_seed_options(fields: Fields) -> OutputOptions:
-    """The output options of ``POST /paid/image/remove/background`` and the web page."""
-    values = {name: fields.value(name) for name in SEED_OPTION_FIELDS}
-    values = {name: value for name, value in values.items() if value is not None}
-    size = fields.value("size")
-    if size is not None:
-        try:
-            values["max_pixels"] = finishing.parse_size(size, field="size", choices=SEED_SIZES)
-        except OptionError as exc:
-            raise InvalidOption(str(exc), field_name="size") from None
-    return output_options(values)
 
 
 def build_request(
     *,
     account,
     fields: Fields,
-    parse_options: Callable[[Fields], OutputOptions],
+    door: str,
     model_name: str | None,
     idempotency_key: str | None,
     webhook_url: str | None,
+    default_webhook_url: str = "",
     origin: str,
     upload_field: str = "file",
 ) -> RemovalRequest:
     """Every check a submission must pass before the charge, in one place.
 
     Steps, cheapest first: idempotency key, model, output options (the
-    door's own parser), webhook URL, then the image source (a download for
+    option table, read as ``door`` takes them), webhook URL, then the image source (a download for
     ``image_url``), then the image itself (format sniffed from the bytes,
     pixels from the header, a full decode).
     """
     key = validate_idempotency_key(idempotency_key)
     name = validate_model_name(model_name)
     # "auto" becomes the real format now, so the stored file name carries it.
-    options = finishing.resolve_auto_format(parse_options(fields))
-    webhook = validate_webhook_url(webhook_url, account=account)
+    options = resolve_auto_format(parse_options(fields, door=door))
+    webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
     source = read_source(
         uploads=fields.file_parts(upload_field),
         image_url=fields.text("image_url"),
@@ -432,15 +445,22 @@ def build_request(
 
 
 def seed_request(
-    *, account, fields: Fields, idempotency_key: str | None, origin: str
+    *,
+    account,
+    fields: Fields,
+    idempotency_key: str | None,
+    origin: str,
+    door: str = SEED,
+    default_webhook_url: str = "",
 ) -> RemovalRequest:
     """A submission to the seed API or the web page (same field names), validated."""
     return build_request(
         account=account,
         fields=fields,
-        parse_options=parse_seed_options,
+        door=door,
         model_name=fields.text("model"),
         idempotency_key=idempotency_key,
         webhook_url=fields.text("webhook_url"),
+        default_webhook_url=default_webhook_url,
         origin=origin,
     )

@@ -1,14 +1,50 @@
 """django-q2 task entry points: fetch by id, call a service, nothing more."""
 
+import logging
+import time
+
 from removal import registry, services
+from revid import observability
+
+logger = logging.getLogger("revid.jobs")
 
 
-def process_removal_job(job_id: str) -> str | None:
+def process_removal_job(job_id: str, request_id: str = "") -> str | None:
+    """Runs one job under the id of the request that submitted it, and writes
+    its log line and metrics (the job's own record has the same numbers)."""
+    token = observability.bind_request_id(request_id)
+    started = time.monotonic()
     try:
         job = services.process_job(job_id=job_id)
+        if job is not None and job.is_finished:
+            _log_job_end(job, seconds=time.monotonic() - started)
     finally:
         registry.release_free_memory()
+        observability.reset_request_id(token)
     return job.status if job is not None else None
+
+
+def _log_job_end(job, *, seconds: float) -> None:
+    stages = job.stage_seconds or {}
+    observability.observe_job(
+        model=job.model_name, door=job.origin, status=job.status, seconds=seconds, stages=stages
+    )
+    logger.info(
+        "job %s %s",
+        job.id,
+        job.status,
+        extra={
+            "event": "job",
+            "task_id": str(job.id),
+            "status": job.status,
+            "door": job.origin,
+            "model": job.model_name,
+            "key_prefix": job.api_key.prefix if job.api_key_id else "",
+            "duration_ms": round(seconds * 1000, 1),
+            "stage_seconds": stages,
+            "error": job.error,
+        },
+    )
 
 
 def fail_stale_jobs() -> int:

@@ -59,6 +59,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from removal.models import RemovalJob
 from revid.doorbell import Doorbell, ring_all
 from revid.errors import ApplicationError
+from revid.observability import WAITING_CLIENTS
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,19 @@ def announce_job_finished(*, job_id: uuid.UUID | str) -> None:
             ring_all(settings.WAIT_WAKE_DIR)
     except Exception:
         logger.warning("Could not announce the end of job %s", payload, exc_info=True)
+
+
+def wait_then_reload(job, *, timeout: float | None):
+    """The job as it stands once it has ended, or after ``timeout`` seconds.
+
+    The one way a door waits: ``?wait=`` on the API and the web page, and
+    remove.bg's synchronous answer (which adds its own deadlines around it).
+    """
+    if timeout and not job.is_finished:
+        with WAITING_CLIENTS.track_inprogress():
+            wait_for_job(job_id=job.id, timeout=timeout)
+        job.refresh_from_db()
+    return job
 
 
 def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:

@@ -18,10 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 def _warm_matting() -> None:
-    from removal import finishing
+    from imaging import matting
 
     try:
-        seconds = finishing.warm_up_matting()
+        seconds = matting.warm_up_matting()
     except Exception:
         logger.exception("Compiling alpha matting's kernels failed")
         return

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -32,6 +32,14 @@ class ApplicationError(Exception):
             self.code = code
         if status_code is not None:
             self.status_code = status_code
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error of the API, whatever the status code (the OpenAPI schema's shape)."""
+
+    success = serializers.BooleanField(help_text="Always false")
+    error = serializers.CharField(help_text="A sentence for humans")
+    code = serializers.CharField(help_text="A stable slug for programs, e.g. insufficient_credits")
 
 
 def error_body(message: str, code: str) -> dict[str, Any]:
@@ -176,3 +184,25 @@ def _flatten_detail(detail: Any) -> str:
     if isinstance(detail, dict):
         return " ".join(f"{key}: {_flatten_detail(value)}" for key, value in detail.items())
     return str(detail)
+
+
+class ApplicationErrorMiddleware:
+    """Turns an ``ApplicationError`` raised in a plain Django view (the web
+    page's script endpoints) into the JSON error of the door it came to, in
+    one place. DRF views answer through ``api_exception_handler`` instead."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, ApplicationError):
+            return None
+        response = error_response_for(
+            request, exception.message, exception.code, exception.status_code
+        )
+        for name, value in exception.headers.items():
+            response[name] = value
+        return response

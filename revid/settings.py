@@ -138,14 +138,17 @@ INSTALLED_APPS = [
     "billing",
     "removal",
     "webhooks",
+    "doors",
 ]
 
 MIDDLEWARE = [
-    # First, so every check after it sees PUBLIC_BASE_URL's scheme and host.
+    # First: every request gets its id and one log line (revid.observability).
+    "revid.observability.RequestLogMiddleware",
+    # Before the checks that read the scheme and host: PUBLIC_BASE_URL's.
     "revid.middleware.PublicBaseUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body (the CSRF check parses uploads).
-    "removal.uploads.ChunkedBodyMiddleware",
+    "doors.uploads.ChunkedBodyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,6 +157,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Last: an ApplicationError from a plain view becomes its JSON error.
+    "revid.errors.ApplicationErrorMiddleware",
 ]
 
 ROOT_URLCONF = "revid.urls"
@@ -409,7 +414,7 @@ ORT_INTRA_OP_THREADS = env_int("ORT_INTRA_OP_THREADS", 0, minimum=0)
 # worker, turning that off made u2net 1.3-1.6x slower per image; turn it off
 # only when a worker's threads outnumber the cores it may use.
 ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", True)
-# What runs the models (removal/engines.py): ONNX Runtime, or OpenVINO in
+# What runs the models (imaging/engines.py): ONNX Runtime, or OpenVINO in
 # fp32 (the same masks, 8-16 % faster here) or in bf16 (about 2.2x faster on
 # CPUs with AVX-512 BF16/AMX, but the masks drift: docs/benchmarks.md).
 MODEL_ENGINE = env_str("MODEL_ENGINE", "onnxruntime")
@@ -430,9 +435,9 @@ WARM_MODELS = env_list("WARM_MODELS", "u2net")
 # bodies are refused by the upload handler while they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-CSRF_FAILURE_VIEW = "removal.uploads.csrf_failure"
+CSRF_FAILURE_VIEW = "doors.uploads.csrf_failure"
 FILE_UPLOAD_HANDLERS = [
-    "removal.uploads.MaxUploadSizeHandler",  # first: it stops the read at MAX_UPLOAD_BYTES
+    "doors.uploads.MaxUploadSizeHandler",  # first: it stops the read at MAX_UPLOAD_BYTES
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -605,13 +610,48 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # The seed API's output formats; remove.bg's (with "auto") keep their own enum.
-    "ENUM_NAME_OVERRIDES": {"OutputFormatEnum": "removal.finishing.FORMATS"},
+    "ENUM_NAME_OVERRIDES": {
+        "OutputFormatEnum": "imaging.formats.FORMATS",
+        "RequestedFormatEnum": "imaging.options.REQUESTED_FORMATS",
+    },
 }
 
+# Logs: text (the default) or one JSON object per line (LOG_FORMAT=json),
+# each with the request id of the request or job it belongs to.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "revid.observability.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Prometheus: GET /metrics. Without METRICS_TOKEN it answers loopback clients
+# only, and only with DJANGO_DEBUG on (make run); otherwise it needs
+# "Authorization: Bearer <METRICS_TOKEN>". Processes of one machine share
+# their metrics through files in PROMETHEUS_MULTIPROC_DIR (one per instance).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+PROMETHEUS_MULTIPROC_DIR = Path(
+    env_str("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
+).resolve()
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus-client reads it from the environment when first imported.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)

@@ -7,9 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from revid.errors import error_response_for
 
 urlpatterns = [
-    path("", include("removal.urls")),
-    path("", include("removal.web_urls")),
+    path("", include("doors.urls")),
     path("", include("accounts.urls")),
+    path("", include("webhooks.urls")),
     # allauth after ours: /accounts/login/ and /accounts/logout/ stay ours.
     path("accounts/", include("allauth.account.urls")),
     path("", include("billing.urls")),

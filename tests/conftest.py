@@ -12,7 +12,8 @@ from django.conf import settings
 from django.db import connections
 from rest_framework.test import APIClient
 
-from accounts.services import add_member, create_account, create_api_key
+from accounts.services import add_member, create_api_key
+from billing.services import open_account
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,12 +38,12 @@ def _stop_wait_listeners():
 
 @pytest.fixture
 def account(db):
-    return create_account(name="acme", credits=1000)
+    return open_account(name="acme", credits=1000)
 
 
 @pytest.fixture
 def other_account(db):
-    return create_account(name="outsider", credits=1000)
+    return open_account(name="outsider", credits=1000)
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import time
 
 from django.conf import settings
 
-from removal import pipeline, registry
-from removal.finishing import DEFAULT_OPTIONS, OutputOptions
+from imaging import pipeline, sessions
+from imaging.options import DEFAULT_OPTIONS, OutputOptions
+from removal import registry
 from tests.images import encode, photo
 
 
@@ -35,7 +36,7 @@ def job_seconds(
 def model_load_seconds(model: str) -> float:
     """Seconds to load ``model`` into a new session, as a worker without warm models does."""
     started = time.monotonic()
-    registry._new_session(model)
+    sessions._new_session(model, registry.engine_config())
     return time.monotonic() - started
 
 

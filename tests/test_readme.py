@@ -70,6 +70,14 @@ EXEMPT = {
     ("deploy.md", "curl -H 'Host: api.example.com' http://web-1:8000/readyz"): (
         "a host of the reader's own deployment; tests/removal/test_health.py tests /readyz"
     ),
+    ("README.md", ".venv/bin/python manage.py options_table --write"): (
+        "rewrites README.md's options table; tests/doors/test_option_table.py checks the table "
+        "in README.md is the one it writes"
+    ),
+    ("architecture.md", ".venv/bin/python manage.py options_table --write"): (
+        "rewrites README.md's options table; tests/doors/test_option_table.py checks the table "
+        "in README.md is the one it writes"
+    ),
     ("api-contract.md", "curl -X POST \\"): (
         "the contract's example against the original hosted service; the README's copy of the "
         "same request runs against a live server in this file"
@@ -94,6 +102,7 @@ MAKE_TARGETS = {
     "bench": "a benchmark of several minutes that rewrites docs/benchmarks.md",
     "bench-workers": "a benchmark of several minutes",
     "format": "rewrites the source files",
+    "lint": "runs ruff and lint-imports, as the first steps of make test do",
     "lock": "rewrites requirements.txt",
     "screenshots": (
         "rewrites docs/screenshots; its browser test runs in tests/e2e/test_browser.py"

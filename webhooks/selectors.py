@@ -1,5 +1,6 @@
+from accounts.models import Account
 from removal.models import RemovalJob
-from webhooks.models import WebhookDelivery, WebhookEvent
+from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSettings
 
 
 def deliveries_for_job(*, job: RemovalJob) -> list[WebhookDelivery]:
@@ -13,3 +14,9 @@ def deliveries_for_job(*, job: RemovalJob) -> list[WebhookDelivery]:
 
 def event_for_job(*, job: RemovalJob, event_id: str) -> WebhookEvent | None:
     return WebhookEvent.objects.filter(job=job, pk=event_id).first()
+
+
+def webhook_url_for(*, account: Account) -> str:
+    """The account's default webhook URL, or "" (used when a request names none)."""
+    url = WebhookSettings.objects.filter(account=account).values_list("url", flat=True).first()
+    return url or ""

@@ -3,15 +3,13 @@ secret, rotate) and the job page's "resend". Each calls a service and
 redirects back with a message (post/redirect/get)."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.selectors import account_for_user
+from accounts.guards import account_required
 from removal.selectors import get_job
-from removal.views import NO_ACCOUNT_MESSAGE
 from revid.errors import ApplicationError
 from webhooks import selectors, services
 
@@ -20,16 +18,12 @@ def _dashboard_section() -> HttpResponse:
     return redirect(reverse("dashboard") + "#webhooks")
 
 
-@login_required
 @require_POST
+@account_required(answer="message")
 def save_settings(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=request.user)
-    if account is None:
-        messages.error(request, NO_ACCOUNT_MESSAGE)
-        return _dashboard_section()
     try:
         webhook_settings = services.set_webhook_url(
-            account=account, url=request.POST.get("url", "")
+            account=request.account, url=request.POST.get("url", "")
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -45,14 +39,10 @@ def save_settings(request: HttpRequest) -> HttpResponse:
     return _dashboard_section()
 
 
-@login_required
 @require_POST
+@account_required(answer="message")
 def rotate_secret(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=request.user)
-    if account is None:
-        messages.error(request, NO_ACCOUNT_MESSAGE)
-        return _dashboard_section()
-    services.rotate_secret(account=account)
+    services.rotate_secret(account=request.account)
     messages.success(
         request,
         "New signing secret made. The previous one keeps signing too for 24 hours, "
@@ -61,11 +51,10 @@ def rotate_secret(request: HttpRequest) -> HttpResponse:
     return _dashboard_section()
 
 
-@login_required
 @require_POST
+@account_required(answer="message")
 def resend_event(request: HttpRequest, task_id, event_id: str) -> HttpResponse:
-    account = account_for_user(user=request.user)
-    job = get_job(task_id=str(task_id), account=account) if account else None
+    job = get_job(task_id=str(task_id), account=request.account)
     event = selectors.event_for_job(job=job, event_id=event_id) if job else None
     if event is None:
         messages.error(request, "That webhook event does not exist in your account.")

@@ -158,11 +158,10 @@
 
     // Dependent fields are disabled, so the form does not send them.
     function sync() {
-      $("opt-bg-color").disabled = !$("opt-bg").checked;
-      $("opt-crop-margin").disabled = !$("opt-crop").checked;
-      var matting = $("opt-matting").checked;
-      Array.prototype.forEach.call(panel.querySelectorAll("[data-matting]"), function (el) {
-        el.disabled = !matting;
+      // Each field names the checkbox that enables it (the option table's enabled_by).
+      Array.prototype.forEach.call(panel.querySelectorAll("[data-enabled-by]"), function (el) {
+        var toggle = $(el.getAttribute("data-enabled-by"));
+        el.disabled = !(toggle && toggle.checked);
       });
       $("opt-format-hint").hidden = !($("opt-format").value === "jpg" && !$("opt-bg").checked);
     }

@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import ApiKey
-from accounts.services import add_member, create_account, create_api_key, revoke_api_key
+from accounts.services import add_member, create_api_key, revoke_api_key
+from billing.services import open_account
 
 
 def credits_url(account) -> str:
@@ -87,7 +88,7 @@ def test_the_account_list_costs_the_same_queries_for_one_account_or_many(
     with CaptureQueriesContext(connection) as one_account:
         assert admin_client.get("/admin/accounts/account/").status_code == 200
     for number in range(5):
-        other = create_account(name=f"customer-{number}", credits=10)
+        other = open_account(name=f"customer-{number}", credits=10)
         add_member(account=other, username=f"user-{number}")
         create_api_key(account=other, name="key")
     with django_assert_num_queries(len(one_account)):

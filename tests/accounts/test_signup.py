@@ -13,9 +13,10 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import Account, ApiKey
-from accounts.services import add_member, create_account
+from accounts.services import add_member
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
+from billing.services import open_account
 from tests.conftest import ROOT
 
 PASSWORD = "correct-horse-battery"
@@ -75,7 +76,7 @@ def test_no_free_credits_by_default(client, signup_open, mailoutbox):
 
 
 def test_an_account_name_taken_by_an_administrator_gets_a_suffix(client, signup_open):
-    create_account(name="carol@example.com")
+    open_account(name="carol@example.com")
     sign_up(client)
     user = get_user_model().objects.get(email="carol@example.com")
     assert user.membership.account.name == "carol@example.com (2)"

@@ -15,10 +15,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from rest_framework.test import APIClient
 
-from accounts.services import add_member, create_account, create_api_key
+from accounts.services import add_member, create_api_key
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
-from billing.services import adjust_credits
+from billing.services import adjust_credits, open_account
 from removal.models import RemovalJob
 from tests.images import solid_png
 
@@ -30,7 +30,7 @@ SUBMISSIONS = 50
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_submissions_against_ten_requests_of_credit(settings):
     settings.REMOVAL_RATE_LIMIT = ""
-    account = create_account(name="tight", credits=10 * settings.REMOVAL_PRICE_CREDITS)
+    account = open_account(name="tight", credits=10 * settings.REMOVAL_PRICE_CREDITS)
     _, key = create_api_key(account=account, name="burst")
     data = solid_png(32, 32)
     barrier = threading.Barrier(SUBMISSIONS)
@@ -75,7 +75,7 @@ def test_concurrent_debits_across_the_threshold_send_one_low_balance_email(
 ):
     price = settings.REMOVAL_PRICE_CREDITS
     threshold = settings.LOW_BALANCE_REQUESTS * price
-    account = create_account(name="busy", credits=threshold + 5 * price)
+    account = open_account(name="busy", credits=threshold + 5 * price)
     add_member(account=account, username="owner")
     django_user_model.objects.filter(username="owner").update(email="owner@example.com")
     debits = 20

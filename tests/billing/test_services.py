@@ -2,7 +2,7 @@ import pytest
 from django.core import mail
 from django.db import IntegrityError, transaction
 
-from accounts.services import add_member, create_account
+from accounts.services import add_member
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from billing.services import (
@@ -10,6 +10,7 @@ from billing.services import (
     adjust_credits,
     charge_for_job,
     grant_credits,
+    open_account,
     refund_for_job,
 )
 from removal.models import RemovalJob
@@ -58,7 +59,7 @@ def test_the_price_is_a_setting(account, settings):
 
 
 def test_a_charge_never_takes_the_balance_below_zero(db):
-    poor = create_account(name="poor", credits=24)
+    poor = open_account(name="poor", credits=24)
     with pytest.raises(InsufficientCredits) as excinfo:
         charge_for_job(job=make_job(poor))
     assert excinfo.value.status_code == 402

@@ -10,7 +10,8 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
-from removal import finishing, pipeline, registry
+from imaging import pipeline, subject
+from removal import registry
 from removal.models import RemovalJob
 from tests.e2e.conftest import log_in
 from tests.e2e.test_browser import screenshot
@@ -28,7 +29,7 @@ def expected_crop_size(data: bytes) -> tuple[int, int]:
         data, registry.get_session("u2netp"), max_pixels=settings.MAX_IMAGE_PIXELS
     ).data
     alpha = np.asarray(Image.open(io.BytesIO(png)).getchannel("A"))
-    ys, xs = np.nonzero(alpha >= finishing.FOREGROUND_MIN_ALPHA)
+    ys, xs = np.nonzero(alpha >= subject.FOREGROUND_MIN_ALPHA)
     width, height = xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()
     return int(width) + 2 * MARGIN, int(height) + 2 * MARGIN
 

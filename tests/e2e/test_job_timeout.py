@@ -4,7 +4,7 @@ import pytest
 
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
-from removal.finishing import OutputOptions
+from imaging.options import OutputOptions
 from removal.models import RemovalJob
 from tests.conftest import wait_for
 from tests.job_factory import submitted_job

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from accounts.services import create_account, create_api_key
+from accounts.services import create_api_key
+from billing.services import open_account
 from tests.conftest import ROOT, free_port, subprocess_env, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -121,7 +122,7 @@ def test_make_serve_refuses_to_start_without_a_secret_key(production_env):
 def test_the_rate_limit_is_shared_by_every_web_process(production_env, tmp_path):
     """Two gunicorn workers are two processes: they must count against one limit."""
     limit, attempts = 10, 60
-    _, key = create_api_key(account=create_account(name="busy", credits=0), name="k")
+    _, key = create_api_key(account=open_account(name="busy", credits=0), name="k")
     env = {**production_env, "REMOVAL_RATE_LIMIT": f"{limit}/hour"}
     with running_gunicorn(env, tmp_path, workers=2) as url:
 

@@ -19,8 +19,9 @@ import remove_bg_api
 import requests
 from PIL import Image
 
-from accounts.services import create_account, create_api_key
+from accounts.services import create_api_key
 from billing.selectors import ledger_sum
+from billing.services import open_account
 from removal.models import RemovalJob
 from tests.images import photo_bytes
 
@@ -125,7 +126,7 @@ def test_remove_bg_api_raises_its_own_errors_for_our_403_402_and_400(server, acc
     with pytest.raises(remove_bg_api.Errors.ApiErrorCode400):
         client.remove_bg_bytes(b"not an image")
 
-    _, broke_key = create_api_key(account=create_account(name="broke", credits=10), name="k")
+    _, broke_key = create_api_key(account=open_account(name="broke", credits=10), name="k")
     broke = remove_bg_api.RemoveBg(broke_key)
     assert broke.account.balance() == 10
     with pytest.raises(remove_bg_api.Errors.ApiErrorCode402):
@@ -169,7 +170,7 @@ def test_rembgpy_raises_http_errors_for_our_403_402_and_400_and_reads_their_titl
 ):
     b64 = base64.b64encode(PHOTO).decode()
     log = str(tmp_path / "rembgpy.log")
-    _, broke_key = create_api_key(account=create_account(name="broke", credits=10), name="k")
+    _, broke_key = create_api_key(account=open_account(name="broke", credits=10), name="k")
     cases = [
         # (key, keyword arguments, status, remove.bg's code)
         ("not-a-key", {}, 403, "auth_failed"),

@@ -25,9 +25,10 @@ from rest_framework.test import APIClient
 from scipy import ndimage
 
 from billing.selectors import ledger_sum
-from removal import finishing, pipeline, registry
+from imaging import formats, parsers, pipeline, subject
+from imaging.options import SEED, SEED_SIZES, options_for
+from removal import registry
 from removal.models import RemovalJob
-from removal.submissions import SEED_OPTION_FIELDS, SEED_SIZES
 from tests.images import encode, photo, photo_bytes
 
 pytestmark = [pytest.mark.model]
@@ -59,7 +60,7 @@ def default_alpha() -> np.ndarray:
 
 def subject_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of alpha >= FOREGROUND_MIN_ALPHA, counted here in numpy."""
-    ys, xs = np.nonzero(alpha >= finishing.FOREGROUND_MIN_ALPHA)
+    ys, xs = np.nonzero(alpha >= subject.FOREGROUND_MIN_ALPHA)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
@@ -658,7 +659,8 @@ def test_the_schema_documents_every_seed_option_with_its_allowed_values(anon_cli
     components = schema["components"]["schemas"]
     properties = components[ref]["properties"]
     sources = {"file", "image_url", "image_file_b64"}
-    assert set(properties) == (set(SEED_OPTION_FIELDS) | sources | {"model", "size", "webhook_url"})
+    options = {option.wire_name for option in options_for(SEED)}
+    assert set(properties) == options | sources | {"model", "webhook_url"}
 
     def enum(name):
         prop = properties[name]
@@ -668,17 +670,17 @@ def test_the_schema_documents_every_seed_option_with_its_allowed_values(anon_cli
             prop = components[prop["allOf"][0]["$ref"].rsplit("/", 1)[-1]]
         return prop["enum"]
 
-    assert enum("format") == list(finishing.FORMATS)
-    assert enum("channels") == list(finishing.CHANNELS)
+    assert enum("format") == [*formats.FORMATS, "auto"]
+    assert enum("channels") == list(parsers.CHANNELS)
     assert enum("size") == list(SEED_SIZES)
     for name in ("crop", "alpha_matting", "post_process_mask"):
         assert properties[name]["type"] == "boolean", name
     for name, low, high in [
-        ("max_width", 1, finishing.MAX_DIMENSION),
-        ("max_height", 1, finishing.MAX_DIMENSION),
+        ("max_width", 1, parsers.MAX_DIMENSION),
+        ("max_height", 1, parsers.MAX_DIMENSION),
         ("alpha_matting_foreground_threshold", 0, 255),
         ("alpha_matting_background_threshold", 0, 255),
-        ("alpha_matting_erode_size", 0, finishing.MAX_ERODE_SIZE),
+        ("alpha_matting_erode_size", 0, parsers.MAX_ERODE_SIZE),
     ]:
         assert (properties[name]["minimum"], properties[name]["maximum"]) == (low, high), name
     for name, prop in properties.items():

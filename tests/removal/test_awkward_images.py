@@ -14,7 +14,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from removal import pipeline, registry, services
+from imaging import pipeline, reading
+from removal import registry, services
 from removal.models import RemovalJob
 from tests.images import encode, photo
 
@@ -32,7 +33,7 @@ def session():
 
 def cut(data: bytes, session) -> Image.Image:
     """What the API checks, then what the worker does; returns the decoded PNG."""
-    info = pipeline.inspect_image(data, max_pixels=MAX_PIXELS)
+    info = reading.inspect_image(data, max_pixels=MAX_PIXELS)
     result = pipeline.remove_background(data, session, max_pixels=MAX_PIXELS)
     out = Image.open(io.BytesIO(result.data))
     assert out.format == "PNG"

@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import MemoryFileUploadHandler, StopUpload
 from PIL import Image, ImageFile
 
-from removal import pipeline
-from removal.uploads import REFUSAL_ATTRIBUTE, MaxUploadSizeHandler
+from doors.uploads import REFUSAL_ATTRIBUTE, MaxUploadSizeHandler
+from imaging import errors, reading
 from tests.images import encode, photo, photo_bytes, solid_png
 from tests.removal.helpers import assert_json_error, assert_nothing_charged
 
@@ -117,10 +117,10 @@ def test_it_refuses_a_decompression_bomb_from_its_header_without_decoding(settin
     assert len(bomb) < 200
     # Any attempt to decode pixels would go through ImageFile.load.
     with mock.patch.object(ImageFile.ImageFile, "load", side_effect=AssertionError("decoded")):
-        with pytest.raises(pipeline.TooManyPixels):
-            pipeline.inspect_image(bomb, max_pixels=settings.MAX_IMAGE_PIXELS)
-        with pytest.raises(pipeline.TooManyPixels):
-            pipeline.decode_for_model(bomb, max_pixels=settings.MAX_IMAGE_PIXELS)
+        with pytest.raises(errors.TooManyPixels):
+            reading.inspect_image(bomb, max_pixels=settings.MAX_IMAGE_PIXELS)
+        with pytest.raises(errors.TooManyPixels):
+            reading.decode_for_model(bomb, max_pixels=settings.MAX_IMAGE_PIXELS)
 
 
 @pytest.mark.weights

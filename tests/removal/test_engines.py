@@ -11,7 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rembg import new_session, remove
 from rest_framework.test import APIClient
 
-from removal import engines, pipeline, registry
+from imaging import engines, pipeline
+from removal import registry
 from removal.models import RemovalJob
 from tests.images import photo_bytes, small_subject_jpeg
 from tests.removal.helpers import assert_same_mask, mask_agreement

@@ -13,8 +13,22 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from removal import finishing, pipeline, registry
-from removal.finishing import Length, OptionError, OutputOptions, finish
+from imaging import (
+    errors,
+    finishing,
+    matting,
+    model,
+    parsers,
+    pipeline,
+    png,
+    reading,
+    subject,
+)
+from imaging.errors import OptionError
+from imaging.finishing import finish
+from imaging.options import OutputOptions, resolve_auto_format
+from imaging.parsers import Length
+from removal import registry
 from tests.images import decode, encode, photo
 
 # --- A photo and a mask with a known subject ----------------------------------
@@ -48,7 +62,7 @@ def alpha_of(data: bytes) -> np.ndarray:
 
 
 def box_of(alpha: np.ndarray):
-    return finishing.subject_box(Image.fromarray(alpha, "L"))
+    return subject.subject_box(Image.fromarray(alpha, "L"))
 
 
 # --- Parsers --------------------------------------------------------------------
@@ -72,99 +86,99 @@ def box_of(alpha: np.ndarray):
     ],
 )
 def test_bg_color_takes_hex_with_or_without_hash_and_colour_names(value, expected):
-    assert finishing.parse_bg_color(value) == expected
+    assert parsers.parse_bg_color(value) == expected
 
 
 def test_crop_margin_takes_one_two_or_four_lengths_in_px_or_percent():
     px, pct = Length(20.0, "px"), Length(10.0, "%")
-    assert finishing.parse_crop_margin("20") == (px, px, px, px)
-    assert finishing.parse_crop_margin("20px") == (px, px, px, px)
-    assert finishing.parse_crop_margin(20) == (px, px, px, px)
-    assert finishing.parse_crop_margin("10%") == (pct, pct, pct, pct)
-    assert finishing.parse_crop_margin("20px 10%") == (px, pct, px, pct)
-    assert finishing.parse_crop_margin("1 2px 3% 4") == (
+    assert parsers.parse_crop_margin("20") == (px, px, px, px)
+    assert parsers.parse_crop_margin("20px") == (px, px, px, px)
+    assert parsers.parse_crop_margin(20) == (px, px, px, px)
+    assert parsers.parse_crop_margin("10%") == (pct, pct, pct, pct)
+    assert parsers.parse_crop_margin("20px 10%") == (px, pct, px, pct)
+    assert parsers.parse_crop_margin("1 2px 3% 4") == (
         Length(1.0),
         Length(2.0),
         Length(3.0, "%"),
         Length(4.0),
     )
-    assert finishing.parse_crop_margin("") == finishing.NO_MARGIN
+    assert parsers.parse_crop_margin("") == parsers.NO_MARGIN
 
 
 def test_other_parsers_read_what_forms_and_json_send():
-    assert finishing.parse_format("JPEG") == "jpg"
-    assert finishing.parse_format(None) == "png"
-    assert finishing.parse_format("auto", allow_auto=True) == "auto"
-    assert finishing.parse_channels("Alpha") == "alpha"
-    assert finishing.parse_bool(True, field="crop") is True
-    assert finishing.parse_bool("Yes", field="crop") is True
-    assert finishing.parse_bool("0", field="crop") is False
-    assert finishing.parse_bool("", field="crop") is False
-    assert finishing.parse_roi("0% 0% 50% 100%") == (
+    assert parsers.parse_format("JPEG") == "jpg"
+    assert parsers.parse_format(None) == "png"
+    assert parsers.parse_format("auto", allow_auto=True) == "auto"
+    assert parsers.parse_channels("Alpha") == "alpha"
+    assert parsers.parse_bool(True, field="crop") is True
+    assert parsers.parse_bool("Yes", field="crop") is True
+    assert parsers.parse_bool("0", field="crop") is False
+    assert parsers.parse_bool("", field="crop") is False
+    assert parsers.parse_roi("0% 0% 50% 100%") == (
         Length(0.0, "%"),
         Length(0.0, "%"),
         Length(50.0, "%"),
         Length(100.0, "%"),
     )
-    assert finishing.parse_roi("10px 20px 30px 40px")[2] == Length(30.0, "px")
-    assert finishing.parse_scale("original") is None
-    assert finishing.parse_scale("80%") == 80.0
-    assert finishing.parse_position("center") == (50.0, 50.0)
-    assert finishing.parse_position("original") == "original"
-    assert finishing.parse_position("20%") == (20.0, 20.0)
-    assert finishing.parse_position("0% 100%") == (0.0, 100.0)
-    assert finishing.parse_position(None) is None
-    assert finishing.parse_dimension("640", field="max_width") == 640
-    assert finishing.parse_dimension(640, field="max_width") == 640
-    assert finishing.parse_dimension("", field="max_width") is None
-    assert finishing.parse_threshold("0", field="t") == 0
-    assert finishing.parse_threshold(255, field="t") == 255
-    assert finishing.parse_erode_size("40") == 40
-    assert finishing.parse_size("preview") == 250_000
-    assert finishing.parse_size("regular") == 250_000
-    assert finishing.parse_size("medium") == 1_500_000
-    assert finishing.parse_size("HD") == 4_000_000
-    assert finishing.parse_size("50MP") is None
-    assert finishing.parse_size("full") is None
+    assert parsers.parse_roi("10px 20px 30px 40px")[2] == Length(30.0, "px")
+    assert parsers.parse_scale("original") is None
+    assert parsers.parse_scale("80%") == 80.0
+    assert parsers.parse_position("center") == (50.0, 50.0)
+    assert parsers.parse_position("original") == "original"
+    assert parsers.parse_position("20%") == (20.0, 20.0)
+    assert parsers.parse_position("0% 100%") == (0.0, 100.0)
+    assert parsers.parse_position(None) is None
+    assert parsers.parse_dimension("640", field="max_width") == 640
+    assert parsers.parse_dimension(640, field="max_width") == 640
+    assert parsers.parse_dimension("", field="max_width") is None
+    assert parsers.parse_threshold("0", field="t") == 0
+    assert parsers.parse_threshold(255, field="t") == 255
+    assert parsers.parse_erode_size("40") == 40
+    assert parsers.parse_size("preview") == 250_000
+    assert parsers.parse_size("regular") == 250_000
+    assert parsers.parse_size("medium") == 1_500_000
+    assert parsers.parse_size("HD") == 4_000_000
+    assert parsers.parse_size("50MP") is None
+    assert parsers.parse_size("full") is None
 
 
 @pytest.mark.parametrize(
     "parse, value, field, named",
     [
-        (finishing.parse_format, "gif", "format", "png, jpg, webp, zip"),
-        (finishing.parse_format, "auto", "format", "png, jpg, webp, zip"),
-        (finishing.parse_channels, "rgb", "channels", "rgba"),
-        (finishing.parse_bg_color, "#12345", "bg_color", "hex colour"),
-        (finishing.parse_bg_color, "notacolour", "bg_color", "CSS colour name"),
-        (finishing.parse_bg_color, "rgb(1,2,3)", "bg_color", "hex colour"),
-        (finishing.parse_bg_color, [1, 2], "bg_color", "hex colour"),
-        (finishing.parse_bg_color, [1, 2, 300], "bg_color", "hex colour"),
-        (lambda v: finishing.parse_bool(v, field="crop"), "maybe", "crop", "true or false"),
-        (lambda v: finishing.parse_bool(v, field="crop"), [], "crop", "true or false"),
-        (finishing.parse_crop_margin, "-5px", "crop_margin", "1, 2 or 4"),
-        (finishing.parse_crop_margin, "1 2 3", "crop_margin", "1, 2 or 4"),
-        (finishing.parse_crop_margin, "10em", "crop_margin", "px or %"),
-        (finishing.parse_crop_margin, True, "crop_margin", "px or %"),
-        (finishing.parse_roi, "0 0 10", "roi", "x1 y1 x2 y2"),
-        (finishing.parse_roi, "50% 0% 10% 100%", "roi", "x1 < x2"),
-        (finishing.parse_roi, "0% 0% 150% 100%", "roi", "over 100%"),
-        (finishing.parse_roi, "a b c d", "roi", "x1 y1 x2 y2"),
-        (finishing.parse_scale, "5%", "scale", "10% to 100%"),
-        (finishing.parse_scale, "120%", "scale", "10% to 100%"),
-        (finishing.parse_scale, "big", "scale", "'original'"),
-        (finishing.parse_position, "left", "position", "'center'"),
-        (finishing.parse_position, "10% 20% 30%", "position", "one or two percentages"),
-        (finishing.parse_position, "120%", "position", "0% to 100%"),
-        (lambda v: finishing.parse_dimension(v, field="max_width"), "0", "max_width", "1 to"),
-        (lambda v: finishing.parse_dimension(v, field="max_width"), "1e9", "max_width", "1 to"),
-        (lambda v: finishing.parse_dimension(v, field="max_width"), 12.5, "max_width", "whole"),
-        (lambda v: finishing.parse_dimension(v, field="max_width"), "-3", "max_width", "1 to"),
-        (lambda v: finishing.parse_threshold(v, field="t"), "256", "t", "0 to 255"),
-        (lambda v: finishing.parse_threshold(v, field="t"), None, "t", "0 to 255"),
-        (lambda v: finishing.parse_threshold(v, field="t"), True, "t", "0 to 255"),
-        (finishing.parse_erode_size, "41", "alpha_matting_erode_size", "0 to 40"),
-        (finishing.parse_size, "huge", "size", "preview"),
-        (lambda v: finishing.parse_size(v, choices=["full", "preview"]), "hd", "size", "full"),
+        (parsers.parse_format, "gif", "format", "png, jpg, webp, zip"),
+        (parsers.parse_format, "auto", "format", "png, jpg, webp, zip"),
+        (parsers.parse_channels, "rgb", "channels", "rgba"),
+        (parsers.parse_bg_color, "#12345", "bg_color", "hex colour"),
+        (parsers.parse_bg_color, "notacolour", "bg_color", "CSS colour name"),
+        (parsers.parse_bg_color, "rgb(1,2,3)", "bg_color", "hex colour"),
+        (parsers.parse_bg_color, [1, 2], "bg_color", "hex colour"),
+        (parsers.parse_bg_color, [1, 2, 300], "bg_color", "hex colour"),
+        (lambda v: parsers.parse_bool(v, field="crop"), "maybe", "crop", "true or false"),
+        (lambda v: parsers.parse_bool(v, field="crop"), [], "crop", "true or false"),
+        (parsers.parse_crop_margin, "-5px", "crop_margin", "1, 2 or 4"),
+        (parsers.parse_crop_margin, "1 2 3", "crop_margin", "1, 2 or 4"),
+        (parsers.parse_crop_margin, "10em", "crop_margin", "px or %"),
+        (parsers.parse_crop_margin, True, "crop_margin", "px or %"),
+        (parsers.parse_roi, "0 0 10", "roi", "x1 y1 x2 y2"),
+        (parsers.parse_roi, "50% 0% 10% 100%", "roi", "x1 < x2"),
+        (parsers.parse_roi, "0% 0% 150% 100%", "roi", "over 100%"),
+        (parsers.parse_roi, "a b c d", "roi", "x1 y1 x2 y2"),
+        (parsers.parse_scale, "5%", "scale", "10% to 100%"),
+        (parsers.parse_scale, "120%", "scale", "10% to 100%"),
+        (parsers.parse_scale, "big", "scale", "'original'"),
+        (parsers.parse_position, "left", "position", "'center'"),
+        (parsers.parse_position, "10% 20% 30%", "position", "one or two percentages"),
+        (parsers.parse_position, "120%", "position", "0% to 100%"),
+        (lambda v: parsers.parse_dimension(v, field="max_width"), "0", "max_width", "1 to"),
+        (lambda v: parsers.parse_dimension(v, field="max_width"), "1e9", "max_width", "1 to"),
+        (lambda v: parsers.parse_dimension(v, field="max_width"), 12.5, "max_width", "whole"),
+        (lambda v: parsers.parse_dimension(v, field="max_width"), "-3", "max_width", "1 to"),
+        (lambda v: parsers.parse_threshold(v, field="t"), "256", "t", "0 to 255"),
+        (lambda v: parsers.parse_threshold(v, field="t"), None, "t", "0 to 255"),
+        (lambda v: parsers.parse_threshold(v, field="t"), True, "t", "0 to 255"),
+        (parsers.parse_erode_size, "41", "alpha_matting_erode_size", "0 to 40"),
+        (parsers.parse_size, "huge", "size", "preview"),
+        (lambda v: parsers.parse_size(v, choices=["full", "preview"]), "hd", "size", "full"),
     ],
 )
 def test_every_parser_refuses_bad_values_naming_the_field_and_what_is_allowed(
@@ -180,13 +194,13 @@ def test_every_parser_refuses_bad_values_naming_the_field_and_what_is_allowed(
 
 def test_a_huge_value_is_not_echoed_whole_in_the_message():
     with pytest.raises(OptionError) as caught:
-        finishing.parse_format("x" * 3_000_000)
+        parsers.parse_format("x" * 3_000_000)
     assert len(str(caught.value)) < 200
 
 
 def test_a_parser_can_name_the_field_as_its_door_calls_it():
     with pytest.raises(OptionError) as caught:
-        finishing.parse_bool("maybe", field="alpha_matting")
+        parsers.parse_bool("maybe", field="alpha_matting")
     assert caught.value.field == "alpha_matting"
 
 
@@ -197,8 +211,8 @@ EVERY_OPTION = OutputOptions(
     channels="rgba",
     bg_color=(1, 2, 3, 128),
     crop=True,
-    crop_margin=finishing.parse_crop_margin("10px 5%"),
-    roi=finishing.parse_roi("0 0 50% 100%"),
+    crop_margin=parsers.parse_crop_margin("10px 5%"),
+    roi=parsers.parse_roi("0 0 50% 100%"),
     scale=80.0,
     position=(10.0, 90.0),
     max_pixels=250_000,
@@ -231,7 +245,7 @@ def test_options_survive_a_round_trip_through_json():
 
 def test_lengths_print_as_they_parse():
     for text in ("0px", "12.5%", "1000000px", "0.25%"):
-        (length,) = set(finishing.parse_crop_margin(text))
+        (length,) = set(parsers.parse_crop_margin(text))
         assert str(length) == text
 
 
@@ -270,14 +284,14 @@ def test_options_built_by_hand_are_validated_too():
     ],
 )
 def test_auto_format_is_jpg_only_when_nothing_is_transparent(options, expected):
-    assert finishing.resolve_auto_format(options).format == expected
+    assert resolve_auto_format(options).format == expected
 
 
 # --- finish() on a known mask ---------------------------------------------------
 
 
 def test_default_options_give_todays_png_byte_for_byte(img, mask):
-    expected = pipeline.encode_png(pipeline.cutout_pixels(img, mask))
+    expected = png.encode_png(finishing.cutout_pixels(img, mask))
     finished = finish(img, mask)
     assert finished.data == expected
     assert (finished.format, finished.content_type, finished.extension) == (
@@ -299,7 +313,7 @@ def test_finish_leaves_the_callers_image_alone(img, mask):
 def test_foreground_is_the_box_of_visible_alpha_in_output_pixels(img, mask):
     finished = finish(img, mask)
     alpha = alpha_of(finished.data)
-    ys, xs = np.nonzero(alpha >= finishing.FOREGROUND_MIN_ALPHA)
+    ys, xs = np.nonzero(alpha >= subject.FOREGROUND_MIN_ALPHA)
     assert finished.foreground == {
         "top": ys.min(),
         "left": xs.min(),
@@ -375,11 +389,11 @@ def test_mask_only_is_the_alpha_of_the_default_output_in_grayscale(img, mask):
 @pytest.mark.parametrize(
     "options",
     [
-        {"crop": True, "crop_margin": finishing.parse_crop_margin("10px 20%")},
+        {"crop": True, "crop_margin": parsers.parse_crop_margin("10px 20%")},
         {"scale": 50.0},
         {"position": (0.0, 0.0), "max_width": 300},
         {"alpha_matting": True},
-        {"roi": finishing.parse_roi("0 0 50% 50%"), "post_process_mask": True},
+        {"roi": parsers.parse_roi("0 0 50% 50%"), "post_process_mask": True},
     ],
 )
 def test_mask_only_is_the_alpha_of_the_same_options_in_rgba(img, mask, options):
@@ -404,7 +418,7 @@ def test_mask_only_respects_the_inputs_own_alpha(img, mask):
 def test_crop_cuts_to_the_subject_box_plus_the_margin(img, mask):
     default = pixels(finish(img, mask).data)
     left, top, right, bottom = box_of(default[..., 3])
-    options = OutputOptions(crop=True, crop_margin=finishing.parse_crop_margin("10px 5%"))
+    options = OutputOptions(crop=True, crop_margin=parsers.parse_crop_margin("10px 5%"))
     finished = finish(img, mask, options)
     out = pixels(finished.data)
     mx = round(0.05 * (right - left))
@@ -427,8 +441,8 @@ def test_crop_without_margin_is_the_subject_box_itself(img, mask):
 
 def test_crop_margin_is_capped_at_half_the_subject_and_pads_past_the_edge(img):
     small = soft_mask((5, 5, 45, 25), blur=0)  # a 41x21 subject in the corner
-    left, top, right, bottom = finishing.subject_box(small)
-    options = OutputOptions(crop=True, crop_margin=finishing.parse_crop_margin("90%"))
+    left, top, right, bottom = subject.subject_box(small)
+    options = OutputOptions(crop=True, crop_margin=parsers.parse_crop_margin("90%"))
     finished = finish(img, small, options)
     w, h = right - left, bottom - top
     assert (finished.width, finished.height) == (w + 2 * round(w / 2), h + 2 * round(h / 2))
@@ -444,14 +458,14 @@ def test_crop_margin_is_capped_at_500_px(img):
 
 
 def test_crop_with_no_subject_fails_the_job_with_a_clear_message(img):
-    with pytest.raises(pipeline.NoSubjectFound) as caught:
+    with pytest.raises(errors.NoSubjectFound) as caught:
         finish(img, Image.new("L", img.size, 0), OutputOptions(crop=True))
-    assert isinstance(caught.value, pipeline.PipelineError)
+    assert isinstance(caught.value, errors.PipelineError)
     assert str(caught.value) == "No subject was found to crop to."
 
 
 def test_roi_zeroes_the_mask_outside_it(img, mask):
-    roi = finishing.parse_roi("0% 0% 50% 100%")
+    roi = parsers.parse_roi("0% 0% 50% 100%")
     alpha = alpha_of(finish(img, mask, OutputOptions(roi=roi)).data)
     plain = alpha_of(finish(img, mask).data)
     assert (alpha[:, 300:] == 0).all()
@@ -461,9 +475,9 @@ def test_roi_zeroes_the_mask_outside_it(img, mask):
 
 def test_roi_in_pixels(img, mask):
     alpha = alpha_of(
-        finish(img, mask, OutputOptions(roi=finishing.parse_roi("200 100 300 200"))).data
+        finish(img, mask, OutputOptions(roi=parsers.parse_roi("200 100 300 200"))).data
     )
-    assert finishing.subject_box(Image.fromarray(alpha)) == (200, 100, 300, 200)
+    assert subject.subject_box(Image.fromarray(alpha)) == (200, 100, 300, 200)
 
 
 def test_preview_fits_quarter_megapixel_and_keeps_the_aspect_ratio():
@@ -533,7 +547,7 @@ def test_post_process_mask_is_rembgs():
     noisy = np.asarray(soft_mask(blur=6)).copy()
     rng = np.random.default_rng(1)
     noisy[rng.random(noisy.shape) < 0.01] = 255
-    ours = np.asarray(finishing.post_process_mask(Image.fromarray(noisy)))
+    ours = np.asarray(matting.post_process_mask(Image.fromarray(noisy)))
     theirs = post_process(noisy)
     assert (ours != theirs).mean() < 1e-4
     assert set(np.unique(ours)) <= {0, 255}
@@ -549,7 +563,7 @@ def test_trimap_is_rembgs(erode):
     bg = binary_erosion(m < 10, structure=structure, border_value=1)
     expected = np.full(m.shape, 128, dtype=np.uint8)
     expected[fg], expected[bg] = 255, 0
-    ours = finishing.trimap(
+    ours = matting.trimap(
         Image.fromarray(m), foreground_threshold=240, background_threshold=10, erode_size=erode
     )
     assert np.array_equal(ours, expected)
@@ -557,7 +571,7 @@ def test_trimap_is_rembgs(erode):
 
 def test_alpha_matting_keeps_sure_pixels_and_changes_only_the_unknown_band(img, mask):
     wide = soft_mask(blur=8)
-    tri = finishing.trimap(wide, foreground_threshold=240, background_threshold=10, erode_size=10)
+    tri = matting.trimap(wide, foreground_threshold=240, background_threshold=10, erode_size=10)
     matted = alpha_of(finish(img, wide, OutputOptions(alpha_matting=True)).data)
     assert (matted[tri == 255] == 255).all()
     assert (matted[tri == 0] == 0).all()
@@ -579,9 +593,9 @@ def test_alpha_matting_with_no_sure_background_keeps_the_mask(img):
 
 
 def test_alpha_matting_solves_large_images_on_a_smaller_copy(img, monkeypatch):
-    monkeypatch.setattr(finishing, "MATTING_MAX_PIXELS", 30_000)
+    monkeypatch.setattr(matting, "MATTING_MAX_PIXELS", 30_000)
     wide = soft_mask(blur=8)
-    tri = finishing.trimap(wide, foreground_threshold=240, background_threshold=10, erode_size=10)
+    tri = matting.trimap(wide, foreground_threshold=240, background_threshold=10, erode_size=10)
     matted = alpha_of(finish(img, wide, OutputOptions(alpha_matting=True)).data)
     assert (matted[tri == 255] == 255).all() and (matted[tri == 0] == 0).all()
     assert matted.shape == (HEIGHT, WIDTH)
@@ -630,9 +644,9 @@ def coffee(u2netp):
 @pytest.mark.model
 def test_default_options_give_the_old_pipelines_png(u2netp):
     data = encode(photo("astronaut"), "JPEG", quality=90)
-    img = pipeline.decode_for_model(data, max_pixels=10**9)
-    mask = pipeline.predict_mask(img, u2netp)
-    old = pipeline.encode_png(pipeline.cutout_pixels(img, mask))
+    img = reading.decode_for_model(data, max_pixels=10**9)
+    mask = model.predict_mask(img, u2netp)
+    old = png.encode_png(finishing.cutout_pixels(img, mask))
     cutout = pipeline.remove_background(data, u2netp, max_pixels=10**9)
     assert cutout.data == old
     assert (cutout.format, cutout.content_type, cutout.extension) == ("png", "image/png", "png")
@@ -665,7 +679,7 @@ def test_model_crop_box_is_the_alpha_box_plus_the_margin(u2netp, coffee):
     data, default = coffee
     alpha = alpha_of(default.data)
     left, top, right, bottom = box_of(alpha)
-    cutout = run(data, u2netp, crop=True, crop_margin=finishing.parse_crop_margin("20px"))
+    cutout = run(data, u2netp, crop=True, crop_margin=parsers.parse_crop_margin("20px"))
     assert (cutout.width, cutout.height) == (right - left + 40, bottom - top + 40)
     padded = np.pad(alpha, 20)
     assert np.array_equal(alpha_of(cutout.data), padded[top : bottom + 40, left : right + 40])
@@ -680,7 +694,7 @@ def test_model_crop_box_is_the_alpha_box_plus_the_margin(u2netp, coffee):
 @pytest.mark.model
 def test_model_preview_is_at_most_a_quarter_megapixel_with_the_aspect_kept(u2netp):
     data = encode(photo("coffee").resize((1200, 800)), "JPEG", quality=90)
-    cutout = run(data, u2netp, max_pixels=finishing.parse_size("preview"))
+    cutout = run(data, u2netp, max_pixels=parsers.parse_size("preview"))
     out = decode(cutout.data)
     assert out.size == (cutout.width, cutout.height)
     assert out.width * out.height <= 250_000
@@ -712,7 +726,7 @@ def test_model_zip_holds_colour_and_alpha_of_the_output_size(u2netp, coffee):
 @pytest.mark.model
 def test_model_roi_zeroes_everything_outside_it(u2netp, coffee):
     data, default = coffee
-    alpha = alpha_of(run(data, u2netp, roi=finishing.parse_roi("0 0 300px 100%")).data)
+    alpha = alpha_of(run(data, u2netp, roi=parsers.parse_roi("0 0 300px 100%")).data)
     plain = alpha_of(default.data)
     assert (alpha[:, 300:] == 0).all() and plain[:, 300:].any()
     assert np.array_equal(alpha[:, :300], plain[:, :300])

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from rembg import remove
 
-from removal import pipeline, registry
+from imaging import finishing, model, parallel, pipeline, png
+from removal import registry
 from tests.images import SMALL_SUBJECTS, decode, encode, photo, small_subject_jpeg
 from tests.removal.helpers import alpha, assert_same_mask
 
@@ -35,7 +36,7 @@ def jpeg_of(name: str, size: tuple[int, int] | None = None, **params) -> bytes:
     return encode(img, "JPEG", quality=90, **params)
 
 
-def run(data: bytes, session) -> pipeline.Cutout:
+def run(data: bytes, session) -> finishing.Finished:
     return pipeline.remove_background(data, session, max_pixels=50_000_000)
 
 
@@ -72,7 +73,7 @@ def test_its_resize_to_the_model_input_is_exactly_pillows_lanczos(size):
     noise = np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), np.uint8)
     img = Image.fromarray(noise, "RGB")
     want = img.resize((320, 320), Image.Resampling.LANCZOS)
-    got = pipeline._lanczos_shrink(img, (320, 320))
+    got = model._lanczos_shrink(img, (320, 320))
     assert np.array_equal(np.asarray(got), np.asarray(want))
 
 
@@ -182,21 +183,19 @@ def noisy_photo(shape: tuple[int, int, int]) -> np.ndarray:
 @pytest.mark.parametrize("source", ["random", "photo"])
 def test_its_png_encoder_writes_standard_pngs(shape, source, monkeypatch):
     # Small size classes so that every class and the banding run on small images.
-    monkeypatch.setattr(pipeline, "_PARALLEL_MIN_BYTES", 64 * 1024)
-    monkeypatch.setattr(pipeline, "_BAND_MIN_ROWS", 16)
-    monkeypatch.setattr(
-        pipeline, "_ENCODING_BY_SIZE", ((300_000, 7, True), (float("inf"), 5, False))
-    )
+    monkeypatch.setattr(png, "_PARALLEL_MIN_BYTES", 64 * 1024)
+    monkeypatch.setattr(parallel, "BAND_MIN_ROWS", 16)
+    monkeypatch.setattr(png, "_ENCODING_BY_SIZE", ((300_000, 7, True), (float("inf"), 5, False)))
     if source == "random":
         pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
     else:
         pixels = noisy_photo(shape)
-    png = pipeline.encode_png(pixels[..., 0] if shape[2] == 1 else pixels)
+    encoded = png.encode_png(pixels[..., 0] if shape[2] == 1 else pixels)
 
-    header, decoded = read_png_strictly(png)
+    header, decoded = read_png_strictly(encoded)
     assert header == (shape[1], shape[0], 8, {1: 0, 3: 2, 4: 6}[shape[2]])
     assert np.array_equal(decoded, pixels)
-    via_pillow = np.asarray(Image.open(io.BytesIO(png))).reshape(shape)
+    via_pillow = np.asarray(Image.open(io.BytesIO(encoded))).reshape(shape)
     assert np.array_equal(via_pillow, pixels)
 
 
@@ -204,11 +203,11 @@ def test_its_adaptive_filter_uses_every_filter_type_on_a_noisy_photo():
     pixels = noisy_photo((300, 200, 4))
     rows = pixels.reshape(300, -1)
     filtered = np.empty((300, rows.shape[1] + 1), np.uint8)
-    from removal.pngfilter import adaptive_filter_rows
+    from imaging.pngfilter import adaptive_filter_rows
 
     adaptive_filter_rows(rows, 0, 300, 4, filtered)
     assert set(filtered[:, 0].tolist()) >= {0, 1, 4}
-    assert np.array_equal(read_png_strictly(pipeline.encode_png(pixels))[1], pixels)
+    assert np.array_equal(read_png_strictly(png.encode_png(pixels))[1], pixels)
 
 
 def test_its_adler32_combination_matches_zlibs_on_the_joined_bytes():
@@ -216,7 +215,7 @@ def test_its_adler32_combination_matches_zlibs_on_the_joined_bytes():
     for first_length, second_length in [(0, 1), (5, 70_000), (100_000, 65_521), (65_521, 3)]:
         first = rng.integers(0, 256, first_length, dtype=np.uint8).tobytes()
         second = rng.integers(0, 256, second_length, dtype=np.uint8).tobytes()
-        combined = pipeline._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+        combined = png._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
         assert combined == zlib.adler32(first + second)
 
 
@@ -243,13 +242,13 @@ def test_it_uses_a_sessions_own_predict_for_models_it_does_not_know():
 
 
 def _encode_large_image_in_child(pixels, results):
-    results.put(pipeline.encode_png(pixels) == pipeline.encode_png(pixels.copy()))
+    results.put(png.encode_png(pixels) == png.encode_png(pixels.copy()))
 
 
 def test_a_forked_worker_encodes_large_pngs_with_its_own_threads():
     """django-q2 forks its workers; the parent's encoder threads do not survive that."""
     pixels = np.random.default_rng(7).integers(0, 256, (1600, 1500, 4), dtype=np.uint8)
-    pipeline.encode_png(pixels)  # the parent now has an encoder pool
+    png.encode_png(pixels)  # the parent now has an encoder pool
 
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -284,12 +283,12 @@ def test_a_small_image_reports_no_progress_a_large_one_each_stage(u2netp):
 
 def test_without_the_compiled_filter_it_still_writes_standard_pngs(monkeypatch):
     """A read-only install where numba cannot cache: Up filter only, same pixels."""
-    monkeypatch.setattr(pipeline, "_adaptive_filter_state", [None])
+    monkeypatch.setattr(png, "_adaptive_filter_state", [None])
     pixels = noisy_photo((60, 50, 4))
-    png = pipeline.encode_png(pixels)
+    encoded = png.encode_png(pixels)
 
-    assert np.array_equal(read_png_strictly(png)[1], pixels)
-    assert np.array_equal(np.asarray(decode(png)), pixels)
+    assert np.array_equal(read_png_strictly(encoded)[1], pixels)
+    assert np.array_equal(np.asarray(decode(encoded)), pixels)
 
 
 def test_it_reports_the_seconds_of_each_stage_when_asked(u2netp):
@@ -304,7 +303,7 @@ def test_it_reports_the_seconds_of_each_stage_when_asked(u2netp):
 
 
 def test_alpha_matting_is_a_stage_of_its_own(u2netp):
-    from removal.finishing import OutputOptions
+    from imaging.options import OutputOptions
 
     timings: dict[str, float] = {}
     pipeline.remove_background(

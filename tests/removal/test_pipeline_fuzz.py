@@ -22,7 +22,8 @@ from functools import cache
 import pytest
 from PIL import Image
 
-from removal import pipeline, registry
+from imaging import errors, pipeline, png, reading
+from removal import registry
 from tests.images import encode, photo
 
 # Small enough that a mutant that survives costs little to process; the
@@ -123,7 +124,7 @@ def _jpeg_segments(data: bytes) -> list[tuple[int, int]]:
 def damage_structure(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     """Damage inside one unit of the format, keeping its framing (and PNG CRCs) valid."""
     out = bytearray(data)
-    if data.startswith(pipeline.PNG_SIGNATURE):
+    if data.startswith(png.PNG_SIGNATURE):
         offset, kind, length = rng.choice(_png_chunks(data))
         body = offset + 8
         for _ in range(rng.randint(1, 3)):
@@ -178,11 +179,11 @@ def mutants(source: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(found)
 
 
-def checked(data: bytes) -> pipeline.ImageInfo | None:
+def checked(data: bytes) -> reading.ImageInfo | None:
     """What the API's check says: the size as displayed, or None for a refusal."""
     try:
-        return pipeline.inspect_image(data, max_pixels=MAX_PIXELS)
-    except pipeline.PipelineError as exc:
+        return reading.inspect_image(data, max_pixels=MAX_PIXELS)
+    except errors.PipelineError as exc:
         message = str(exc)
         assert message and "0x" not in message and "object at" not in message, message
         return None
@@ -195,7 +196,7 @@ def test_every_mutant_the_check_accepts_decodes_in_the_worker_at_the_size_it_pro
         if info is None:
             continue
         try:
-            img = pipeline.decode_for_model(data, max_pixels=MAX_PIXELS)
+            img = reading.decode_for_model(data, max_pixels=MAX_PIXELS)
         except Exception as exc:
             pytest.fail(f"{description}: accepted, then the worker failed: {exc!r}")
         assert img.size == (info.width, info.height), description

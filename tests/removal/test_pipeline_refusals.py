@@ -14,7 +14,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageFile
 
-from removal import pipeline, registry
+from imaging import errors, pipeline, reading
+from removal import registry
 from tests.images import (
     encode,
     grey_png,
@@ -74,8 +75,8 @@ INTERNALS = re.compile(
 
 @pytest.mark.parametrize("label", BROKEN)
 def test_the_check_refuses_a_broken_file_in_plain_words(label):
-    with pytest.raises(pipeline.UndecodableImage) as refusal:
-        pipeline.inspect_image(BROKEN[label](), max_pixels=MAX_PIXELS)
+    with pytest.raises(errors.UndecodableImage) as refusal:
+        reading.inspect_image(BROKEN[label](), max_pixels=MAX_PIXELS)
     message = str(refusal.value)
     assert not INTERNALS.search(message), message
     assert re.fullmatch(r"The (PNG|JPEG|WebP|BMP) file [a-z ,]+\.", message), message
@@ -83,8 +84,8 @@ def test_the_check_refuses_a_broken_file_in_plain_words(label):
 
 @pytest.mark.parametrize("label", BROKEN)
 def test_the_worker_says_the_same_about_a_broken_file(label):
-    with pytest.raises(pipeline.UndecodableImage) as refusal:
-        pipeline.decode_for_model(BROKEN[label](), max_pixels=MAX_PIXELS)
+    with pytest.raises(errors.UndecodableImage) as refusal:
+        reading.decode_for_model(BROKEN[label](), max_pixels=MAX_PIXELS)
     assert not INTERNALS.search(str(refusal.value)), str(refusal.value)
 
 
@@ -98,16 +99,16 @@ def test_a_png_whose_pixel_data_is_corrupt_is_refused_before_the_charge(api_clie
 
 
 def test_a_text_chunk_too_large_to_read_is_named_as_such():
-    with pytest.raises(pipeline.UndecodableImage, match="text or metadata block too large"):
-        pipeline.inspect_image(png_with_huge_text(), max_pixels=MAX_PIXELS)
+    with pytest.raises(errors.UndecodableImage, match="text or metadata block too large"):
+        reading.inspect_image(png_with_huge_text(), max_pixels=MAX_PIXELS)
 
 
 def test_the_check_decodes_a_jpeg_at_one_eighth_yet_finds_damage_at_its_end():
     """The 1/8 draft decode still reads every byte of the scan."""
     data = photo_bytes("astronaut")
     damaged = with_garbage_after(data, len(data) - 1500)
-    with pytest.raises(pipeline.UndecodableImage):
-        pipeline.inspect_image(damaged, max_pixels=MAX_PIXELS)
+    with pytest.raises(errors.UndecodableImage):
+        reading.inspect_image(damaged, max_pixels=MAX_PIXELS)
 
 
 # --- Too long and thin to process ----------------------------------------------
@@ -130,11 +131,11 @@ def test_an_image_too_long_to_process_is_refused_from_its_header(api_client, acc
 
 def test_the_longest_side_is_a_parameter():
     data = grey_png(300, 20)
-    with pytest.raises(pipeline.SideTooLong):
-        pipeline.inspect_image(data, max_pixels=MAX_PIXELS, max_side=299)
-    with pytest.raises(pipeline.SideTooLong):
-        pipeline.decode_for_model(data, max_pixels=MAX_PIXELS, max_side=299)
-    info = pipeline.inspect_image(data, max_pixels=MAX_PIXELS, max_side=300)
+    with pytest.raises(errors.SideTooLong):
+        reading.inspect_image(data, max_pixels=MAX_PIXELS, max_side=299)
+    with pytest.raises(errors.SideTooLong):
+        reading.decode_for_model(data, max_pixels=MAX_PIXELS, max_side=299)
+    info = reading.inspect_image(data, max_pixels=MAX_PIXELS, max_side=300)
     assert (info.width, info.height) == (300, 20)
 
 
@@ -142,7 +143,7 @@ def test_the_longest_side_is_a_parameter():
 @pytest.mark.parametrize("size", [(1, 65_535), (65_535, 1)], ids=["1x65535", "65535x1"])
 def test_an_image_at_the_longest_side_allowed_is_processed(size):
     data = grey_png(*size)
-    info = pipeline.inspect_image(data, max_pixels=MAX_PIXELS)
+    info = reading.inspect_image(data, max_pixels=MAX_PIXELS)
     result = pipeline.remove_background(data, registry.get_session("u2netp"), max_pixels=MAX_PIXELS)
     out = Image.open(io.BytesIO(result.data))
     out.load()

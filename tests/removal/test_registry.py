@@ -2,6 +2,7 @@
 
 import pytest
 
+from imaging import sessions
 from removal import registry
 
 
@@ -37,7 +38,9 @@ def test_new_sessions_follow_the_thread_settings(settings, spinning, entry):
     settings.ORT_ALLOW_SPINNING = spinning
     settings.ORT_INTRA_OP_THREADS = 1
 
-    options = registry._new_session("u2netp").inner_session.get_session_options()
+    options = sessions._new_session(
+        "u2netp", registry.engine_config()
+    ).inner_session.get_session_options()
 
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
     assert options.intra_op_num_threads == 1
@@ -50,7 +53,9 @@ def test_sessions_share_one_arena_that_grows_by_what_is_asked():
     # Two arenas, each doubled to its model's largest run, held 0.7 GB more
     # in a worker that ran both models (bench/notes.md).
     for name in ("u2netp", "u2net"):
-        options = registry._new_session(name).inner_session.get_session_options()
+        options = sessions._new_session(
+            name, registry.engine_config()
+        ).inner_session.get_session_options()
 
         assert options.get_session_config_entry("session.use_env_allocators") == "1"
         assert options.enable_mem_pattern is False

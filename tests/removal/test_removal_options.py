@@ -2,8 +2,9 @@
 
 import pytest
 
-from removal.finishing import OutputOptions, parse_crop_margin, parse_roi
-from removal.templatetags.removal_options import options_summary, summarize
+from doors.templatetags.removal_options import options_summary, summarize
+from imaging.options import OutputOptions
+from imaging.parsers import parse_crop_margin, parse_roi
 from tests.job_factory import submitted_job
 
 

@@ -14,8 +14,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
 
-from accounts.services import create_account, create_api_key
+from accounts.services import create_api_key
 from billing.selectors import ledger_sum
+from billing.services import open_account
 from removal.models import RemovalJob
 from tests.images import encode, photo, photo_bytes
 
@@ -309,7 +310,7 @@ def test_a_missing_or_wrong_key_is_a_403(inline_worker, account):
 
 
 def test_not_enough_credits_is_a_402(inline_worker):
-    poor = create_account(name="poor", credits=10)
+    poor = open_account(name="poor", credits=10)
     _, key = create_api_key(account=poor, name="k")
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=key)

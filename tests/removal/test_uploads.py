@@ -7,7 +7,7 @@ import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
 
-from removal.uploads import ChunkedBodyMiddleware
+from doors.uploads import ChunkedBodyMiddleware
 from tests.images import solid_png
 
 BOUNDARY = "xyzzy"

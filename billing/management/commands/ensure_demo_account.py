@@ -2,7 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.selectors import get_account_by_name
-from accounts.services import add_member, create_account, create_api_key
+from accounts.services import add_member, create_api_key
+from billing.services import open_account
 
 DEMO_NAME = "demo"
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
                 "create_account NAME --credits N"
             )
             return
-        account = create_account(name=DEMO_NAME, credits=settings.DEMO_ACCOUNT_CREDITS)
+        account = open_account(name=DEMO_NAME, credits=settings.DEMO_ACCOUNT_CREDITS)
         _, key = create_api_key(account=account, name="demo")
         add_member(account=account, username="demo", password="demo-password")
         line = "=" * 72

@@ -9,22 +9,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.guards import account_required
 from accounts.models import Account, ApiKey
-from accounts.selectors import (
-    account_for_user,
-    api_keys_for_account,
-    email_verification_pending,
-)
+from accounts.selectors import api_keys_for_account, email_verification_pending
 from accounts.services import create_api_key, revoke_api_key
 from removal.selectors import jobs_for_account
-from removal.views import NO_ACCOUNT_MESSAGE
 
 RECENT_JOBS = 20
 KEY_NAME_MAX_LENGTH = 50
@@ -43,36 +38,32 @@ def describe_age(moment: datetime) -> str:
 
 def _render_dashboard(
     request: HttpRequest,
-    account: Account | None,
+    account: Account,
     *,
     new_key: str | None = None,
     new_key_name: str = "",
     key_error: str = "",
     status: int = 200,
 ) -> HttpResponse:
+    jobs = list(jobs_for_account(account=account, limit=RECENT_JOBS))
+    for job in jobs:
+        job.age = describe_age(job.created_at)
+    api_keys = list(api_keys_for_account(account=account))
+    for api_key in api_keys:
+        api_key.last_used = describe_age(api_key.last_used_at) if api_key.last_used_at else ""
+    price = settings.REMOVAL_PRICE_CREDITS
     context = {
         "account": account,
-        "no_account_message": NO_ACCOUNT_MESSAGE,
         "email_unverified": email_verification_pending(user=request.user),
+        "price": price,
+        "images_left": account.credit_balance // price if price else "Unlimited",
+        "jobs": jobs,
+        "api_keys": api_keys,
+        "new_key": new_key,
+        "new_key_name": new_key_name,
+        "key_error": key_error,
+        "key_name_max_length": KEY_NAME_MAX_LENGTH,
     }
-    if account is not None:
-        jobs = list(jobs_for_account(account=account, limit=RECENT_JOBS))
-        for job in jobs:
-            job.age = describe_age(job.created_at)
-        api_keys = list(api_keys_for_account(account=account))
-        for api_key in api_keys:
-            api_key.last_used = describe_age(api_key.last_used_at) if api_key.last_used_at else ""
-        price = settings.REMOVAL_PRICE_CREDITS
-        context.update(
-            price=price,
-            images_left=account.credit_balance // price if price else "Unlimited",
-            jobs=jobs,
-            api_keys=api_keys,
-            new_key=new_key,
-            new_key_name=new_key_name,
-            key_error=key_error,
-            key_name_max_length=KEY_NAME_MAX_LENGTH,
-        )
     response = render(request, "accounts/dashboard.html", context, status=status)
     if new_key:
         # The only copy of the key: keep it out of every cache.
@@ -80,18 +71,16 @@ def _render_dashboard(
     return response
 
 
-@login_required
 @require_GET
+@account_required(title="Dashboard")
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return _render_dashboard(request, account_for_user(user=request.user))
+    return _render_dashboard(request, request.account)
 
 
-@login_required
 @require_POST
+@account_required(title="Dashboard")
 def create_key(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=request.user)
-    if account is None:
-        return _render_dashboard(request, None, status=403)
+    account = request.account
     if email_verification_pending(user=request.user):
         return _render_dashboard(request, account, key_error=VERIFY_EMAIL_MESSAGE, status=403)
     name = request.POST.get("name", "").strip()
@@ -106,13 +95,12 @@ def create_key(request: HttpRequest) -> HttpResponse:
     return _render_dashboard(request, account, new_key=plaintext, new_key_name=api_key.name)
 
 
-@login_required
 @require_POST
+@account_required(answer="message")
 def revoke_key(request: HttpRequest, prefix: str) -> HttpResponse:
     # Keys are addressed by their public prefix: the primary key embeds the
     # hash, which never leaves the server.
-    account = account_for_user(user=request.user)
-    api_key = ApiKey.objects.filter(account=account, prefix=prefix).first() if account else None
+    api_key = ApiKey.objects.filter(account=request.account, prefix=prefix).first()
     if api_key is None:
         messages.error(request, "That API key does not exist in your account.")
         return redirect("dashboard")

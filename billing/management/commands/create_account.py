@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.services import create_account, create_api_key
+from accounts.services import create_api_key
+from billing.services import open_account
 from revid.errors import ApplicationError
 
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         if credits < 0:
             raise CommandError("--credits must not be negative")
         try:
-            account = create_account(name=name, credits=credits)
+            account = open_account(name=name, credits=credits)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         _, key = create_api_key(account=account, name=key_name)

@@ -5,20 +5,70 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework import serializers as drf
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
+from doors.common import IgnoreAcceptHeader
+from doors.option_fields import input_serializer
+from doors.throttling import SubmissionRateThrottle
+from doors.uploads import raise_if_upload_refused
+from imaging.formats import CONTENT_TYPES, SUPPORTED_NAMES
+from imaging.options import SEED
 from removal import downloads, health, selectors, serializers, services, submissions, waiting
-from removal.finishing import CONTENT_TYPES
 from removal.models import RemovalJob
+from removal.registry import MODELS
 from removal.submissions import Fields
-from removal.throttling import SubmissionRateThrottle
-from removal.uploads import raise_if_upload_refused
-from revid.errors import ApplicationError
+from revid.errors import ApplicationError, ErrorSerializer
+from webhooks.selectors import webhook_url_for
+
+RemoveBackgroundInputSerializer = input_serializer(
+    SEED,
+    name="RemoveBackgroundInputSerializer",
+    doc="The seed API's multipart fields: the image (one of three sources) and the "
+    "output options (from the option table). Used for the schema only; "
+    "``submissions.seed_request`` parses and validates the request itself.",
+    fields={
+        "file": drf.FileField(
+            required=False,
+            help_text=f"The image: {SUPPORTED_NAMES} (format sniffed from the bytes; an animated "
+            "WEBP is processed from its first frame). Exactly one of file, image_url and "
+            "image_file_b64.",
+        ),
+        "image_url": drf.URLField(
+            required=False,
+            max_length=2048,
+            help_text="Instead of file: an http(s) URL the service downloads the image from "
+            "(at most MAX_UPLOAD_BYTES, 3 redirects, OUTBOUND_TIMEOUT_SECONDS). Loopback, "
+            "private, link-local and metadata addresses are refused (400 invalid_image_url) "
+            "unless OUTBOUND_ALLOWED_NETWORKS opens them; a download that fails is a 400 "
+            "failed_image_download, a file too large a 413.",
+        ),
+        "image_file_b64": drf.CharField(
+            required=False,
+            help_text="Instead of file: the image in base64 (standard or URL-safe, line breaks "
+            "allowed), or as a data: URL (data:image/png;base64,...). Malformed base64 is a "
+            "400 invalid_image_file_b64.",
+        ),
+        "model": drf.ChoiceField(
+            choices=list(MODELS),
+            required=False,
+            default=settings.REMOVAL_DEFAULT_MODEL,
+            help_text="The model; GET /api/models says which are installed here.",
+        ),
+        "webhook_url": drf.URLField(
+            required=False,
+            max_length=2048,
+            help_text="Optional: an http(s) URL to POST a signed event to when the task ends "
+            "(default: the account's webhook URL, if set). Internal addresses are refused "
+            "(400 invalid_webhook_url).",
+        ),
+    },
+)
+
 
 _ERROR_TEXT = {
     400: "Bad request: unknown model, no file, several files, an undecodable or damaged "
@@ -36,8 +86,7 @@ _ERROR_TEXT = {
     503: "The model's weights are not installed on this server. Nothing is charged.",
 }
 ERRORS = {
-    code: OpenApiResponse(serializers.ErrorSerializer, description=text)
-    for code, text in _ERROR_TEXT.items()
+    code: OpenApiResponse(ErrorSerializer, description=text) for code, text in _ERROR_TEXT.items()
 }
 
 
@@ -54,9 +103,9 @@ class RemoveBackgroundApi(APIView):
     @extend_schema(
         operation_id="remove_background",
         request={
-            "multipart/form-data": serializers.RemoveBackgroundInputSerializer,
-            "application/x-www-form-urlencoded": serializers.RemoveBackgroundInputSerializer,
-            "application/json": serializers.RemoveBackgroundInputSerializer,
+            "multipart/form-data": RemoveBackgroundInputSerializer,
+            "application/x-www-form-urlencoded": RemoveBackgroundInputSerializer,
+            "application/json": RemoveBackgroundInputSerializer,
         },
         parameters=[
             OpenApiParameter(
@@ -96,7 +145,9 @@ class RemoveBackgroundApi(APIView):
             account=request.auth.account,
             fields=fields,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            default_webhook_url=webhook_url_for(account=request.auth.account),
             origin=RemovalJob.Origin.API,
+            door=SEED,
         )
         job = services.submit_job(
             account=request.auth.account, api_key=request.auth, request=submission
@@ -141,9 +192,7 @@ class TaskStatusApi(APIView):
             raise ApplicationError(
                 f"Task {task_id[:64]} not found.", code="task_not_found", status_code=404
             )
-        if wait and not job.is_finished:
-            waiting.wait_for_job(job_id=job.id, timeout=wait)
-            job.refresh_from_db()
+        job = waiting.wait_then_reload(job, timeout=wait)
         return Response(serializers.task_status_payload(job, request=request))
 
 
@@ -158,16 +207,6 @@ class ModelListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response({"success": True, "models": selectors.model_catalogue()})
-
-
-class IgnoreAcceptHeader(DefaultContentNegotiation):
-    """The answer is a file or a JSON error whatever the client accepts.
-
-    Bodies are still parsed by their Content-Type.
-    """
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
 
 
 class DownloadOutputApi(APIView):
@@ -199,9 +238,7 @@ class DownloadOutputApi(APIView):
                 "of the file in the bucket, valid OUTPUT_URL_EXPIRE_SECONDS."
             ),
             **errors(404, 410),
-            503: OpenApiResponse(
-                serializers.ErrorSerializer, description="The storage is not reachable."
-            ),
+            503: OpenApiResponse(ErrorSerializer, description="The storage is not reachable."),
         },
         description="Serves a finished result until it expires (OUTPUT_TTL_HOURS); 410 after.",
     )

@@ -1,0 +1,33 @@
+"""The doors' routes: the seed API, remove.bg's API, the web page and the dashboard."""
+
+from django.urls import path
+
+from doors import dashboard, metrics, removebg, seed_api, web
+
+urlpatterns = [
+    # The seed API (API key).
+    path(
+        "paid/image/remove/background",
+        seed_api.RemoveBackgroundApi.as_view(),
+        name="remove-background",
+    ),
+    path("api/get/<str:task_id>", seed_api.TaskStatusApi.as_view(), name="task-status"),
+    path("api/models", seed_api.ModelListApi.as_view(), name="model-list"),
+    path("output/<str:filename>", seed_api.DownloadOutputApi.as_view(), name="download-output"),
+    path("healthz", seed_api.healthz, name="healthz"),
+    path("readyz", seed_api.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
+    # remove.bg's dialect (API key).
+    path("v1.0/removebg", removebg.RemoveBgApi.as_view(), name="removebg"),
+    path("v1.0/account", removebg.RemoveBgAccountApi.as_view(), name="removebg-account"),
+    # The web page (session login).
+    path("", web.upload_page, name="upload"),
+    path("jobs/", web.submit_upload, name="web-submit"),
+    path("jobs/<uuid:task_id>/", web.job_page, name="web-job"),
+    path("jobs/<uuid:task_id>/status", web.job_status, name="web-job-status"),
+    path("jobs/<uuid:task_id>/input", web.job_input, name="web-job-input"),
+    # The dashboard (session login).
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("dashboard/keys/", dashboard.create_key, name="dashboard-create-key"),
+    path("dashboard/keys/<str:prefix>/revoke/", dashboard.revoke_key, name="dashboard-revoke-key"),
+]
