@@ -89,7 +89,8 @@ def make_base_tarball() -> None:
         # This machine's certificates: the ones a TLS proxy to PyPI needs too.
         if HOST_CA_BUNDLE.is_file():
             shutil.copyfile(HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
-        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        for package in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+            package.unlink()
         BASE_CACHE.parent.mkdir(parents=True, exist_ok=True)
         partial = BASE_CACHE.with_suffix(".partial")
         subprocess.run(
