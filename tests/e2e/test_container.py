@@ -195,7 +195,7 @@ def test_the_image_runs_web_and_worker_as_a_user_and_completes_a_job(containers)
     config = inspect["Config"]
     assert config["User"] == "revid"
     assert config["Cmd"] == ["web"]
-    assert "healthcheck.py" in " ".join(inspect["HealthCheck"]["Test"])
+    assert "healthcheck.py" in " ".join(inspect["Healthcheck"]["Test"])
     # The weights are inside, and only the runtime lock's packages.
     listing = containers.run("sh", "-c", "id -u; ls /opt/models; /opt/venv/bin/pip list")
     assert listing.splitlines()[0] == "10001"

@@ -263,7 +263,9 @@ def test_make_run_stops_every_process_on_ctrl_c_and_on_sigterm_and_shows_the_key
     second = make_run()
     second.wait_until_ready()
     assert KEY_BANNER not in second.output()
-    assert "Demo account exists (1000 credits)" in second.output()
+    # The first run's webhook example spent one request's credits.
+    left = settings.DEMO_ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
+    assert f"Demo account exists ({left} credits)" in second.output()
     assert "Make another with: .venv/bin/python manage.py create_account NAME" in second.output()
     assert_stopped_cleanly(second, signal.SIGTERM)
 
