@@ -7,7 +7,7 @@ PORT ?= 8000
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup venv venv-dev models migrate chromium container-tools redis screenshots lint format bench bench-workers serve worker webhook-worker lock clean
+.PHONY: run test setup venv venv-dev models migrate chromium container-tools redis screenshots lint format bench bench-batches bench-workers serve worker webhook-worker lock clean
 
 # Development settings, written once: a random SECRET_KEY and DJANGO_DEBUG=1
 # in a git-ignored .env that revid/settings.py reads (real environment
@@ -174,6 +174,11 @@ clean:
 # on small photos).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
+# Batches against the model's own limit and `rembg s` (bench/bench_batches.py;
+# several minutes; BENCH_ARGS=--quick: 20 photos, 0.3 and 1 MP only).
+bench-batches: setup
+	$(PY) bench/bench_batches.py $(BENCH_ARGS)
 
 # How Q_WORKERS x ORT_INTRA_OP_THREADS compare on this machine (~4 minutes).
 bench-workers: setup

@@ -183,6 +183,24 @@ def charge_for_job(*, job) -> LedgerEntry:
     )
 
 
+def charge_for_jobs(*, account: Account, jobs: list) -> list[LedgerEntry]:
+    """Charges several jobs (a batch's items), all or none.
+
+    Must run inside the transaction that creates them. The account is locked
+    once and the balance checked for the whole before any row is written,
+    so a batch the balance cannot cover is refused whole (402).
+    """
+    price = settings.REMOVAL_PRICE_CREDITS
+    total = price * len(jobs)
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    if locked.credit_balance < total:
+        raise InsufficientCredits(
+            f"Insufficient credits: these {len(jobs)} images cost {total} credits and the "
+            f"balance is {locked.credit_balance}."
+        )
+    return [charge_for_job(job=job) for job in jobs]
+
+
 def refund_for_job(*, job, reason: str = "") -> LedgerEntry | None:
     """Gives back what the job was charged, once. Returns None if already refunded.
 

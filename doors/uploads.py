@@ -26,6 +26,8 @@ from removal.submissions import FileTooLarge, too_large_message
 # field) on top of the file itself before the Content-Length check fires.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 REFUSAL_ATTRIBUTE = "upload_refused_message"
+# The batch door's path: its body and its archive part have the batch's limit.
+BATCH_PATH = "/paid/image/remove/background/batch"
 
 
 class MaxUploadSizeHandler(FileUploadHandler):
@@ -41,20 +43,29 @@ class MaxUploadSizeHandler(FileUploadHandler):
             setattr(self.request, REFUSAL_ATTRIBUTE, message)
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
-        if content_length is not None and content_length > self.limit + MULTIPART_OVERHEAD_BYTES:
-            self._refuse(too_large_message(content_length, self.limit))
+        # A batch's body holds many images: it may reach BATCH_MAX_BYTES, each
+        # file part still at most MAX_UPLOAD_BYTES (an archive, the batch's).
+        body_limit = self.limit
+        if self.request is not None and self.request.path == BATCH_PATH:
+            body_limit = max(self.limit, settings.BATCH_MAX_BYTES)
+        if content_length is not None and content_length > body_limit + MULTIPART_OVERHEAD_BYTES:
+            self._refuse(too_large_message(content_length, body_limit))
             # Returning a result skips Django's parse: not a byte is read.
             return QueryDict(encoding=encoding), MultiValueDict()
         return None
 
-    def new_file(self, *args, **kwargs):
+    def new_file(self, field_name, *args, **kwargs):
         self.received = 0
-        super().new_file(*args, **kwargs)
+        self.part_limit = self.limit
+        if field_name == "archive" and self.request is not None and self.request.path == BATCH_PATH:
+            self.part_limit = max(self.limit, settings.BATCH_MAX_BYTES)
+        super().new_file(field_name, *args, **kwargs)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        if self.received > self.limit:
-            self._refuse(too_large_message(self.received, self.limit, at_least=True))
+        limit = getattr(self, "part_limit", self.limit)
+        if self.received > limit:
+            self._refuse(too_large_message(self.received, limit, at_least=True))
             # connection_reset: leave the rest of the body unread.
             raise StopUpload(connection_reset=True)
         return raw_data

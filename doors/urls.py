@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from doors import dashboard, metrics, removebg, seed_api, web
+from doors import batches, dashboard, metrics, removebg, seed_api, web
 
 urlpatterns = [
     # The seed API (API key).
@@ -10,6 +10,17 @@ urlpatterns = [
         "paid/image/remove/background",
         seed_api.RemoveBackgroundApi.as_view(),
         name="remove-background",
+    ),
+    path(
+        "paid/image/remove/background/batch",
+        batches.BatchSubmitApi.as_view(),
+        name="remove-background-batch",
+    ),
+    path("api/batch/<str:batch_id>", batches.BatchStatusApi.as_view(), name="batch-status"),
+    path(
+        "api/batch/<str:batch_id>/download",
+        batches.BatchDownloadApi.as_view(),
+        name="batch-download",
     ),
     path("api/get/<str:task_id>", seed_api.TaskStatusApi.as_view(), name="task-status"),
     path("api/models", seed_api.ModelListApi.as_view(), name="model-list"),

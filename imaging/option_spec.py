@@ -19,8 +19,8 @@ REMOVEBG = "removebg"  # POST /v1.0/removebg
 WEB = "web"  # the upload page
 BATCH = "batch"  # POST /paid/image/remove/background/batch
 DOORS = (SEED, REMOVEBG, WEB, BATCH)
-# The seed API's field names, shared by its web page.
-OUR_DOORS = frozenset({SEED, WEB})
+# The seed API's field names, shared by its web page and its batches.
+OUR_DOORS = frozenset({SEED, WEB, BATCH})
 ALL_DOORS = OUR_DOORS | {REMOVEBG}
 
 

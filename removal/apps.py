@@ -16,3 +16,8 @@ class RemovalConfig(AppConfig):
         # Then, in a thread, alpha matting's kernels (cached on disk after
         # the first compile; `make run` leaves that compile to the worker).
         post_spawn.connect(warmup.warm_matting_on_worker_spawn, dispatch_uid="removal.warm_matting")
+
+        from removal import batches, signals
+
+        # A batch item's end queues the batch's next item and may end the batch.
+        signals.job_ended.connect(batches.on_job_ended, dispatch_uid="removal.batch_items")

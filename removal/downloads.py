@@ -68,6 +68,16 @@ def output_bytes(job: RemovalJob) -> bytes:
         return handle.read()
 
 
+def output_chunks(job: RemovalJob, *, chunk_size: int = 1024 * 1024):
+    """The result's bytes in chunks, for a streamed archive (a batch's ZIP)."""
+    handle = _open(job.output_file)
+    try:
+        while chunk := handle.read(chunk_size):
+            yield chunk
+    finally:
+        handle.close()
+
+
 def input_response(job: RemovalJob) -> HttpResponse:
     """The uploaded image, for its owner or an admin: 200, 404, 410 or 503."""
     if not job.has_live_input:

@@ -33,6 +33,7 @@ class RemovalJob(models.Model):
         API = "api", "API"
         WEB = "web", "Web page"
         REMOVEBG = "removebg", "remove.bg API"
+        BATCH = "batch", "Batch"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(
@@ -85,6 +86,14 @@ class RemovalJob(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     files_deleted_at = models.DateTimeField(null=True, blank=True)
+    # A batch's item: its batch, its place in the request, and when it was
+    # handed to the queue (a batch queues a few items at a time, so other
+    # customers' images are not stuck behind it; None: not yet).
+    batch = models.ForeignKey(
+        "removal.Batch", on_delete=models.CASCADE, null=True, blank=True, related_name="jobs"
+    )
+    batch_index = models.PositiveIntegerField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -222,3 +231,50 @@ class SubmissionRateBucket(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Batch(models.Model):
+    """Many images in one request: one charge transaction, one ZIP, one event.
+
+    Its accepted items are ``RemovalJob``s (``jobs``), each charged, run,
+    refunded and expired like any job; the items refused before the charge
+    are kept in ``refused`` (index, filename, error, code) for the status
+    and the ZIP's manifest. ``ended_at`` is set once, when its last item
+    ended, and then ``batch_ended`` is announced.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="removal_batches"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model_name = models.CharField(max_length=40)
+    options = models.JSONField(default=dict, blank=True)
+    output_format = models.CharField(max_length=5, default="png")
+    webhook_url = models.URLField(max_length=2000, blank=True, default="")
+    item_count = models.PositiveIntegerField(default=0)
+    refused = models.JSONField(default=list, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="one_batch_per_idempotency_key",
+            )
+        ]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"Batch {self.id} ({self.item_count} images)"
+
+    @property
+    def has_ended(self) -> bool:
+        return self.ended_at is not None

@@ -8,7 +8,7 @@ from storages.backends.s3 import S3Storage
 from accounts.models import Account
 from imaging.formats import CONTENT_TYPES
 from removal import registry
-from removal.models import RemovalJob
+from removal.models import Batch, RemovalJob
 
 
 def parse_task_id(value: str) -> uuid.UUID | None:
@@ -68,3 +68,14 @@ def output_redirect_url(*, job: RemovalJob) -> str | None:
             "ResponseContentDisposition": f'inline; filename="{job.output_filename}"',
         },
     )
+
+
+def get_batch(*, batch_id: str, account: Account | None = None) -> Batch | None:
+    """A batch by id; scoped to ``account`` when one presents itself."""
+    parsed = parse_task_id(batch_id)
+    if parsed is None:
+        return None
+    batches = Batch.objects.filter(pk=parsed)
+    if account is not None:
+        batches = batches.filter(account=account)
+    return batches.first()

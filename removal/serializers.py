@@ -168,3 +168,64 @@ def task_status_payload(job: RemovalJob, *, request=None) -> dict:
         "completed_at": _time(job.completed_at),
         "result": result,
     }
+
+
+# --- Batches ---------------------------------------------------------------------------
+
+
+def batch_status_url(batch) -> str:
+    return f"/api/batch/{batch.id}"
+
+
+def batch_download_path(batch) -> str:
+    return f"/api/batch/{batch.id}/download"
+
+
+def batch_status_payload(batch, *, counts: dict[str, int], request=None) -> dict:
+    """``GET /api/batch/<id>``: counts, overall progress and each item, in request order."""
+    items = []
+    for job in batch.jobs.order_by("batch_index"):
+        item = {
+            "index": job.batch_index,
+            "filename": job.original_filename,
+            "task_id": str(job.id),
+            "status": job.status,
+            "progress": job.progress,
+        }
+        if job.status == RemovalJob.Status.COMPLETED and not job.is_expired:
+            item["image_url"] = absolute_url(download_path(job), request=request)
+        if job.status == RemovalJob.Status.FAILED:
+            item["error"] = job.error
+        items.append(item)
+    for refused in batch.refused:
+        items.append(
+            {
+                "index": refused["index"],
+                "filename": refused["filename"],
+                "status": "refused",
+                "error": refused["error"],
+            }
+        )
+    items.sort(key=lambda item: item["index"])
+    ended = counts["completed"] + counts["failed"]
+    # An item that ended, completed or failed, is done: 100 toward the whole.
+    progress = sum(
+        100 if item["status"] in ("completed", "failed") else item["progress"]
+        for item in items
+        if "task_id" in item
+    )
+    return {
+        "batch_id": str(batch.id),
+        "status": "ended"
+        if batch.has_ended
+        else ("processing" if ended or counts["processing"] else "pending"),
+        "counts": counts,
+        "progress": round(progress / batch.item_count) if batch.item_count else 100,
+        "created_at": _time(batch.created_at),
+        "ended_at": _time(batch.ended_at),
+        "items": items,
+        "endpoints": {
+            "check_status": batch_status_url(batch),
+            "download_zip": batch_download_path(batch),
+        },
+    }

@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
@@ -304,8 +305,13 @@ def fail_stale_jobs() -> int:
             _delete_orphan_output(job=job)
             count += 1
     queued_before = timezone.now() - timedelta(seconds=settings.REMOVAL_QUEUE_TIMEOUT)
+    # A single job counts from its creation; a batch item from when its batch
+    # handed it to the queue (until then it is waiting its turn, not lost).
+    never_started = Q(batch__isnull=True, created_at__lt=queued_before) | Q(
+        batch__isnull=False, queued_at__lt=queued_before
+    )
     for job in RemovalJob.objects.filter(
-        status=RemovalJob.Status.PENDING, created_at__lt=queued_before
+        never_started, status=RemovalJob.Status.PENDING
     ).select_related("account"):
         if fail_job(job=job, error=QUEUE_TIMEOUT_ERROR):
             count += 1

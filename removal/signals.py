@@ -10,3 +10,6 @@ from django.dispatch import Signal
 
 # Sent with ``job`` (a RemovalJob), after the commit that ended it.
 job_ended = Signal()
+
+# Sent with ``batch`` (a Batch) once, when its last item has ended.
+batch_ended = Signal()

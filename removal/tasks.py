@@ -3,7 +3,7 @@
 import logging
 import time
 
-from removal import registry, services
+from removal import batches, registry, services
 from revid import observability
 
 logger = logging.getLogger("revid.jobs")
@@ -48,7 +48,9 @@ def _log_job_end(job, *, seconds: float) -> None:
 
 
 def fail_stale_jobs() -> int:
-    return services.fail_stale_jobs()
+    failed = services.fail_stale_jobs()
+    batches.resume_batches()
+    return failed
 
 
 def expire_job_files() -> int:

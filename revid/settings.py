@@ -616,6 +616,15 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Batches (POST /paid/image/remove/background/batch): the most items, bytes
+# and pixels one may hold (checked before the charge), and how many of its
+# items are in the queue at once (the others wait their turn, so one batch
+# cannot starve other customers' single images).
+BATCH_MAX_ITEMS = env_int("BATCH_MAX_ITEMS", 100, minimum=1)
+BATCH_MAX_BYTES = env_int("BATCH_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
+BATCH_MAX_PIXELS = env_int("BATCH_MAX_PIXELS", 500_000_000, minimum=1)
+BATCH_CONCURRENCY = env_int("BATCH_CONCURRENCY", 1, minimum=1)
+
 # Logs: text (the default) or one JSON object per line (LOG_FORMAT=json),
 # each with the request id of the request or job it belongs to.
 LOG_FORMAT = env_str("LOG_FORMAT", "text")

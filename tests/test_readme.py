@@ -78,6 +78,14 @@ EXEMPT = {
         "rewrites README.md's options table; tests/doors/test_option_table.py checks the table "
         "in README.md is the one it writes"
     ),
+    ("README.md", "curl -s http://127.0.0.1:8000/metrics | grep '^revid_'"): (
+        "needs make run's server; tests/doors/test_metrics.py scrapes /metrics the same way, "
+        "from loopback with DJANGO_DEBUG on"
+    ),
+    ("README.md", "curl -X POST http://127.0.0.1:8000/paid/image/remove/background/batch \\"): (
+        "shoe.jpg and bag.jpg are the reader's own files; tests/doors/test_batches.py sends "
+        "the same multipart fields (files, model, format) through HTTP"
+    ),
     ("api-contract.md", "curl -X POST \\"): (
         "the contract's example against the original hosted service; the README's copy of the "
         "same request runs against a live server in this file"

@@ -47,9 +47,9 @@ class DeliveryInline(admin.TabularInline):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "type", "account", "job", "status", "attempts", "created_at"]
+    list_display = ["id", "type", "account", "job", "batch", "status", "attempts", "created_at"]
     list_filter = ["status", "type", "account"]
-    list_select_related = ["account", "job"]
+    list_select_related = ["account", "job", "batch"]
     search_fields = ["id", "job__id"]
     search_help_text = "Search by webhook-id (msg_...) or task id."
     date_hierarchy = "created_at"
@@ -58,6 +58,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         "type",
         "account",
         "job",
+        "batch",
         "url",
         "status",
         "attempts",

@@ -60,9 +60,9 @@ class WebhookSettings(models.Model):
 
 
 class WebhookEvent(models.Model):
-    """One event owed to a customer: a job ended.
+    """One event owed to a customer: a job ended, or a batch did.
 
-    Created once per job (unique job and type) with its body frozen, so
+    Created once per job or batch (unique job or batch, and type) with its body frozen, so
     every retry sends the same bytes under the same ``webhook-id``.
     ``next_attempt_at`` is when an attempt is due; a worker claims an
     attempt by moving it forward with a conditional UPDATE (a lease), so two
@@ -73,6 +73,7 @@ class WebhookEvent(models.Model):
     class Type(models.TextChoices):
         COMPLETED = "removal.completed", "removal.completed"
         FAILED = "removal.failed", "removal.failed"
+        BATCH_COMPLETED = "batch.completed", "batch.completed"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -84,7 +85,18 @@ class WebhookEvent(models.Model):
         "accounts.Account", on_delete=models.CASCADE, related_name="webhook_events"
     )
     job = models.ForeignKey(
-        "removal.RemovalJob", on_delete=models.CASCADE, related_name="webhook_events"
+        "removal.RemovalJob",
+        on_delete=models.CASCADE,
+        related_name="webhook_events",
+        null=True,
+        blank=True,
+    )
+    batch = models.ForeignKey(
+        "removal.Batch",
+        on_delete=models.CASCADE,
+        related_name="webhook_events",
+        null=True,
+        blank=True,
     )
     type = models.CharField(max_length=40, choices=Type.choices)
     url = models.URLField(max_length=2000)
@@ -102,7 +114,10 @@ class WebhookEvent(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "type"], name="one_webhook_event_per_job_end")
+            models.UniqueConstraint(fields=["job", "type"], name="one_webhook_event_per_job_end"),
+            models.UniqueConstraint(
+                fields=["batch", "type"], name="one_webhook_event_per_batch_end"
+            ),
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 

@@ -23,8 +23,9 @@ from standardwebhooks import Webhook
 
 from accounts.models import Account
 from outbound import fetcher
+from removal.batches import batch_counts
 from removal.models import RemovalJob
-from removal.serializers import task_status_payload
+from removal.serializers import batch_status_payload, task_status_payload
 from removal.submissions import InvalidWebhookUrl, validate_webhook_url
 from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSettings, new_signing_secret
 from webhooks.selectors import webhook_url_for
@@ -132,6 +133,41 @@ def announce_job_event(*, job: RemovalJob) -> WebhookEvent | None:
         # Announced twice at once (the worker and the sweep); the unique
         # constraint let one in.
         return WebhookEvent.objects.filter(job=job, type=event_type).first()
+    return event
+
+
+def announce_batch_event(*, batch) -> WebhookEvent | None:
+    """Creates the batch's one ``batch.completed`` event when it has ended, and
+    queues it; called after the batch's end committed, once or again (the
+    unique batch and type keep it to one event)."""
+    if not batch.webhook_url or not batch.has_ended:
+        return None
+    event_type = WebhookEvent.Type.BATCH_COMPLETED
+    existing = WebhookEvent.objects.filter(batch=batch, type=event_type).first()
+    if existing is not None:
+        return existing
+    now = timezone.now()
+    payload = {
+        "type": event_type,
+        "timestamp": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "batch_id": str(batch.id),
+        "data": batch_status_payload(batch, counts=batch_counts(batch=batch)),
+    }
+    event = WebhookEvent(
+        account_id=batch.account_id,
+        batch=batch,
+        type=event_type,
+        url=batch.webhook_url,
+        body=json.dumps(payload, separators=(",", ":")),
+        created_at=now,
+        next_attempt_at=now,
+    )
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+            transaction.on_commit(lambda: enqueue_delivery(event_id=event.id))
+    except IntegrityError:
+        return WebhookEvent.objects.filter(batch=batch, type=event_type).first()
     return event
 
 

@@ -1,0 +1,212 @@
+"""Batches against the model's own limit and `rembg s`, in one run.
+
+`make bench-batches` (BENCH_ARGS=--quick: 20 photos, 0.3 and 1 MP only).
+
+Rows, images per minute on this machine:
+- the model's limit: back-to-back runs of the model alone (the decoded photos
+  resized as rembg does, then the session), in this process;
+- our batch door: one POST of every photo, `GET /api/batch/<id>?wait=`, the ZIP;
+- our single-image door: one request per photo (POST, ?wait=, download), 8 client threads;
+- `rembg s`: one request per photo with 8 client threads, and with 2 (the cores).
+Masks of the batch's PNGs are compared with `rembg s`'s (IoU of alpha >= 128).
+
+Goals (issue 25): on 0.3 MP photos the batch door reaches 0.9x the model's
+limit; on the mixed 0.3/1/12 MP set it reaches 1.5x `rembg s` and beats our
+single-image door; every mask IoU >= 0.99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run_bench import Service, free_port, make_photo  # noqa: E402
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
+MODEL = "u2net"
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def photo_set(count: int, sizes: list[tuple[int, int]]) -> list[bytes]:
+    cache: dict[tuple, bytes] = {}
+    images = []
+    for n in range(count):
+        key = (PHOTOS[n % len(PHOTOS)], sizes[n % len(sizes)])
+        if key not in cache:
+            cache[key] = make_photo(*key)
+        images.append(cache[key])
+    return images
+
+
+def model_limit(images: list[bytes]) -> float:
+    """Images per minute of the model alone, back to back (decode and resize untimed)."""
+    from imaging.model import _preprocessing_for, model_input
+    from imaging.sessions import EngineConfig, get_session
+
+    session = get_session(MODEL, EngineConfig(models_dir=ROOT / "var" / "models"))
+    mean, std, side = _preprocessing_for(session)
+    inner = session.inner_session
+    name = inner.get_inputs()[0].name
+    inputs = [
+        model_input(Image.open(io.BytesIO(data)).convert("RGB"), mean, std, side) for data in images
+    ]
+    inner.run(None, {name: inputs[0]})  # warm
+    started = time.perf_counter()
+    for tensor in inputs:
+        inner.run(None, {name: tensor})
+    return len(images) / (time.perf_counter() - started) * 60
+
+
+def batch_door(base: str, key: str, images: list[bytes]) -> tuple[float, dict[int, bytes]]:
+    """Images per minute through the batch door, and its PNGs by index."""
+    http = requests.Session()
+    http.headers["x-api-key"] = key
+    files = [("files", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(images)]
+    started = time.perf_counter()
+    response = http.post(
+        f"{base}/paid/image/remove/background/batch",
+        files=files,
+        data={"model": MODEL},
+        timeout=600,
+    )
+    if response.status_code != 202:
+        raise RuntimeError(f"batch: {response.status_code} {response.text[:300]}")
+    batch_id = response.json()["batch_id"]
+    while (
+        http.get(f"{base}/api/batch/{batch_id}", params={"wait": 30}, timeout=60).json()["status"]
+        != "ended"
+    ):
+        pass
+    zipped = http.get(f"{base}/api/batch/{batch_id}/download", timeout=600)
+    seconds = time.perf_counter() - started
+    archive = zipfile.ZipFile(io.BytesIO(zipped.content))
+    outputs = {
+        int(name.split(".")[0]): archive.read(name)
+        for name in archive.namelist()
+        if name != "manifest.json"
+    }
+    return len(images) / seconds * 60, outputs
+
+
+def clients_rate(send, images: list[bytes], clients: int) -> float:
+    local = threading.local()
+
+    def one(data: bytes) -> None:
+        send(data, local)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, images))
+    return len(images) / (time.perf_counter() - started) * 60
+
+
+def iou(a: bytes, b: bytes) -> float:
+    mask_a = np.asarray(Image.open(io.BytesIO(a)).convert("RGBA"))[..., 3] >= 128
+    mask_b = np.asarray(Image.open(io.BytesIO(b)).convert("RGBA"))[..., 3] >= 128
+    union = np.logical_or(mask_a, mask_b).sum()
+    return float(np.logical_and(mask_a, mask_b).sum() / union) if union else 1.0
+
+
+def measure(name: str, images: list[bytes], service_base: str, key: str, peer) -> dict:
+    from bench import peer as peers
+
+    ours = peers.Ours(service_base, key, Path())
+    log(f"[{name}] {len(images)} photos")
+    row = {"photos": len(images), "model_limit": model_limit(images)}
+    log(f"  model alone: {row['model_limit']:.1f}/min")
+    row["batch"], outputs = batch_door(service_base, key, images)
+    log(f"  our batch door: {row['batch']:.1f}/min")
+    row["single_8"] = clients_rate(
+        lambda data, local: ours.remove_waiting(
+            data, MODEL, http=local.__dict__.setdefault("http", ours.session())
+        ),
+        images,
+        8,
+    )
+    log(f"  our single-image door, 8 clients: {row['single_8']:.1f}/min")
+    for clients in (8, 2):
+        row[f"peer_{clients}"] = clients_rate(
+            lambda data, local: peer.remove(
+                data, MODEL, http=local.__dict__.setdefault("http", requests.Session())
+            ),
+            images,
+            clients,
+        )
+        log(f"  rembg s, {clients} clients: {row[f'peer_{clients}']:.1f}/min")
+    references = {}
+    worst = 1.0
+    for index, data in enumerate(images):
+        if data not in references:
+            references[data] = peer.remove(data, MODEL)
+        worst = min(worst, iou(references[data], outputs[index]))
+    row["worst_iou"] = worst
+    log(f"  worst mask IoU against rembg s: {worst:.4f}")
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 photos, 0.3 and 1 MP only")
+    args = parser.parse_args()
+    count = 20 if args.quick else 100
+    sets = {
+        "0.3 MP": photo_set(count, [(640, 480)]),
+        "mixed": photo_set(
+            count // 2 if args.quick else 30,
+            [(640, 480), (1152, 864)] if args.quick else [(640, 480), (1152, 864), (4000, 3000)],
+        ),
+    }
+    from bench import peer as peers
+
+    workdir = Path(tempfile.mkdtemp(prefix="revid-bench-batches-"))
+    service = Service(workdir, {"WARM_MODELS": MODEL, "BATCH_MAX_BYTES": str(2**31)})
+    rival = peers.Peer(workdir, free_port(), log=log)
+    try:
+        key = service.start()
+        rival.start((MODEL,))
+        rows = {
+            name: measure(name, images, service.base, key, rival) for name, images in sets.items()
+        }
+    finally:
+        rival.stop()
+        service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    light, mixed = rows["0.3 MP"], rows["mixed"]
+    goals = [
+        ("0.3 MP batch >= 0.9x the model's limit", light["batch"] / light["model_limit"], 0.9),
+        ("mixed batch >= 1.5x rembg s (8 clients)", mixed["batch"] / mixed["peer_8"], 1.5),
+        ("mixed batch > our single-image door", mixed["batch"] / mixed["single_8"], 1.0),
+        ("masks IoU >= 0.99 against rembg s", min(r["worst_iou"] for r in rows.values()), 0.99),
+    ]
+    print()
+    for name, measured, goal in goals:
+        passed = measured > goal if name.startswith("mixed batch >") else measured >= goal
+        print(f"{name:<44} {measured:6.3f}  {'PASS' if passed else 'FAIL'}")
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "batches.json").write_text(json.dumps({"quick": args.quick, "rows": rows}, indent=2))
+    print(f"\nRaw numbers: {out / 'batches.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

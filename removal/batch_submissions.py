@@ -1,0 +1,275 @@
+"""A batch request, checked item by item before anything is charged.
+
+The batch door reads its items (repeated multipart ``files``, one ``archive``
+ZIP, or a JSON body's ``items``) and this module checks each one exactly as
+a single image is checked (``submissions``: upload size, base64, the safe
+fetcher for URLs, the format sniffed from the bytes, the pixels from the
+header, a full decode). An item that fails is listed with its reason and
+costs nothing; the batch-wide fields (model, options, webhook, key) are
+checked once, and so are the batch's own limits (items, bytes, pixels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from imaging.options import OutputOptions, resolve_auto_format
+from imaging.reading import ImageInfo
+from removal.submissions import (
+    Fields,
+    FileRequired,
+    FileTooLarge,
+    ImageSource,
+    validate_idempotency_key,
+    validate_image,
+    validate_model_name,
+    validate_webhook_url,
+)
+from removal.submissions import decode_base64_image as _decode_base64
+from removal.submissions import download_image as _download
+from removal.submissions import parse_options as _parse_options
+from removal.submissions import read_upload as _read_upload
+from revid.errors import ApplicationError
+
+
+class TooManyItems(ApplicationError):
+    status_code = 413
+    code = "too_many_items"
+
+
+class BatchTooLarge(ApplicationError):
+    status_code = 413
+    code = "batch_too_large"
+
+
+class InvalidArchive(ApplicationError):
+    code = "invalid_archive"
+
+
+class NoAcceptableItem(ApplicationError):
+    code = "no_acceptable_item"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One item as the request gave it: a name and how to get its bytes."""
+
+    filename: str
+    read: Any  # () -> ImageSource; raises ApplicationError
+
+
+@dataclass(frozen=True)
+class CheckedItem:
+    index: int
+    filename: str
+    source: ImageSource | None = None
+    image: ImageInfo | None = None
+    error: str = ""
+    code: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.source is not None
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    model_name: str
+    options: OutputOptions
+    items: list[CheckedItem]
+    idempotency_key: str = ""
+    webhook_url: str = ""
+    fingerprint: str = ""
+
+    @property
+    def accepted(self) -> list[CheckedItem]:
+        return [item for item in self.items if item.accepted]
+
+    @property
+    def refused(self) -> list[CheckedItem]:
+        return [item for item in self.items if not item.accepted]
+
+
+# --- the three ways of giving items --------------------------------------------------
+
+
+def items_from_uploads(uploads: Iterable) -> list[BatchItem]:
+    return [
+        BatchItem(
+            filename=(upload.name or "")[:255],
+            read=lambda upload=upload: ImageSource(
+                data=_read_upload(upload), name=(upload.name or "")[:255]
+            ),
+        )
+        for upload in uploads
+    ]
+
+
+def _skipped(name: str) -> bool:
+    """Folders, and what archivers add beside the files (macOS's resource forks)."""
+    base = posixpath.basename(name)
+    return name.endswith("/") or name.startswith("__MACOSX/") or base.startswith("._")
+
+
+def items_from_archive(upload) -> list[BatchItem]:
+    """The files of a ZIP, names (with their folders) kept; a bomb costs nothing:
+    sizes are read from the directory and each entry is read up to its limit."""
+    try:
+        archive = zipfile.ZipFile(upload)
+        entries = [info for info in archive.infolist() if not _skipped(info.filename)]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise InvalidArchive("archive is not a readable ZIP file.") from None
+    if len(entries) > settings.BATCH_MAX_ITEMS:
+        raise TooManyItems(_too_many(len(entries)))
+    declared = sum(info.file_size for info in entries)
+    if declared > settings.BATCH_MAX_BYTES:
+        raise BatchTooLarge(_too_large(declared))
+
+    def reader(info: zipfile.ZipInfo):
+        def read() -> ImageSource:
+            limit = settings.MAX_UPLOAD_BYTES
+            if info.file_size > limit:
+                raise FileTooLarge(f"{info.filename} is larger than {limit / 1048576:.1f} MB.")
+            try:
+                with archive.open(info) as handle:
+                    data = handle.read(limit + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError):
+                raise InvalidArchive(f"{info.filename} could not be read from the ZIP.") from None
+            if len(data) > limit:
+                raise FileTooLarge(f"{info.filename} is larger than {limit / 1048576:.1f} MB.")
+            return ImageSource(data=data, name=info.filename[:255])
+
+        return read
+
+    return [BatchItem(filename=info.filename[:255], read=reader(info)) for info in entries]
+
+
+def items_from_json(items: Any) -> list[BatchItem]:
+    """``[{"image_url": ...} | {"image_file_b64": ...}, ...]``; anything else is
+    an item refused for its own reason, not the whole batch."""
+    if not isinstance(items, list):
+        raise FileRequired('items must be a JSON list of {"image_url"} or {"image_file_b64"}.')
+    result = []
+    for number, item in enumerate(items):
+        url = item.get("image_url") if isinstance(item, dict) else None
+        b64 = item.get("image_file_b64") if isinstance(item, dict) else None
+        name = str(item.get("filename") or "")[:255] if isinstance(item, dict) else ""
+        if isinstance(url, str) and b64 is None:
+            result.append(
+                BatchItem(filename=name or url[:255], read=lambda url=url: _download(url))
+            )
+        elif isinstance(b64, str) and url is None:
+            result.append(
+                BatchItem(
+                    filename=name or f"item-{number}",
+                    read=lambda b64=b64, name=name: ImageSource(
+                        data=_decode_base64(b64), name=name
+                    ),
+                )
+            )
+        else:
+            result.append(BatchItem(filename=name or f"item-{number}", read=_bad_item))
+    return result
+
+
+def _bad_item() -> ImageSource:
+    raise FileRequired('Each item must have exactly one of "image_url" and "image_file_b64".')
+
+
+def _too_many(count: int) -> str:
+    return f"A batch takes at most {settings.BATCH_MAX_ITEMS} images; this one has {count}."
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"The batch's images add up to {size / 1048576:.1f} MB; the limit is "
+        f"{settings.BATCH_MAX_BYTES / 1048576:.1f} MB (BATCH_MAX_BYTES)."
+    )
+
+
+# --- the batch -----------------------------------------------------------------------
+
+
+def build_batch_request(
+    *,
+    fields: Fields,
+    items: list[BatchItem],
+    door: str,
+    idempotency_key: str | None,
+    default_webhook_url: str = "",
+) -> BatchRequest:
+    """Every check before the batch's charge.
+
+    Steps: the batch-wide fields (key, model, options, webhook), the item
+    count, then each item as a single image (refusals kept per item), then
+    the accepted items' total bytes and pixels.
+    """
+    key = validate_idempotency_key(idempotency_key)
+    model = validate_model_name(fields.text("model"))
+    options = resolve_auto_format(_parse_options(fields, door=door))
+    webhook_url = fields.text("webhook_url")
+    webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
+    if not items:
+        raise FileRequired(
+            "No images: send them as repeated multipart 'files' fields, one 'archive' ZIP, "
+            'or a JSON body {"items": [...]}.'
+        )
+    if len(items) > settings.BATCH_MAX_ITEMS:
+        raise TooManyItems(_too_many(len(items)))
+    checked = []
+    total_bytes = total_pixels = 0
+    for index, item in enumerate(items):
+        try:
+            source = item.read()
+            image = validate_image(source.data)
+        except ApplicationError as exc:
+            checked.append(
+                CheckedItem(index=index, filename=item.filename, error=exc.message, code=exc.code)
+            )
+            continue
+        total_bytes += len(source.data)
+        total_pixels += image.width * image.height
+        checked.append(
+            CheckedItem(
+                index=index, filename=item.filename or source.name, source=source, image=image
+            )
+        )
+    if total_bytes > settings.BATCH_MAX_BYTES:
+        raise BatchTooLarge(_too_large(total_bytes))
+    if total_pixels > settings.BATCH_MAX_PIXELS:
+        raise BatchTooLarge(
+            f"The batch's images add up to {total_pixels:,} pixels; the limit is "
+            f"{settings.BATCH_MAX_PIXELS:,} (BATCH_MAX_PIXELS)."
+        )
+    if not any(item.accepted for item in checked):
+        reasons = "; ".join(f"{item.filename or item.index}: {item.error}" for item in checked[:5])
+        raise NoAcceptableItem(f"No image of the batch can be processed ({reasons}).")
+    return BatchRequest(
+        model_name=model,
+        options=options,
+        items=checked,
+        idempotency_key=key,
+        webhook_url=webhook,
+        fingerprint=_fingerprint(model, options, checked) if key else "",
+    )
+
+
+def _fingerprint(model: str, options: OutputOptions, items: list[CheckedItem]) -> str:
+    digest = hashlib.sha256()
+    digest.update(model.encode() + b"\0")
+    digest.update(json.dumps(options.to_json(), sort_keys=True).encode() + b"\0")
+    for item in items:
+        digest.update(item.filename.encode() + b"\0")
+        digest.update(hashlib.sha256(item.source.data).digest() if item.source else b"-")
+    return digest.hexdigest()
+
+
+__all__ = ["BatchRequest", "CheckedItem", "build_batch_request"]
