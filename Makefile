@@ -89,37 +89,36 @@ container-tools:
 # `make webhook-worker` (the webhook cluster) on one or more machines. All
 # run with debug off and need SECRET_KEY, the same on every machine (django-q2
 # signs tasks with it), plus DATABASE_URL, REDIS_URL and the bucket settings.
+# docs/systemd/ has a unit for each.
 WEB_CONCURRENCY ?= 2
-# Threads per gunicorn process: a request waiting for a job (?wait=, the
-# synchronous endpoint) holds a thread, not a CPU, so waiting clients never
-# block /healthz, status calls or uploads while threads are free. A process
-# takes no more connections than it has threads (queued behind waiters
-# they would be); the others wait in the listen backlog for any process.
+# Threads per gunicorn process (revid/gunicorn_conf.py has the rest: the
+# graceful stop that covers the longest waiting request, the draining probe).
 WEB_THREADS ?= 16
 serve worker webhook-worker: export DJANGO_DEBUG := 0
 
 serve: venv
 	@test -n "$$SECRET_KEY" || { echo "make serve: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	exec $(VENV)/bin/gunicorn revid.wsgi:application --bind $(HOST):$(PORT) \
-		--control-socket $${DATA_DIR:-var}/gunicorn.ctl \
-		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads $(WEB_THREADS) \
-		--worker-connections $(WEB_THREADS) --keep-alive 0 --timeout 60 --graceful-timeout 30 \
-		--max-requests 1000 --max-requests-jitter 100 --access-logfile -
+	exec env HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) WEB_THREADS=$(WEB_THREADS) \
+		$(VENV)/bin/gunicorn -c python:revid.gunicorn_conf revid.wsgi:application
 
-# The removal cluster only (Q_CLUSTER_NAME unset, whatever the shell has):
-# it runs the models. Webhook deliveries wait on their own cluster, so a
-# slow receiver never holds a worker that removes backgrounds.
+# The removal cluster (Q_CLUSTER_NAME unset, whatever the shell has): it runs
+# the models. Webhook deliveries wait on their own cluster, so a slow
+# receiver never holds a worker that removes backgrounds. Both worker
+# targets run through revid/run_worker.py, which drains on SIGTERM (to it or
+# to its whole process group): tasks taken but not started go back to the
+# queue, running jobs finish within WORKER_STOP_GRACE_SECONDS. Each also runs
+# the one-process housekeeping cluster (the reaper, the expiry) beside its own.
 worker: venv
 	@test -n "$$SECRET_KEY" || { echo "make worker: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
-	exec env -u Q_CLUSTER_NAME $(PY) manage.py qcluster
+	exec env -u Q_CLUSTER_NAME $(PY) -m revid.run_worker --housekeeping
 
 # The webhook cluster: WEBHOOK_WORKERS processes that deliver webhooks, run
 # their retries and the sweep that recovers deliveries lost to a killed
 # worker. It loads no model.
 webhook-worker: venv
 	@test -n "$$SECRET_KEY" || { echo "make webhook-worker: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
-	exec env Q_CLUSTER_NAME=webhooks $(PY) manage.py qcluster
+	exec env Q_CLUSTER_NAME=webhooks $(PY) -m revid.run_worker --housekeeping
 
 # The Redis tests (django-q2's Redis broker) want a server on 127.0.0.1:6379:
 # start a throwaway one if redis-server is installed and none answers, as

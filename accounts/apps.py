@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth scheme)
+        from accounts import adapters, schema  # noqa: F401  (signal receivers, OpenAPI auth scheme)

@@ -13,6 +13,10 @@ class Account(models.Model):
     # Set when the low-balance email went out, cleared when credits are
     # added back above the threshold: one email per crossing (billing.services).
     low_balance_notified = models.BooleanField(default=False, editable=False)
+    # Free credits an account made by a sign-up gets when its email address
+    # is verified (SIGNUP_FREE_CREDITS at sign-up); 0 once granted, and for
+    # accounts an administrator made.
+    signup_credits_due = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

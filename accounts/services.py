@@ -47,7 +47,8 @@ def create_account_for_user(*, user) -> Account:
     """The account of a user who signed up, named after their email.
 
     Announces ``signals.signed_up`` in the same transaction; billing
-    answers it with the sign-up credits (SIGNUP_FREE_CREDITS)."""
+    answers it by owing the account the sign-up credits, which it grants
+    when the address is verified (``email_address_verified``)."""
     base = (user.email or user.get_username()).strip()[:90]
     name, suffix = base, 1
     # An administrator may already have named an account after this address.
@@ -59,3 +60,12 @@ def create_account_for_user(*, user) -> Account:
     signals.signed_up.send(sender=Account, account=account, user=user)
     account.refresh_from_db()
     return account
+
+
+def email_address_verified(*, user) -> None:
+    """A user verified an email address (allauth's link): announces
+    ``signals.email_verified`` with their account; billing grants the
+    sign-up credits still owed to it, if any."""
+    membership = Member.objects.filter(user=user).select_related("account").first()
+    if membership is not None:
+        signals.email_verified.send(sender=Account, account=membership.account, user=user)

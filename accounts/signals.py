@@ -6,3 +6,7 @@ from django.dispatch import Signal
 # ``user`` inside the transaction that made them (billing grants the
 # sign-up credits in it, so both happen or neither).
 signed_up = Signal()
+
+# A user verified an email address: sent with ``account`` (theirs) and
+# ``user`` (billing grants the sign-up credits still owed, once).
+email_verified = Signal()

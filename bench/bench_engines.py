@@ -165,10 +165,14 @@ def report_section(result: dict, service_rows: list) -> str:
         lines += [
             "",
             f"`MODEL_ENGINE={SERVICE_ENGINE}` as a service, side by side with `rembg s` "
-            "(single requests as in the section above, medians):",
+            "(single requests as in the section above, medians). `rembg s` runs fp32 (ONNX "
+            "Runtime): these ratios compare our bf16 with its fp32, and the last two columns "
+            "are the mask drift that speed costs (against its fp32 answer):",
             "",
-            "| model | image | rembg s | ours, POST + ?wait= + download | ours, /v1.0/removebg "
-            "| ?wait= / peer | sync / peer | mask IoU | mean abs Δalpha |",
+            "| model | image | rembg s (fp32) | ours bf16, POST + ?wait= + download "
+            "| ours bf16, /v1.0/removebg | ?wait= / peer, bf16 vs fp32 "
+            "| sync / peer, bf16 vs fp32 | mask IoU, bf16 vs fp32 "
+            "| mean abs Δalpha, bf16 vs fp32 |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in service_rows:

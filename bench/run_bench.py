@@ -52,6 +52,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from bench.bench_sync import measure_sync, sync_report_lines, sync_targets  # noqa: E402
 from bench.chart import draw_chart  # noqa: E402
 from tests.images import SMALL_SUBJECTS, small_subject_jpeg  # noqa: E402
@@ -242,7 +243,8 @@ class Service:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(
+        # What the benchmark sets, printed with the defaults it departs from (bench/record.py).
+        self.overrides = dict(
             DATA_DIR=str(workdir / "data"),
             U2NET_HOME=str(ROOT / "var" / "models"),
             SECRET_KEY="bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
@@ -251,8 +253,9 @@ class Service:
             LOG_LEVEL="WARNING",
             # The benchmark sends hundreds of jobs a minute from one key.
             REMOVAL_RATE_LIMIT="",
+            **extra_env,
         )
-        env.update(extra_env)
+        env.update(self.overrides)
         self.env = env
         self.processes: list[subprocess.Popen] = []
         self.cluster: subprocess.Popen | None = None
@@ -484,22 +487,28 @@ def measure_side_by_side(service: Service, key: str, quick: bool, runs: int, job
             peers.RssSampler(rival.pids) as peer_rss,
         ):
             single = peers.single_requests(rival, ours, photos, MODELS, runs, log=_log)
-            # The mixed queue: 0.3, 1 and 12 MP photos in turn (quick: 0.3 and 1 MP).
-            mix = [photos[images[i % len(images)][0]] for i in range(jobs)]
-            if not quick:
-                mix = [photos[("0.3 MP", "1 MP", "12 MP")[i % 3]] for i in range(jobs)]
-            print(f"  throughput: {jobs} u2net photos, 8 client threads", flush=True)
-            rate = peers.throughput(rival, ours, mix, "u2net", clients=8, log=_log)
+        # The mixed queue: 0.3, 1 and 12 MP photos in turn (quick: 0.3 and 1 MP).
+        mix = [photos[images[i % len(images)][0]] for i in range(jobs)]
+        if not quick:
+            mix = [photos[("0.3 MP", "1 MP", "12 MP")[i % 3]] for i in range(jobs)]
+        print(
+            f"  throughput: {jobs} u2net photos, 8 client threads; rembg s as run and capped "
+            f"to {peers.CORES} in flight; two rounds, the second in reverse order",
+            flush=True,
+        )
+        rate = peers.throughput(rival, ours, ours_pids, mix, "u2net", clients=8, log=_log)
         memory = {
-            "ours": ours_rss.peak,
-            "peer": peer_rss.peak,
+            # Single requests and throughput alike; the capped peer's on its own.
+            "ours": max(ours_rss.peak, rate["ours"]["peak_mib"]),
+            "peer": max(peer_rss.peak, rate["peer"]["peak_mib"]),
+            "peer_capped": rate["peer_capped"]["peak_mib"],
             "ours_pss": ours_rss.pss_at_end,
             "peer_pss": peer_rss.pss_at_end,
         }
         _log(
-            f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB; "
-            f"PSS at the end: ours {memory['ours_pss']:.0f} MiB, "
-            f"rembg s {memory['peer_pss']:.0f} MiB"
+            f"  peak RSS: ours {memory['ours']:.0f} MiB, rembg s {memory['peer']:.0f} MiB "
+            f"(capped: {memory['peer_capped']:.0f} MiB); PSS after the single requests: ours "
+            f"{memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB"
         )
     finally:
         rival.stop()
@@ -520,13 +529,14 @@ def peer_targets(side: dict) -> list[Target]:
     rows = side["single"]
     worst_wait = max(r["wait"] / r["peer"] for r in rows)
     worst_sync = max(r["sync"] / r["peer"] for r in rows)
-    handoff = max(r["stages"].get("handoff", 0.0) for r in rows)
+    handoff_median = max(r["stages"].get("handoff", 0.0) for r in rows)
+    handoff_max = max(r.get("handoff_max", 0.0) for r in rows)
     worst_bytes = max(r["ours_bytes"] / r["peer_bytes"] for r in rows)
     worst_iou = min(r["iou"] for r in rows)
     worst_mad = max(r["mad"] for r in rows)
-    rate = side["throughput"]["ours"]["per_min"] / side["throughput"]["peer"]["per_min"]
-    memory = side["memory"]["ours"] / side["memory"]["peer"]
-    return [
+    rate = side["throughput"]
+    cap = rate["cap"]
+    targets = [
         Target(
             "vs rembg s: every single request, ?wait= ≤ 0.9 ×",
             f"max {worst_wait:.2f} ×",
@@ -538,16 +548,23 @@ def peer_targets(side: dict) -> list[Target]:
             worst_sync <= 0.9,
         ),
         Target(
-            "Job completed → client holds the answer ≤ 20 ms",
-            f"max {handoff * 1000:.0f} ms",
-            handoff <= 0.020,
+            "Job completed → ?wait= client holds the answer ≤ 20 ms, every request",
+            f"median ≤ {handoff_median * 1000:.0f} ms, max {handoff_max * 1000:.0f} ms",
+            handoff_max <= 0.020,
         ),
-        Target(
-            f"vs rembg s: throughput, {side['jobs']} mixed ({side['mix']}) ≥ 1.5 ×",
-            f"{rate:.2f} ×",
-            rate >= 1.5,
-        ),
-        Target("vs rembg s: peak RSS ≤ 0.5 ×", f"{memory:.2f} ×", memory <= 0.5),
+    ]
+    for who, label in (("peer", "as run"), ("peer_capped", f"capped to {cap} in flight")):
+        ratio = rate["ours"]["per_min"] / rate[who]["per_min"]
+        memory = side["memory"]["ours"] / side["memory"][who]
+        targets += [
+            Target(
+                f"vs rembg s ({label}): throughput, {side['jobs']} mixed ({side['mix']}) ≥ 1.5 ×",
+                f"{ratio:.2f} ×",
+                ratio >= 1.5,
+            ),
+            Target(f"vs rembg s ({label}): peak RSS ≤ 0.5 ×", f"{memory:.2f} ×", memory <= 0.5),
+        ]
+    return targets + [
         Target("vs rembg s: PNG bytes ≤ 1.05 ×", f"max {worst_bytes:.3f} ×", worst_bytes <= 1.05),
         Target("vs rembg s: masks IoU ≥ 0.99", f"min {worst_iou:.4f}", worst_iou >= 0.99),
         Target("vs rembg s: mean abs Δalpha ≤ 1/255", f"max {worst_mad:.3f}/255", worst_mad <= 1.0),
@@ -581,17 +598,50 @@ def peer_lines(side: dict) -> list[str]:
             + " | ".join(f"{r['stages'].get(name, 0) * 1000:.0f}" for name, _ in STAGES)
             + " |"
         )
-    lines += ["", *[f"- {name}: {meaning}" for name, meaning in STAGES]]
-    rate = side["throughput"]
+    handoff_max = max(r.get("handoff_max", 0.0) for r in side["single"])
     lines += [
         "",
-        f"Throughput, {side['jobs']} u2net photos ({side['mix']}), 8 client threads each "
-        f"sending one whole request at a time: ours {rate['ours']['per_min']:.1f} images/min, "
-        f"rembg s {rate['peer']['per_min']:.1f} images/min. Peak RSS during (h): ours (gunicorn "
-        f"+ qcluster, the sum of every process's own peak) {side['memory']['ours']:.0f} MiB, "
-        f"rembg s {side['memory']['peer']:.0f} MiB (summed PSS at the end, shared pages counted "
-        f"once: ours {side['memory']['ours_pss']:.0f} MiB, rembg s "
-        f"{side['memory']['peer_pss']:.0f} MiB).",
+        f"The handoff column is each cell's median; the slowest single hand-off of all was "
+        f"{handoff_max * 1000:.0f} ms.",
+        "",
+        *[f"- {name}: {meaning}" for name, meaning in STAGES],
+    ]
+    rate, memory = side["throughput"], side["memory"]
+    cap = rate["cap"]
+    names = {
+        "ours": "ours",
+        "peer": "rembg s, as run",
+        "peer_capped": f"rembg s, capped to {cap} in flight",
+    }
+    lines += [
+        "",
+        f"Throughput and memory, {side['jobs']} u2net photos ({side['mix']}), "
+        f"{rate['clients']} client threads each sending one whole request at a time. `rembg s` "
+        f"is measured twice: as users run it (it takes all {rate['clients']} requests at once "
+        f"and runs them side by side on {cap} cores, so its oversubscription is part of what is "
+        f"measured), and capped to {cap} requests in flight (the client threads wait at a gate, "
+        "as behind a proxy limited to the cores). Two rounds, the second in reverse order "
+        f"({' → '.join(names[who] for who in rate['order'])}, then back), so that no side "
+        "always runs first; "
+        "images/min is both rounds' images over both rounds' seconds (each round in brackets); "
+        "peak RSS is the sum of each process's own peak while that system ran (ours: gunicorn "
+        "and every qcluster process; the single requests above included).",
+        "",
+        "| system | images/min (round 1, round 2) | ours / it | peak RSS | ours / it |",
+        "|---|---|---|---|---|",
+    ]
+    for who, name in names.items():
+        rounds = ", ".join(f"{value:.1f}" for value in rate[who]["rounds_per_min"])
+        speed = rate["ours"]["per_min"] / rate[who]["per_min"]
+        size = memory["ours"] / memory[who]
+        lines.append(
+            f"| {name} | {rate[who]['per_min']:.1f} ({rounds}) | {speed:.2f} × "
+            f"| {memory[who]:.0f} MiB | {size:.2f} × |"
+        )
+    lines += [
+        "",
+        f"Summed PSS after the single requests, shared pages counted once: ours "
+        f"{memory['ours_pss']:.0f} MiB, rembg s {memory['peer_pss']:.0f} MiB.",
     ]
     return lines
 
@@ -692,6 +742,7 @@ def write_report(
     runs: int,
     chart_name: str,
     settings_used: dict[str, str],
+    differing: list[dict[str, str]],
     notes: str,
     side: dict,
     sections: list[str] | None = None,
@@ -708,7 +759,9 @@ def write_report(
         f"({cpu}), Python {platform.python_version()}; {runs} timed runs per cell "
         "(median, with min–max in brackets). Service settings: "
         + ", ".join(f"`{k}={v}`" for k, v in settings_used.items())
-        + ".",
+        + ". Set by the benchmark, unlike the defaults: "
+        + record.settings_markdown(differing)
+        + ". The raw numbers of this run: [benchmarks.json](benchmarks.json).",
         "",
         "## Targets",
         "",
@@ -779,6 +832,8 @@ def quick_side_by_side(*, runs: int, jobs: int, began: float) -> int:
     """``--quick``: (h) alone, small images, few runs; prints, writes nothing."""
     workdir = Path(tempfile.mkdtemp(prefix="revid-bench-"))
     service = Service(workdir, {"WARM_MODELS": ",".join(MODELS)})
+    differing = record.settings_differing(service.overrides)
+    print("Settings that differ from the defaults:", *record.settings_lines(differing), sep="\n")
     try:
         key = service.start()
         side = measure_side_by_side(service, key, quick=True, runs=runs, jobs=jobs)
@@ -794,6 +849,11 @@ def quick_side_by_side(*, runs: int, jobs: int, began: float) -> int:
             f"{target.name:<{width}}  {target.measured:>14}  {'PASS' if target.passed else 'FAIL'}"
         )
     print(f"\nQuick run ({runs} runs, 0.3 and 1 MP, {jobs} jobs): {time.monotonic() - began:.0f} s")
+    saved = record.save(
+        {"quick": True, "runs": runs, "settings": differing, "side": side, "targets": targets},
+        name="results-quick.json",
+    )
+    print(f"Raw numbers: {saved}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
@@ -850,6 +910,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="revid-bench-"))
     service_env = {"WARM_MODELS": ",".join(MODELS)}
     service = Service(workdir, service_env)
+    differing = record.settings_differing(service.overrides)
+    print("Settings that differ from the defaults:", *record.settings_lines(differing), sep="\n")
     try:
         key = service.start()
         client = Client(service.base, key)
@@ -984,6 +1046,7 @@ def main() -> int:
             args.runs,
             "benchmarks.png",
             settings_used,
+            differing,
             notes,
             side,
             sync_report_lines(sync_rows),
@@ -997,10 +1060,26 @@ def main() -> int:
                 docs / "benchmarks.md",
                 bench_engines.report_section(engines_result, engine_service_rows),
             )
-        (workdir / "results.json").write_text(
-            json.dumps({"rows": [r.__dict__ for r in rows]}, default=lambda o: o.__dict__)
-        )
         print(f"Wrote {docs / 'benchmarks.md'} and {docs / 'benchmarks.png'}")
+    saved = record.save(
+        {
+            "runs": args.runs,
+            "settings_used": settings_used,
+            "settings": differing,
+            "targets": targets,
+            "latency": rows,
+            "sync": sync_rows,
+            "throughput": throughput,
+            "memory": memory,
+            "parity": parity,
+            "side_by_side": side,
+            "options": option_rows,
+            "engines": engines_result,
+            "engines_as_a_service": engine_service_rows,
+        },
+        docs=None if args.no_docs else Path(args.docs),
+    )
+    print(f"Raw numbers: {saved}" + ("" if args.no_docs else f" and {args.docs}/benchmarks.json"))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -136,7 +136,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 # --- Credit packs and Stripe purchases -----------------------------------------
 
-from billing.models import CreditPack, Purchase  # noqa: E402
+from billing.models import CreditPack, Purchase, RejectedPayment  # noqa: E402
 
 
 @admin.register(CreditPack)
@@ -233,3 +233,40 @@ class AccountWithCreditsAdmin(AccountCreditsAdmin, AccountAdmin):
     list_display = [*AccountAdmin.list_display, "credits"]
     fields = ["name", "credit_balance", "created_at", "credits", "users", "keys", "ledger"]
     readonly_fields = ["credit_balance", "created_at", "credits", "users", "keys", "ledger"]
+
+
+@admin.register(RejectedPayment)
+class RejectedPaymentAdmin(admin.ModelAdmin):
+    """Paid Checkout Sessions that granted nothing (not the pack's price),
+    read-only: refund them in Stripe, or grant credits from the account's page."""
+
+    list_display = ["created_at", "account", "pack", "paid", "reason", "checkout_session_id"]
+    list_filter = ["currency"]
+    list_select_related = ["account", "pack"]
+    search_fields = ["account__name", "checkout_session_id", "payment_intent_id"]
+    date_hierarchy = "created_at"
+    fields = [
+        "created_at",
+        "account",
+        "pack",
+        "paid",
+        "reason",
+        "checkout_session_id",
+        "payment_intent_id",
+        "event_id",
+    ]
+    readonly_fields = fields
+    actions = None
+
+    @admin.display(description="Paid", ordering="amount_paid")
+    def paid(self, rejected: RejectedPayment) -> str:
+        return rejected.paid_display
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -132,6 +132,39 @@ class Purchase(models.Model):
         return self.credits_shortfall > 0
 
 
+class RejectedPayment(models.Model):
+    """A paid Checkout Session that granted nothing, kept for an administrator.
+
+    Credits come from our pack, never from the event; a session whose
+    amount or currency is not the pack's price (another integration on the
+    same Stripe account, a price changed mid-checkout, a forged session)
+    is recorded here instead. Refund it in Stripe, or grant the credits by
+    hand from the account's page.
+    """
+
+    checkout_session_id = models.CharField(max_length=255, unique=True)
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="rejected_payments"
+    )
+    pack = models.ForeignKey(CreditPack, on_delete=models.SET_NULL, null=True, blank=True)
+    amount_paid = models.PositiveIntegerField(help_text="In minor units.")
+    currency = models.CharField(max_length=3)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    event_id = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.checkout_session_id} for {self.account} ({self.paid_display})"
+
+    @property
+    def paid_display(self) -> str:
+        return format_money(self.amount_paid, self.currency)
+
+
 # Currencies Stripe counts in whole units (no cents).
 ZERO_DECIMAL_CURRENCIES = frozenset(
     [

@@ -10,19 +10,23 @@ it is the balance after it, and all rows add up to the account's balance.
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.models import CreditPack, LedgerEntry, Purchase
-from removal.models import RemovalJob
 from revid.errors import ApplicationError
 
 # The chart's window, and the longest period one request may ask for (its
 # per-day totals list every day).
 CHART_DAYS = 30
 MAX_PERIOD_DAYS = 366
+# The days a period may cover. Python's dates end at 0001-01-01 and
+# 9999-12-31, and a period is read as [first day's midnight, the day after
+# the last's) in the site's time zone: a day at either end would overflow
+# (a 500, or a CSV cut mid-stream). No ledger row predates 1970.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9999, 12, 30)
 
 
 def ledger_sum(*, account: Account) -> int:
@@ -50,11 +54,17 @@ class UsageQuery:
 
 def _parse_date(value: str, name: str) -> date:
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise ApplicationError(
             f"'{name}' must be a date as YYYY-MM-DD, got {value[:40]!r}.", code="invalid_date"
         ) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ApplicationError(
+            f"'{name}' must be a day from {FIRST_DAY} to {LAST_DAY}, got {day}.",
+            code="invalid_date",
+        )
+    return day
 
 
 def usage_query(
@@ -66,13 +76,17 @@ def usage_query(
 ) -> UsageQuery:
     """Validates a usage request. Without dates: the last CHART_DAYS days.
 
-    Raises ApplicationError (400) for a malformed date, a period that ends
-    before it starts or is longer than MAX_PERIOD_DAYS, and a key prefix
-    that is not one of the account's keys.
+    Raises ApplicationError (400) for a malformed date, a day outside
+    FIRST_DAY..LAST_DAY, a period that ends before it starts or is longer
+    than MAX_PERIOD_DAYS, and a key prefix that is not one of the account's
+    keys.
     """
     today = timezone.localdate()
     end_day = _parse_date(end, "to") if end else today
-    start_day = _parse_date(start, "from") if start else end_day - timedelta(days=CHART_DAYS - 1)
+    if start:
+        start_day = _parse_date(start, "from")
+    else:
+        start_day = max(end_day - timedelta(days=CHART_DAYS - 1), FIRST_DAY)
     if start_day > end_day:
         raise ApplicationError(
             f"The period starts ({start_day}) after it ends ({end_day}).", code="invalid_date"
@@ -139,41 +153,6 @@ def usage_summary(*, query: UsageQuery) -> dict:
         "total": sum(by_kind.values()),
         "by_kind": by_kind,
     }
-
-
-def daily_usage(*, query: UsageQuery) -> list[dict]:
-    """One dict per day of the period (days without rows included):
-    ``images_completed`` and ``images_failed`` (the jobs charged that day, by
-    how they ended), ``credits_spent`` (charges less refunds booked that day)
-    and ``credits_added`` (grants, adjustments and purchases, net)."""
-    charge = Q(kind=LedgerEntry.Kind.CHARGE)
-    spending = Q(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND])
-    rows = (
-        usage_entries(query=query)
-        .order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
-        .values("day")
-        .annotate(
-            completed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.COMPLETED)),
-            failed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.FAILED)),
-            spent=Sum("amount", filter=spending),
-            added=Sum("amount", filter=~spending),
-        )
-    )
-    by_day = {row["day"]: row for row in rows}
-    days = []
-    for day in query.days:
-        row = by_day.get(day, {})
-        days.append(
-            {
-                "date": day,
-                "images_completed": row.get("completed", 0),
-                "images_failed": row.get("failed", 0),
-                "credits_spent": -(row.get("spent") or 0),
-                "credits_added": row.get("added") or 0,
-            }
-        )
-    return days
 
 
 def usage_row(*, entry: LedgerEntry) -> dict:

@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from accounts.models import Account
 from accounts.services import create_account
-from billing.models import CreditPack, LedgerEntry, Purchase, format_money
+from billing.models import CreditPack, LedgerEntry, Purchase, RejectedPayment, format_money
 from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -144,10 +144,30 @@ def open_account(*, name: str, credits: int = 0, note: str = "Initial credits") 
     return account
 
 
-def grant_signup_credits(sender, *, account: Account, **kwargs) -> None:
-    """``accounts.signals.signed_up``'s receiver: SIGNUP_FREE_CREDITS for a new account."""
-    if settings.SIGNUP_FREE_CREDITS:
-        grant_credits(account=account, amount=settings.SIGNUP_FREE_CREDITS, note="Sign-up credits")
+def owe_signup_credits(sender, *, account: Account, **kwargs) -> None:
+    """``accounts.signals.signed_up``'s receiver: the new account is owed
+    SIGNUP_FREE_CREDITS, granted once its email address is verified
+    (``grant_signup_credits``), so an unverified sign-up has none to spend
+    and a made-up address earns nothing."""
+    Account.objects.filter(pk=account.pk).update(signup_credits_due=settings.SIGNUP_FREE_CREDITS)
+    account.signup_credits_due = settings.SIGNUP_FREE_CREDITS
+
+
+def grant_signup_credits(sender, *, account: Account, **kwargs) -> LedgerEntry | None:
+    """``accounts.signals.email_verified``'s receiver: grants the sign-up
+    credits still owed to the account, once. None when nothing is owed
+    (already granted, or an account an administrator made).
+
+    Steps: lock the account row, read what is owed, clear it and grant it
+    through the ledger in one transaction, so two verifications at once
+    grant it once.
+    """
+    with transaction.atomic():
+        due = Account.objects.select_for_update().get(pk=account.pk).signup_credits_due
+        if due <= 0:
+            return None
+        Account.objects.filter(pk=account.pk).update(signup_credits_due=0)
+        return grant_credits(account=account, amount=due, note="Sign-up credits")
 
 
 def grant_credits(*, account: Account, amount: int, note: str = "") -> LedgerEntry:
@@ -234,40 +254,43 @@ def refund_for_job(*, job, reason: str = "") -> LedgerEntry | None:
 def record_purchase(
     *,
     checkout_session_id: str,
-    account_id: int,
-    pack_id: int | None,
-    credits: int,
+    account: Account,
+    pack: CreditPack,
     amount_paid: int,
     currency: str,
     payment_intent_id: str = "",
 ) -> Purchase | None:
-    """Grants a paid Checkout Session's credits, once. None if already granted.
+    """Grants the pack's credits for a paid Checkout Session, once. None if
+    already granted.
 
+    The credits are the pack's, never a number from the event, and only
+    when the session paid the pack's price in its currency; the caller
+    checks that (``price_mismatch``) and records a payment that does not
+    match with ``record_rejected_payment`` instead.
     The session id is the ledger row's unique external_id: a second delivery
     finds the purchase, and a concurrent one (which passed that check too)
     fails the unique constraint at insert and changes nothing.
     """
-    if credits <= 0:
-        raise ApplicationError("A purchase must grant credits.", code="invalid_amount")
+    if price_mismatch(pack=pack, amount_paid=amount_paid, currency=currency):
+        raise ApplicationError(
+            "A purchase must pay the pack's price in its currency.", code="price_mismatch"
+        )
     if Purchase.objects.filter(checkout_session_id=checkout_session_id).exists():
         return None
-    account = Account.objects.get(pk=account_id)
-    pack = CreditPack.objects.filter(pk=pack_id).first() if pack_id else None
-    pack_name = pack.name if pack else "Credits"
     try:
         with transaction.atomic():
             entry = _append(
                 account=account,
                 kind=LedgerEntry.Kind.PURCHASE,
-                amount=credits,
-                note=f"Bought {pack_name}: paid {format_money(amount_paid, currency)}",
+                amount=pack.credits,
+                note=f"Bought {pack.name}: paid {format_money(amount_paid, currency)}",
                 external_id=checkout_session_id,
             )
             return Purchase.objects.create(
                 account=account,
                 pack=pack,
-                pack_name=pack_name,
-                credits=credits,
+                pack_name=pack.name,
+                credits=pack.credits,
                 amount_paid=amount_paid,
                 currency=currency.lower(),
                 checkout_session_id=checkout_session_id,
@@ -276,6 +299,51 @@ def record_purchase(
             )
     except IntegrityError:
         return None
+
+
+def price_mismatch(*, pack: CreditPack, amount_paid: int, currency: str) -> str:
+    """Why a payment is not the pack's price ("" when it is)."""
+    if amount_paid == pack.price and currency.lower() == pack.currency:
+        return ""
+    return (
+        f"paid {format_money(amount_paid, currency)}, the pack costs "
+        f"{format_money(pack.price, pack.currency)}"
+    )
+
+
+def record_rejected_payment(
+    *,
+    checkout_session_id: str,
+    account: Account,
+    pack: CreditPack | None,
+    amount_paid: int,
+    currency: str,
+    reason: str,
+    payment_intent_id: str = "",
+    event_id: str = "",
+) -> RejectedPayment | None:
+    """Keeps a paid session that granted nothing for the admin, once. None
+    if it was already recorded (a replayed event)."""
+    rejected, created = RejectedPayment.objects.get_or_create(
+        checkout_session_id=checkout_session_id,
+        defaults={
+            "account": account,
+            "pack": pack,
+            "amount_paid": amount_paid,
+            "currency": currency.lower(),
+            "reason": reason[:500],
+            "payment_intent_id": payment_intent_id or "",
+            "event_id": event_id or "",
+        },
+    )
+    if created:
+        logger.warning(
+            "Checkout Session %s of account %s granted nothing: %s",
+            checkout_session_id,
+            account.pk,
+            reason,
+        )
+    return rejected if created else None
 
 
 def record_refund(

@@ -12,20 +12,19 @@ echo "$role" > /tmp/revid-role
 case "$role" in
 web)
     shift
-    exec gunicorn revid.wsgi:application --bind "$HOST:$PORT" \
-        --control-socket "$DATA_DIR/gunicorn.ctl" \
-        --workers "${WEB_CONCURRENCY:-2}" --worker-class gthread --threads "${WEB_THREADS:-16}" \
-        --worker-connections "${WEB_THREADS:-16}" --keep-alive 0 --timeout 60 --graceful-timeout 30 \
-        --max-requests 1000 --max-requests-jitter 100 --access-logfile - "$@"
+    # revid/gunicorn_conf.py, as `make serve`: $HOST:$PORT, WEB_CONCURRENCY
+    # processes of WEB_THREADS threads, the control socket in $DATA_DIR.
+    exec gunicorn -c python:revid.gunicorn_conf revid.wsgi:application "$@"
     ;;
 worker)
     shift
     unset Q_CLUSTER_NAME
-    exec python -m revid.run_worker "$@"
+    exec python -m revid.run_worker --housekeeping "$@"
     ;;
 webhook-worker)
     shift
-    Q_CLUSTER_NAME=webhooks exec python -m revid.run_worker "$@"
+    export Q_CLUSTER_NAME=webhooks
+    exec python -m revid.run_worker --housekeeping "$@"
     ;;
 migrate)
     shift

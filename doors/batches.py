@@ -22,7 +22,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework import serializers as drf
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,6 +39,7 @@ from removal.models import Batch, RemovalJob
 from removal.registry import MODELS
 from removal.submissions import Fields, MultipleSources
 from revid.errors import ApplicationError, ErrorSerializer
+from revid.parsers import JSONObjectParser
 from webhooks.selectors import webhook_url_for
 
 BatchInputSerializer = input_serializer(
@@ -126,7 +127,9 @@ def batch_created_payload(batch: Batch) -> dict:
 
 class BatchSubmitApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    # A JSON body must be one object (revid.parsers); multipart bodies may
+    # reach BATCH_MAX_BYTES (doors.uploads).
+    parser_classes = [MultiPartParser, FormParser, JSONObjectParser]
 
     @extend_schema(
         operation_id="remove_background_batch",

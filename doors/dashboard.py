@@ -1,10 +1,13 @@
-"""The customer dashboard: balance, recent jobs and the account's API keys.
+"""The customer dashboard: balance, recent jobs and the account's API keys;
+and the sign-up page's limit per client address.
 
 Keys are created and revoked through ``accounts.services``; a new key's
 plaintext is rendered in the response to the POST that made it and never
 stored, so it is shown exactly once.
 """
 
+import ipaddress
+import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,11 +17,13 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.guards import account_required
 from accounts.models import Account, ApiKey
 from accounts.selectors import api_keys_for_account, email_verification_pending
 from accounts.services import create_api_key, revoke_api_key
+from doors.throttling import take_submission_slot
 from removal.selectors import jobs_for_account
 
 RECENT_JOBS = 20
@@ -113,3 +118,45 @@ def revoke_key(request: HttpRequest, prefix: str) -> HttpResponse:
             f"The key “{api_key.name}” ({api_key.prefix}…) is revoked and stops working now.",
         )
     return redirect("dashboard")
+
+
+def _client_network(request: HttpRequest) -> str:
+    """The client's address as sign-ups are counted: allauth's view of it
+    (REMOTE_ADDR, or X-Forwarded-For as far as TRUSTED_PROXY_COUNT trusts
+    it), and an IPv6 address by its /64, which one customer gets whole."""
+    from allauth.account.adapter import get_adapter
+
+    address = get_adapter(request).get_client_ip(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:80]
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """allauth's sign-up page, after SIGNUP_RATE_LIMIT.
+
+    Every sign-up attempt (a POST, whatever its address) takes a slot of
+    its client address in the same database rows as the API's rate limit,
+    so all web processes share one count. A refused attempt creates nothing.
+    """
+    from allauth.account.views import signup as allauth_signup
+
+    if request.method == "POST" and settings.SIGNUP_ENABLED and settings.SIGNUP_RATE_LIMIT:
+        limit, period = SimpleRateThrottle.parse_rate(None, settings.SIGNUP_RATE_LIMIT)
+        state = take_submission_slot(
+            key=f"signup:{_client_network(request)}", limit=limit, period=period
+        )
+        if state.wait:
+            response = render(
+                request,
+                "account/signup_limited.html",
+                {"minutes": math.ceil(state.wait / 60)},
+                status=429,
+            )
+            response["Retry-After"] = str(math.ceil(state.wait))
+            return response
+    return allauth_signup(request)

@@ -20,7 +20,6 @@ from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -34,6 +33,7 @@ from removal import downloads, registry, services, submissions, waiting
 from removal.models import RemovalJob
 from removal.submissions import Fields, InvalidOption
 from revid.errors import ApplicationError
+from revid.parsers import API_PARSERS
 from webhooks.selectors import webhook_url_for
 
 # remove.bg's ``type`` to our models: the first one installed here wins.
@@ -225,7 +225,7 @@ class RemoveBgErrorSerializer(serializers.Serializer):
 
 class RemoveBgApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = API_PARSERS
     # The answer is the image (or remove.bg's JSON) whatever the client accepts.
     content_negotiation_class = IgnoreAcceptHeader
 

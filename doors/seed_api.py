@@ -6,7 +6,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework import serializers as drf
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +22,7 @@ from removal.models import RemovalJob
 from removal.registry import MODELS
 from removal.submissions import Fields
 from revid.errors import ApplicationError, ErrorSerializer
+from revid.parsers import API_PARSERS
 from webhooks.selectors import webhook_url_for
 
 RemoveBackgroundInputSerializer = input_serializer(
@@ -98,7 +98,7 @@ class RemoveBackgroundApi(APIView):
     throttle_classes = [SubmissionRateThrottle]
     # Multipart as the contract says; a form or JSON body serves image_url
     # and image_file_b64 without a file part.
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = API_PARSERS
 
     @extend_schema(
         operation_id="remove_background",

@@ -7,6 +7,10 @@ Content-Length alone is over the limit is not read at all; otherwise the
 read stops as soon as a file part passes MAX_UPLOAD_BYTES, so an endless
 body costs at most the limit on disk and one chunk in memory.
 
+An API door reads a larger body (a base64 image in a text field): its
+parser marks the request with the API's limit, which then raises the
+Content-Length check's (revid/parsers.py).
+
 The handler cannot answer the request itself (it may run inside a
 middleware), so it marks the request and stops the parse;
 ``uploaded_image`` turns the mark into the 413 in the view.
@@ -21,6 +25,7 @@ from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 
 from removal.submissions import FileTooLarge, too_large_message
+from revid.parsers import BODY_LIMIT_ATTRIBUTE, text_body_limit
 
 # Room for the multipart envelope (boundaries, part headers, the model
 # field) on top of the file itself before the Content-Length check fires.
@@ -45,11 +50,15 @@ class MaxUploadSizeHandler(FileUploadHandler):
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         # A batch's body holds many images: it may reach BATCH_MAX_BYTES, each
         # file part still at most MAX_UPLOAD_BYTES (an archive, the batch's).
-        body_limit = self.limit
+        limit = self.limit
         if self.request is not None and self.request.path == BATCH_PATH:
-            body_limit = max(self.limit, settings.BATCH_MAX_BYTES)
-        if content_length is not None and content_length > body_limit + MULTIPART_OVERHEAD_BYTES:
-            self._refuse(too_large_message(content_length, body_limit))
+            limit = max(self.limit, settings.BATCH_MAX_BYTES)
+        body_limit = limit + MULTIPART_OVERHEAD_BYTES
+        # An API door's body may carry a base64 image in a text field: its
+        # parser marks the request with its own limit (revid/parsers.py).
+        body_limit = max(body_limit, getattr(self.request, BODY_LIMIT_ATTRIBUTE, 0))
+        if content_length is not None and content_length > body_limit:
+            self._refuse(too_large_message(content_length, limit))
             # Returning a result skips Django's parse: not a byte is read.
             return QueryDict(encoding=encoding), MultiValueDict()
         return None
@@ -80,8 +89,9 @@ class ChunkedBodyMiddleware:
     Django reads a body by its Content-Length, so a chunked upload looks
     empty and would be refused as "no file". Where the server has already
     de-chunked the body (gunicorn says so with ``wsgi.input_terminated``),
-    it is read here, at most MAX_UPLOAD_BYTES plus the envelope (413 past
-    that, the rest unread), and handed on with its real length. A server
+    it is read here, at most the API's limit (MAX_UPLOAD_BYTES as base64,
+    plus slack: 413 past that, the rest unread), and handed on with its real
+    length, which each page's own limit then checks. A server
     that cannot give us the body (Django's development server) gets a 411
     that says to send a Content-Length. Must come before anything that
     reads the body (the CSRF middleware).
@@ -113,7 +123,7 @@ class ChunkedBodyMiddleware:
                 "length_required",
                 411,
             )
-        limit = settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES
+        limit = text_body_limit()
         # Not a context manager: the request reads it after this returns.
         body = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
         size = 0

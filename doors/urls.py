@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from doors import batches, dashboard, metrics, removebg, seed_api, web
+from doors import batches, dashboard, metrics, removebg, seed_api, usage, usage_api, web
 
 urlpatterns = [
     # The seed API (API key).
@@ -31,13 +31,20 @@ urlpatterns = [
     # remove.bg's dialect (API key).
     path("v1.0/removebg", removebg.RemoveBgApi.as_view(), name="removebg"),
     path("v1.0/account", removebg.RemoveBgAccountApi.as_view(), name="removebg-account"),
+    # Usage: the ledger and the jobs it paid for (API key, or session login).
+    path("api/usage", usage_api.UsageApi.as_view(), name="usage-api"),
+    path("usage/", usage.usage, name="usage"),
+    path("usage/export.csv", usage.usage_csv, name="usage-csv"),
     # The web page (session login).
     path("", web.upload_page, name="upload"),
     path("jobs/", web.submit_upload, name="web-submit"),
     path("jobs/<uuid:task_id>/", web.job_page, name="web-job"),
     path("jobs/<uuid:task_id>/status", web.job_status, name="web-job-status"),
     path("jobs/<uuid:task_id>/input", web.job_input, name="web-job-input"),
-    # The dashboard (session login).
+    # The dashboard (session login), and allauth's sign-up page behind our
+    # limit per client address (allauth's own URL, later in revid/urls.py,
+    # is never reached).
+    path("accounts/signup/", dashboard.signup, name="signup"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("dashboard/keys/", dashboard.create_key, name="dashboard-create-key"),
     path("dashboard/keys/<str:prefix>/revoke/", dashboard.revoke_key, name="dashboard-revoke-key"),

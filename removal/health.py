@@ -1,16 +1,28 @@
 """Readiness checks for load balancers and orchestrators.
 
+Two probes, two questions (docs/deploy.md, "Probes"):
+
+- liveness, ``/healthz``: is this process alive? It checks nothing else,
+  so an outage elsewhere never gets a web server restarted;
+- readiness, ``/readyz``: should this machine get requests? It is not
+  ready while it is stopping (SIGTERM received: ``begin_draining``) or the
+  default model's weights are missing here, at once; and when a shared
+  service (the database, the broker, the bucket) has failed every check for
+  READYZ_SHARED_GRACE_SECONDS. A shared service fails on every machine at
+  once: reporting a blip at once would take every web server out of the
+  load balancer together, turning a second's hiccup into an outage. Within
+  the grace the check shows ``ok: false`` while /readyz still answers 200.
+
 Each check is quick, bounded by short timeouts, and never raises: a probe
 that hangs or errors is worse than one that answers "not ready" and says why.
-A machine is ready when it can take a request end to end: the database, the
-broker and the storage answer, and the default model's weights are here
-(the web server checks them before it charges anyone).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,12 +112,46 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {
     "storage": check_storage,
     "models": check_models,
 }
+# Services every machine shares: their failures get READYZ_SHARED_GRACE_SECONDS.
+SHARED = frozenset({"database", "broker", "storage"})
+
+_draining = threading.Event()
+# When each shared check began failing without a success since (this process).
+_failing_since: dict[str, float] = {}
+_failing_lock = threading.Lock()
+
+
+def begin_draining() -> None:
+    """This process is stopping: not ready from now on (gunicorn's SIGTERM)."""
+    _draining.set()
 
 
 def readiness() -> tuple[bool, dict[str, CheckResult]]:
-    """Runs every check; ready only if all pass."""
+    """Runs every check; ready unless one counts as failing (see the module)."""
     results = {name: check() for name, check in CHECKS.items()}
-    return all(result.ok for result in results.values()), results
+    ready = True
+    now = time.monotonic()
+    for name, result in list(results.items()):
+        if result.ok:
+            with _failing_lock:
+                _failing_since.pop(name, None)
+            continue
+        if name not in SHARED:
+            ready = False
+            continue
+        with _failing_lock:
+            failing_for = now - _failing_since.setdefault(name, now)
+        grace = settings.READYZ_SHARED_GRACE_SECONDS
+        if failing_for >= grace:
+            ready = False
+        else:
+            results[name] = CheckResult(
+                False, f"{result.detail}; failing for {failing_for:.0f} s of a {grace} s grace"
+            )
+    if _draining.is_set():
+        ready = False
+        results["draining"] = CheckResult(False, "this server is stopping")
+    return ready, results
 
 
 def _check_folder(folder: Path) -> CheckResult:

@@ -1,11 +1,14 @@
 import uuid
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
 from accounts.models import Account
+from billing.models import LedgerEntry
+from billing.selectors import UsageQuery, usage_entries
 from imaging.formats import CONTENT_TYPES
 from removal import registry
 from removal.models import Batch, RemovalJob
@@ -79,3 +82,67 @@ def get_batch(*, batch_id: str, account: Account | None = None) -> Batch | None:
     if account is not None:
         batches = batches.filter(account=account)
     return batches.first()
+
+
+def queue_stats(*, now=None) -> dict:
+    """What an autoscaler needs: how much work waits and for how long.
+
+    ``jobs``: removal jobs waiting for a worker and running, and the age of
+    the oldest waiting one (the number to scale workers on: it grows when
+    they fall behind, whatever the job sizes). ``queues``: tasks waiting in
+    each cluster's broker queue, not yet taken by any cluster.
+    """
+    from django.db.models import Min
+    from django_q.brokers import get_broker
+
+    now = now or timezone.now()
+    pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING)
+    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+    queues = {}
+    for name in (settings.Q_CLUSTER["name"], *settings.Q_CLUSTER.get("ALT_CLUSTERS", {})):
+        queues[name] = get_broker(list_key=name).queue_size()
+    return {
+        "jobs": {
+            "pending": pending.count(),
+            "processing": RemovalJob.objects.filter(status=RemovalJob.Status.PROCESSING).count(),
+            "oldest_pending_seconds": (
+                round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0
+            ),
+        },
+        "queues": queues,
+    }
+
+
+def daily_usage(*, query: UsageQuery) -> list[dict]:
+    """One dict per day of the period (days without rows included):
+    ``images_completed`` and ``images_failed`` (the jobs charged that day, by
+    how they ended), ``credits_spent`` (charges less refunds booked that day)
+    and ``credits_added`` (grants, adjustments and purchases, net)."""
+    charge = Q(kind=LedgerEntry.Kind.CHARGE)
+    spending = Q(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND])
+    rows = (
+        usage_entries(query=query)
+        .order_by()
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values("day")
+        .annotate(
+            completed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.COMPLETED)),
+            failed=Count("id", filter=charge & Q(job__status=RemovalJob.Status.FAILED)),
+            spent=Sum("amount", filter=spending),
+            added=Sum("amount", filter=~spending),
+        )
+    )
+    by_day = {row["day"]: row for row in rows}
+    days = []
+    for day in query.days:
+        row = by_day.get(day, {})
+        days.append(
+            {
+                "date": day,
+                "images_completed": row.get("completed", 0),
+                "images_failed": row.get("failed", 0),
+                "credits_spent": -(row.get("spent") or 0),
+                "credits_added": row.get("added") or 0,
+            }
+        )
+    return days

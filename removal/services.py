@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from billing.services import charge_for_job, refund_for_job
 from imaging.errors import DeadlineExceeded, PipelineError
 from imaging.options import OutputOptions
 from imaging.pipeline import remove_background
-from removal import registry, signals, waiting
+from removal import registry, signals, storage_cleanup, waiting
 from removal.models import RemovalJob, output_upload_to
 from removal.submissions import RemovalRequest
 from revid import observability
@@ -31,6 +32,13 @@ from revid.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
+
+# Jobs whose files one expiry batch deletes together (two files each).
+EXPIRY_BATCH = 500
+# A stored file no job names is deleted only once it is this old: its job's
+# transaction (submit) or its worker's last step (store, then record) may
+# still be under way.
+ORPHAN_MIN_AGE = timedelta(hours=1)
 
 # What a job no worker ever started is failed with (the reaper, the remove.bg door).
 QUEUE_TIMEOUT_ERROR = "No worker could start this image in time; the charge was refunded"
@@ -105,7 +113,9 @@ def submit_job(
             job.input_file.save(f"{job.id}.{info.format}", ContentFile(data), save=False)
             stored_name = job.input_file.name
             job.save(update_fields=["input_file"])
-            transaction.on_commit(lambda: enqueue_job(job_id=job.id))
+            # Taken now: the commit may run its callbacks outside the request.
+            request_id = observability.current_request_id()
+            transaction.on_commit(lambda: enqueue_job(job_id=job.id, request_id=request_id))
     except IntegrityError:
         if stored_name:
             job.input_file.storage.delete(stored_name)
@@ -123,7 +133,7 @@ def submit_job(
     return job
 
 
-def enqueue_job(*, job_id: uuid.UUID) -> None:
+def enqueue_job(*, job_id: uuid.UUID, request_id: str | None = None) -> None:
     from django_q.tasks import async_task
 
     # The submitting request's id goes with the job, so the worker's log
@@ -131,10 +141,24 @@ def enqueue_job(*, job_id: uuid.UUID) -> None:
     async_task(
         "removal.tasks.process_removal_job",
         str(job_id),
-        observability.current_request_id(),
+        request_id=observability.current_request_id() if request_id is None else request_id,
         task_name=f"removal-{job_id}",
         group="removal",
     )
+
+
+def requeue_job(*, job_id: uuid.UUID | str) -> bool:
+    """Puts a job's task back on the queue, untouched, for another worker.
+
+    A stopping worker does this with the tasks it had taken but not
+    started. Only a job still waiting (or stuck in processing, which a
+    redelivery may claim) goes back; the claim keeps a copy from running twice.
+    """
+    job = RemovalJob.objects.filter(pk=job_id).only("status").first()
+    if job is None or job.is_finished:
+        return False
+    enqueue_job(job_id=job.pk)
+    return True
 
 
 def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
@@ -318,17 +342,84 @@ def fail_stale_jobs() -> int:
     return count
 
 
-def expire_job_files(*, now=None) -> int:
-    """Deletes inputs and outputs past their expiry; rows and ledger stay."""
+def expire_job_files(*, now=None, should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Deletes inputs and outputs past their expiry; rows and ledger stay.
+
+    In batches of EXPIRY_BATCH jobs: their files are deleted together
+    (``removal.storage_cleanup``: S3's DeleteObjects takes 1,000 keys a
+    call) and the batch is marked in one UPDATE. Stops between batches once
+    HOUSEKEEPING_RUN_SECONDS have passed or ``should_stop()`` (a worker
+    stopping); the next run carries on, oldest first.
+    """
     now = now or timezone.now()
+    stop_at = time.monotonic() + settings.HOUSEKEEPING_RUN_SECONDS
     count = 0
-    expired = RemovalJob.objects.filter(expires_at__lte=now, files_deleted_at__isnull=True).exclude(
-        status__in=[RemovalJob.Status.PENDING, RemovalJob.Status.PROCESSING]
+    expired = (
+        RemovalJob.objects.filter(expires_at__lte=now, files_deleted_at__isnull=True)
+        .exclude(status__in=[RemovalJob.Status.PENDING, RemovalJob.Status.PROCESSING])
+        .order_by("expires_at")
     )
-    for job in expired.iterator():
-        for field in (job.input_file, job.output_file):
-            if field.name:
-                field.storage.delete(field.name)
-        RemovalJob.objects.filter(pk=job.pk).update(files_deleted_at=now)
-        count += 1
+    while True:
+        # A plain query per batch, not .iterator(): no server-side cursor,
+        # which a transaction pooler would break (DB_TRANSACTION_POOLER).
+        batch = list(expired.values_list("pk", "input_file", "output_file")[:EXPIRY_BATCH])
+        if not batch:
+            return count
+        failed = storage_cleanup.delete_files(
+            storage=_file_storage(), names=[name for _, *files in batch for name in files]
+        )
+        done = [pk for pk, *files in batch if not failed.intersection(files)]
+        count += RemovalJob.objects.filter(pk__in=done, files_deleted_at__isnull=True).update(
+            files_deleted_at=now
+        )
+        # Files that could not be deleted are tried again by the next run.
+        if failed or len(batch) < EXPIRY_BATCH or should_stop() or time.monotonic() > stop_at:
+            return count
+
+
+def delete_orphaned_files(*, now=None, should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Deletes stored inputs and outputs that no live job names.
+
+    A web process that dies between storing an upload and committing its
+    job, or a worker killed between storing a result and recording it,
+    leaves a file nothing would ever expire. Files younger than
+    ORPHAN_MIN_AGE are left alone (their job may not be committed yet).
+    """
+    storage = _file_storage()
+    older_than = (now or timezone.now()) - ORPHAN_MIN_AGE
+    stop_at = time.monotonic() + settings.HOUSEKEEPING_RUN_SECONDS
+    count = 0
+    for folder in ("inputs", "outputs"):
+        for names in storage_cleanup.old_files(
+            storage=storage, folder=folder, older_than=older_than, page=EXPIRY_BATCH
+        ):
+            orphans = sorted(set(names) - _live_file_names(names))
+            failed = storage_cleanup.delete_files(storage=storage, names=orphans)
+            count += len(orphans) - len(failed)
+            if should_stop() or time.monotonic() > stop_at:
+                return count
     return count
+
+
+def _file_storage():
+    """The storage inputs and outputs are kept in (the default storage)."""
+    return RemovalJob._meta.get_field("input_file").storage
+
+
+def _live_file_names(names: list[str]) -> set[str]:
+    """Those of ``names`` that a job whose files are not deleted yet still names."""
+    ids = {_job_id_of(name) for name in names} - {None}
+    live: set[str] = set()
+    for input_name, output_name in RemovalJob.objects.filter(
+        pk__in=ids, files_deleted_at__isnull=True
+    ).values_list("input_file", "output_file"):
+        live.update((input_name, output_name))
+    return live
+
+
+def _job_id_of(name: str) -> uuid.UUID | None:
+    stem = name.rsplit("/", 1)[-1].split(".", 1)[0].removesuffix("_output")
+    try:
+        return uuid.UUID(stem)
+    except ValueError:
+        return None

@@ -1,10 +1,16 @@
-"""django-q2 task entry points: fetch by id, call a service, nothing more."""
+"""django-q2 task entry points: fetch by id, call a service, nothing more.
+
+A worker that is stopping (``revid.run_worker.draining``) starts nothing
+new: a removal it had taken goes back to the queue for another worker, a
+housekeeping run waits for its next turn.
+"""
 
 import logging
 import time
 
 from removal import batches, registry, services
 from revid import observability
+from revid.run_worker import draining
 
 logger = logging.getLogger("revid.jobs")
 
@@ -12,6 +18,8 @@ logger = logging.getLogger("revid.jobs")
 def process_removal_job(job_id: str, request_id: str = "") -> str | None:
     """Runs one job under the id of the request that submitted it, and writes
     its log line and metrics (the job's own record has the same numbers)."""
+    if draining():
+        return "requeued" if services.requeue_job(job_id=job_id) else None
     token = observability.bind_request_id(request_id)
     started = time.monotonic()
     try:
@@ -48,10 +56,20 @@ def _log_job_end(job, *, seconds: float) -> None:
 
 
 def fail_stale_jobs() -> int:
+    if draining():
+        return 0
     failed = services.fail_stale_jobs()
     batches.resume_batches()
     return failed
 
 
 def expire_job_files() -> int:
-    return services.expire_job_files()
+    if draining():
+        return 0
+    return services.expire_job_files(should_stop=draining)
+
+
+def delete_orphaned_files() -> int:
+    if draining():
+        return 0
+    return services.delete_orphaned_files(should_stop=draining)

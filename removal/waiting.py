@@ -38,7 +38,7 @@ Many waiters in one web process:
   it wakes every waiter, and they re-read the job; until it is listening
   again they poll, each on its own. As a last net (a job ended by a path
   that does not announce), a waiter re-reads its job every
-  ``RECHECK_SECONDS``.
+  ``WAIT_RECHECK_SECONDS``.
 - A waiting request closes its thread's Django connection before it blocks
   (outside a transaction), so N waiting requests hold N threads (gunicorn
   gthread, ``make serve``) but no database connections.
@@ -63,9 +63,6 @@ from revid.observability import WAITING_CLIENTS
 
 logger = logging.getLogger(__name__)
 
-# A waiter re-reads its job this often even when listening, in case the job
-# ended without an announcement (or the announcement was lost).
-RECHECK_SECONDS = 5.0
 # While the listener is down, each waiter reads its job this often itself.
 FALLBACK_POLL_SECONDS = 0.5
 # How long the first waiter gives a (re)starting listener to subscribe
@@ -76,6 +73,8 @@ HEARTBEAT_SECONDS = 30.0
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
 # How a listener's connection shows in pg_stat_activity and CLIENT LIST.
 LISTENER_NAME = "revid-wait"
+# How long the PostgreSQL listener waits for its own probe NOTIFY.
+PROBE_SECONDS = 5.0
 
 _FINISHED = (RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED)
 
@@ -111,7 +110,11 @@ def backend_name() -> str:
         return choice
     if settings.REDIS_URL:
         return "redis"
-    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql" and (
+        settings.WAIT_DATABASE_URL or not settings.DB_TRANSACTION_POOLER
+    ):
+        # Through a transaction pooler LISTEN hears nothing: only with a
+        # direct connection of its own.
         return "postgres"
     return "poll"
 
@@ -168,7 +171,7 @@ def wait_for_job(*, job_id: uuid.UUID | str, timeout: float) -> None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            step = RECHECK_SECONDS if listening else FALLBACK_POLL_SECONDS
+            step = settings.WAIT_RECHECK_SECONDS if listening else FALLBACK_POLL_SECONDS
             _release_db_connection()
             if waiter.event.wait(min(remaining, step)) and waiter.finished:
                 return
@@ -286,6 +289,10 @@ class _Listener:
         while not self._stopping.is_set():
             try:
                 self._listen()
+            except ListenerRefused as exc:
+                # A configuration error, not a blip: say so loudly, retry rarely.
+                logger.error("%s", exc)
+                delay = _BACKOFF_MAX
             except Exception:
                 logger.warning(
                     "The %s wait listener lost its connection; waiters poll until it is back",
@@ -352,12 +359,51 @@ class _PollListener(_Listener):
                 self.bell.close()
 
 
+class ListenerRefused(Exception):
+    """LISTEN through this connection does not hear what workers NOTIFY."""
+
+
 class _PostgresListener(_Listener):
+    """LISTEN on a connection of its own, after proving it hears NOTIFY.
+
+    Behind PgBouncer in transaction mode (or any pooler that hands a
+    session's statements to different server connections) LISTEN runs on
+    a server connection that goes back to the pool: notifications never
+    arrive, and every waiter would silently fall back to its 5 s re-check.
+    So before it counts as listening, the listener sends itself a probe
+    through the workers' own path (a NOTIFY on this thread's Django
+    connection) and refuses, with an ERROR in the log that says what to
+    change, when the probe does not come back; waiters poll meanwhile, and
+    it tries again at the longest back-off.
+    """
+
     name = "postgres"
 
     def __init__(self, channel: str, params: dict):
         super().__init__(channel)
         self.params = params
+
+    def _probe(self, conn) -> None:
+        token = f"probe:{uuid.uuid4()}"
+        connection = connections[DEFAULT_DB_ALIAS]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, %s)", [self.channel, token])
+        finally:
+            connection.close()
+        deadline = time.monotonic() + PROBE_SECONDS
+        while time.monotonic() < deadline:
+            for notify in conn.notifies(timeout=max(0.05, deadline - time.monotonic())):
+                if notify.payload == token:
+                    return
+                self.waiters.finish(notify.payload)
+        raise ListenerRefused(
+            "The wait listener's LISTEN did not hear its own NOTIFY sent through the "
+            f"database connection within {PROBE_SECONDS:g} s: DATABASE_URL likely goes "
+            "through a transaction pooler (PgBouncer pool_mode=transaction), where LISTEN "
+            "cannot work. Set WAIT_DATABASE_URL to a direct connection to the same "
+            "database, or WAIT_BACKEND=redis (or poll). Waiting requests poll until then."
+        )
 
     def _listen(self) -> None:
         import psycopg
@@ -365,6 +411,7 @@ class _PostgresListener(_Listener):
 
         with psycopg.connect(**self.params, autocommit=True) as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._probe(conn)
             self._subscribed()
             next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
             while not self._stopping.is_set():
@@ -433,13 +480,7 @@ def _listener(name: str) -> _Listener:
     elif name == "redis":
         key = (name, settings.REDIS_URL, channel)
     else:
-        params = connections[DEFAULT_DB_ALIAS].get_connection_params()
-        # Django's cursor class and adapters are not needed on this connection.
-        for option in ("cursor_factory", "context", "prepare_threshold"):
-            params.pop(option, None)
-        params.setdefault("application_name", LISTENER_NAME)
-        params.setdefault("connect_timeout", 5)
-        params.setdefault("keepalives", 1)
+        params = _listen_connection_params()
         key = (name, repr(sorted(params.items())), channel)
     with _listeners_lock:
         listener = _listeners.get(key)
@@ -452,6 +493,29 @@ def _listener(name: str) -> _Listener:
                 listener = _PostgresListener(channel, params)
             _listeners[key] = listener
     return listener
+
+
+def _listen_connection_params() -> dict:
+    """psycopg parameters of the LISTEN connection: WAIT_DATABASE_URL's when
+    set (a direct connection beside a pooler), else the database's own."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if settings.WAIT_DATABASE_URL:
+        import dj_database_url
+
+        settings_dict = {
+            **connection.settings_dict,
+            **dj_database_url.parse(settings.WAIT_DATABASE_URL),
+        }
+        params = type(connection)(settings_dict, DEFAULT_DB_ALIAS).get_connection_params()
+    else:
+        params = connection.get_connection_params()
+    # Django's cursor class and adapters are not needed on this connection.
+    for option in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(option, None)
+    params.setdefault("application_name", LISTENER_NAME)
+    params.setdefault("connect_timeout", 5)
+    params.setdefault("keepalives", 1)
+    return params
 
 
 def _forget_listeners_after_fork() -> None:

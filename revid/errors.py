@@ -81,6 +81,7 @@ REMOVEBG_TITLES = {
     "invalid_image_url": "Invalid image URL",
     "failed_image_download": "Failed to download image",
     "unknown_foreground": "Could not identify foreground in image",
+    "malformed_request": "Malformed request",
 }
 # remove.bg's clients branch on these; any other client error is its 400.
 REMOVEBG_STATUSES = {401: 403, 402: 402, 403: 403, 404: 404, 405: 405, 429: 429}

@@ -72,6 +72,11 @@ if not SECRET_KEY:
             "`make setup` writes one into .env for you)."
         )
     SECRET_KEY = "insecure-development-only-key-do-not-use-in-production"
+# Rotation: the new key in SECRET_KEY, the old one(s) here until every
+# session, signed link and queued task made with them has run out. Django
+# checks them on its own; django-q2's task signatures are checked against
+# them too (revid/queue_signing.py), so no queued task is dropped.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", "")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -91,7 +96,10 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if SECURE_HTTPS 
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HTTPS)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HTTPS)
 # Behind a TLS-terminating proxy, trust its X-Forwarded-Proto (only then:
-# a client could otherwise claim https itself).
+# a client could otherwise claim https itself). The proxy must set the
+# header on every request, replacing whatever the client sent: Django then
+# sees https, so absolute URLs (image_url, Stripe's return URLs, links in
+# emails) are https and the cookies are sent only over TLS.
 if env_bool("SECURE_PROXY_SSL_HEADER", SECURE_HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -193,6 +201,14 @@ DATABASES = {
         DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True
     )
 }
+# DATABASE_URL goes through PgBouncer (or another pooler) in transaction
+# mode: a session's state does not outlive its transaction there, so
+# server-side cursors (QuerySet.iterator()) and LISTEN cannot work through
+# it. The wait listener then needs WAIT_DATABASE_URL (a direct connection),
+# or Redis / the poll (see WAIT_BACKEND below).
+DB_TRANSACTION_POOLER = env_bool("DB_TRANSACTION_POOLER", False)
+if DB_TRANSACTION_POOLER:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # The web server and the worker share one file: wait for the write
@@ -229,8 +245,18 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # On by default in development (make run), off by default in production:
 # a deployment without self-service customers stays as it was.
 SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", DEBUG)
-# Credits granted (through the ledger) to each account made by a sign-up.
+# Credits granted (through the ledger) to each account made by a sign-up,
+# once its email address is verified.
 SIGNUP_FREE_CREDITS = env_int("SIGNUP_FREE_CREDITS", 0, minimum=0)
+# Sign-up attempts per client address (an IPv6 /64), in the
+# "N/second|minute|hour|day" form; empty turns it off. Counted in the
+# database, like REMOVAL_RATE_LIMIT, so every web process shares the count.
+SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "5/hour").strip()
+# How many proxies in front of the web processes add themselves to
+# X-Forwarded-For: the client address (sign-up limit, allauth's own limits)
+# is the one the outermost of them saw. 0 (the default) ignores the header,
+# which anyone can send; behind a proxy every client would then count as it.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AUTHENTICATION_BACKENDS = [
     # Usernames, as before (admin-made users), then email or username for
     # users who signed up.
@@ -241,9 +267,18 @@ ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
-# Logging in works before the address is verified; creating the first API
-# key does not (accounts.selectors.email_verification_pending).
-ACCOUNT_EMAIL_VERIFICATION = "optional"
+# A sign-up answers "check your email" whether or not the address is known
+# (its owner is emailed instead), so it cannot tell who is registered: with
+# unique addresses allauth does that only when verification is mandatory.
+# The link logs the new user in. Logging in with the password (our login
+# page) still works before the address is verified; creating the first API
+# key does not (accounts.selectors.email_verification_pending), and the
+# free credits come with the verification (accounts.services).
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_PREVENT_ENUMERATION = True
+# allauth counts sign-ups in each process's cache; ours are counted in the
+# database instead (SIGNUP_RATE_LIMIT, doors.dashboard.signup).
+ACCOUNT_RATE_LIMITS = {"signup": None}
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Remove Background] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SECURE_HTTPS else "http"
@@ -319,10 +354,12 @@ def s3_storage(environ: Mapping[str, str]) -> dict | None:
 
 if (_s3_storage := s3_storage(os.environ)) is not None:
     STORAGES["default"] = _s3_storage
-# /output/<file> streams the PNG through the web server by default (same
-# URL, same headers, works behind any storage). With S3 storage it can
-# instead answer 302 to a presigned URL, so the bytes skip the web server.
-OUTPUT_REDIRECT_TO_STORAGE = env_bool("OUTPUT_REDIRECT_TO_STORAGE", False)
+# With S3 storage, /output/<file> answers 302 to a short-lived presigned
+# URL by default, so the bytes go from the bucket to the client and skip
+# the web server. OUTPUT_REDIRECT_TO_STORAGE=0 streams them through the web
+# server instead (for buckets clients cannot reach), chunk by chunk, never
+# the whole object in memory. Local files are always streamed.
+OUTPUT_REDIRECT_TO_STORAGE = env_bool("OUTPUT_REDIRECT_TO_STORAGE", _s3_storage is not None)
 if OUTPUT_REDIRECT_TO_STORAGE and _s3_storage is None:
     raise ImproperlyConfigured(
         "OUTPUT_REDIRECT_TO_STORAGE needs S3 storage (set AWS_STORAGE_BUCKET_NAME)."
@@ -352,12 +389,12 @@ REMOVAL_STALE_GRACE = env_int("REMOVAL_STALE_GRACE", 30, minimum=1)
 # Per-key limit on submissions, in DRF's "N/second|minute|hour|day" form;
 # empty turns it off. Checked before anything is read or charged.
 REMOVAL_RATE_LIMIT = env_str("REMOVAL_RATE_LIMIT", "60/minute").strip()
-if REMOVAL_RATE_LIMIT and not re.fullmatch(
-    r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", REMOVAL_RATE_LIMIT
+for _name, _rate in (
+    ("REMOVAL_RATE_LIMIT", REMOVAL_RATE_LIMIT),
+    ("SIGNUP_RATE_LIMIT", SIGNUP_RATE_LIMIT),
 ):
-    raise ImproperlyConfigured(
-        f"REMOVAL_RATE_LIMIT must look like 60/minute (or be empty), got {REMOVAL_RATE_LIMIT!r}"
-    )
+    if _rate and not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise ImproperlyConfigured(f"{_name} must look like 60/minute (or be empty), got {_rate!r}")
 # A job no worker has started after this long is failed and refunded. The
 # Redis broker has no acknowledgements: tasks a killed qcluster had already
 # taken off the queue are gone, and this is what finally answers them.
@@ -474,6 +511,8 @@ Q_WORKERS = env_int("Q_WORKERS", 1, minimum=1)
 # poll). Each look is one indexed query; 50 ms keeps queue latency small
 # next to a 0.3 MP job.
 Q_POLL_MS = env_int("Q_POLL_MS", 50, minimum=1)
+# Tasks each removal cluster holds beyond those its workers are running.
+Q_QUEUE_LIMIT = env_int("Q_QUEUE_LIMIT", Q_WORKERS, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 Q_CLUSTER = {
     "name": "revid",
@@ -485,6 +524,12 @@ Q_CLUSTER = {
     "timeout": REMOVAL_JOB_TIMEOUT + max(1, REMOVAL_STALE_GRACE // 2),
     "retry": REMOVAL_JOB_TIMEOUT + REMOVAL_STALE_GRACE + 5,
     "max_attempts": 2,
+    # Tasks a cluster takes off the broker ahead of its workers (django-q2's
+    # default is workers squared). Held tasks are lost with a crashed
+    # machine on Redis (the reaper refunds them REMOVAL_QUEUE_TIMEOUT
+    # later), wait behind a slow job while another machine idles, and a
+    # stopping worker hands them back (revid/run_worker.py): keep it small.
+    "queue_limit": Q_QUEUE_LIMIT,
     "recycle": 500,
     "save_limit": 1000,
     "ack_failures": True,
@@ -521,9 +566,25 @@ if WAIT_BACKEND == "redis" and not REDIS_URL:
     raise ImproperlyConfigured("WAIT_BACKEND=redis needs REDIS_URL")
 if WAIT_BACKEND == "postgres" and "postgresql" not in DATABASES["default"]["ENGINE"]:
     raise ImproperlyConfigured("WAIT_BACKEND=postgres needs a PostgreSQL DATABASE_URL")
+# The LISTEN connection of the postgres backend, when it must not be
+# DATABASE_URL's: a direct connection to the same database beside a
+# transaction pooler. Empty: DATABASE_URL's own parameters.
+WAIT_DATABASE_URL = env_str("WAIT_DATABASE_URL")
+if WAIT_DATABASE_URL and "postgres" not in dj_database_url.parse(WAIT_DATABASE_URL)["ENGINE"]:
+    raise ImproperlyConfigured("WAIT_DATABASE_URL must be a postgres:// URL")
+if DB_TRANSACTION_POOLER and WAIT_BACKEND == "postgres" and not WAIT_DATABASE_URL:
+    raise ImproperlyConfigured(
+        "WAIT_BACKEND=postgres cannot LISTEN through a transaction pooler "
+        "(DB_TRANSACTION_POOLER=1): set WAIT_DATABASE_URL to a direct connection, "
+        "or use WAIT_BACKEND=redis or poll"
+    )
 # The poll backend's interval: one query per web process (for all of its
 # waiting requests together), only while some request waits.
 WAIT_POLL_MS = env_int("WAIT_POLL_MS", 25, minimum=1)
+# The last net: a listening waiter re-reads its job this often, in case it
+# ended without an announcement (or the announcement was lost). Tests set it
+# far beyond their waits, so that only the announcement can end them.
+WAIT_RECHECK_SECONDS = env_int("WAIT_RECHECK_SECONDS", 5, minimum=1)
 # The longest ?wait= a client may ask for, in seconds.
 WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 # The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.
@@ -569,11 +630,68 @@ Q_CLUSTER["ALT_CLUSTERS"] = {
         "timeout": WEBHOOK_TIMEOUT_SECONDS + 20,
         "retry": WEBHOOK_TIMEOUT_SECONDS + 40,
         "max_attempts": 1,
+        "queue_limit": WEBHOOK_WORKERS,
     }
 }
-if env_str("Q_CLUSTER_NAME") == WEBHOOK_CLUSTER:
-    # The webhook workers never run a model: do not load one in each.
+# The reaper (fail_stale_jobs) and the expiry run on a queue of their own,
+# so a backlog of removals never delays them: `make worker` and `make
+# webhook-worker` each run this one-process cluster beside their own
+# (revid/run_worker.py --housekeeping); their schedules name it.
+HOUSEKEEPING_CLUSTER = "housekeeping"
+# The most one expiry or orphan sweep run may take: it stops between
+# batches past it and the next run carries on.
+HOUSEKEEPING_RUN_SECONDS = 240
+Q_CLUSTER["ALT_CLUSTERS"][HOUSEKEEPING_CLUSTER] = {
+    "workers": 1,
+    "queue_limit": 1,
+    "timeout": HOUSEKEEPING_RUN_SECONDS + 60,
+    "retry": HOUSEKEEPING_RUN_SECONDS + 90,
+    # Every task here runs again on its schedule; never redeliver one.
+    "max_attempts": 1,
+}
+if env_str("Q_CLUSTER_NAME") in (WEBHOOK_CLUSTER, HOUSEKEEPING_CLUSTER):
+    # These workers never run a model: do not load one in each.
     WARM_MODELS = []
+
+# How long a stopping worker (revid/run_worker.py, on SIGTERM) waits for
+# its running jobs before it kills them: django-q2's hard limit on one task
+# (the removal job's or a webhook attempt's, whichever is longer) and a
+# margin to store the result. Tasks taken but not started go back to the
+# queue at once. A supervisor must allow at least this long (systemd's
+# TimeoutStopSec, a container's stop timeout); the job of a worker killed
+# anyway is failed and refunded by the reaper.
+WORKER_STOP_GRACE_SECONDS = env_int(
+    "WORKER_STOP_GRACE_SECONDS",
+    max(Q_CLUSTER["timeout"], Q_CLUSTER["ALT_CLUSTERS"][WEBHOOK_CLUSTER]["timeout"]) + 15,
+    minimum=1,
+)
+
+# --- Web server and probes ----------------------------------------------------
+# The longest a request may hold a web thread: POST /v1.0/removebg fetches
+# an image URL, waits for a worker to start the job, then for the job (and
+# the reaper's grace); ?wait= holds at most WAIT_MAX_SECONDS.
+LONGEST_REQUEST_SECONDS = max(
+    WAIT_MAX_SECONDS,
+    OUTBOUND_TIMEOUT_SECONDS
+    + REMOVEBG_QUEUE_WAIT_SECONDS
+    + REMOVAL_JOB_TIMEOUT
+    + REMOVAL_STALE_GRACE,
+)
+# On SIGTERM gunicorn stops accepting at once (the load balancer's probe
+# fails from then on) and gives the requests in hand this long to finish
+# (revid/gunicorn_conf.py). Shorter would cut waiting clients off.
+WEB_GRACEFUL_TIMEOUT = env_int("WEB_GRACEFUL_TIMEOUT", LONGEST_REQUEST_SECONDS + 10, minimum=1)
+if WEB_GRACEFUL_TIMEOUT < LONGEST_REQUEST_SECONDS:
+    raise ImproperlyConfigured(
+        f"WEB_GRACEFUL_TIMEOUT ({WEB_GRACEFUL_TIMEOUT}) must cover the longest request, "
+        f"{LONGEST_REQUEST_SECONDS} s (REMOVEBG_QUEUE_WAIT_SECONDS + REMOVAL_JOB_TIMEOUT + "
+        "REMOVAL_STALE_GRACE + OUTBOUND_TIMEOUT_SECONDS, or WAIT_MAX_SECONDS)"
+    )
+# /readyz reports a shared dependency (database, broker, bucket) as failing
+# only once it has failed for this long without a success: a blip of a
+# service every web machine shares must not take all of them out of the
+# load balancer at once. 0: fail at the first error.
+READYZ_SHARED_GRACE_SECONDS = env_int("READYZ_SHARED_GRACE_SECONDS", 30, minimum=0)
 
 # The rate limit's counters. One process (make run) can keep them in
 # memory; several web processes must share them, in Redis.
@@ -615,6 +733,26 @@ SPECTACULAR_SETTINGS = {
         "RequestedFormatEnum": "imaging.options.REQUESTED_FORMATS",
     },
 }
+
+# --- Error reporting (optional) ---------------------------------------------
+# Unhandled errors of web requests and worker tasks go to Sentry (or a
+# compatible service) when SENTRY_DSN is set; nothing is sent otherwise.
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
+try:
+    SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0") or 0)
+except ValueError:
+    SENTRY_TRACES_SAMPLE_RATE = -1.0
+if not 0 <= SENTRY_TRACES_SAMPLE_RATE <= 1:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be a number from 0 to 1")
+if SENTRY_DSN:
+    from revid.sentry import init_sentry
+
+    init_sentry(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
 
 # Batches (POST /paid/image/remove/background/batch): the most items, bytes
 # and pixels one may hold (checked before the charge), and how many of its

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import socket
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connections
+from django.db import connections as databases
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.services import add_member, create_api_key
@@ -36,14 +38,18 @@ def _stop_wait_listeners():
     waiting.stop_listeners()
 
 
+# What ``account`` (and ``other_account``) start with.
+ACCOUNT_CREDITS = 1000
+
+
 @pytest.fixture
 def account(db):
-    return open_account(name="acme", credits=1000)
+    return open_account(name="acme", credits=ACCOUNT_CREDITS)
 
 
 @pytest.fixture
 def other_account(db):
-    return open_account(name="outsider", credits=1000)
+    return open_account(name="outsider", credits=ACCOUNT_CREDITS)
 
 
 @pytest.fixture
@@ -84,6 +90,16 @@ def customer_client(alice, client):
     return client
 
 
+@pytest.fixture
+def csrf_client(alice):
+    """``alice`` logged in, in a client that enforces CSRF like a browser
+    (its csrftoken cookie set by a first page)."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/")
+    return client
+
+
 def run_with_settings(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """``python -c script`` with only ``env`` (and the basics) in its environment."""
     return subprocess.run(
@@ -110,7 +126,7 @@ def django_start_error(env: dict[str, str]) -> str:
 
 def database_url_for_subprocess() -> str:
     """The URL of the test database this session created, for child processes."""
-    db = connections["default"].settings_dict
+    db = databases["default"].settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
     user = db.get("USER") or ""
@@ -213,25 +229,35 @@ def _answers(url: str) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """An S3-compatible server (moto's) on a free loopback port, in its own process."""
+@contextlib.contextmanager
+def server_process(argv: list[str], *, name: str, log_dir: Path):
+    """``python argv`` in its own process group, on a free loopback port (``{port}``
+    in argv), until its URL answers; yields the URL and stops it afterwards."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, *(arg.format(port=port) for arg in argv)],
+            cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(url), timeout=30, message=f"moto never answered at {url}")
+        wait_for(lambda: _answers(url), timeout=30, message=f"{name} never answered at {url}")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3-compatible server (moto's) on a free loopback port, in its own process."""
+    argv = ["-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"]
+    with server_process(argv, name="moto", log_dir=tmp_path_factory.mktemp("moto")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -366,6 +392,16 @@ def redis_broker(redis_url, settings, monkeypatch):
     client.close()
 
 
+@pytest.fixture(scope="session")
+def u2netp():
+    """The real u2netp session (the fast model), loaded once for the run."""
+    from removal import registry
+
+    if not registry.is_available("u2netp"):
+        pytest.fail("u2netp weights are missing: run `make models`")
+    return registry.get_session("u2netp")
+
+
 @pytest.fixture
 def inline_worker(transactional_db, monkeypatch):
     """Accepted jobs run at once, in this process, through the real services and model.
@@ -417,12 +453,68 @@ class LoopbackFiles:
 
 
 @pytest.fixture
-def loopback_files(settings):
-    """A file server on loopback that the safe fetcher may reach (and only it)."""
+def allow_loopback(settings):
+    """The safe fetcher may reach 127.0.0.1, where the tests' servers live
+    (and no other internal address)."""
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+
+@pytest.fixture
+def loopback_files(allow_loopback):
+    """A file server on loopback that the safe fetcher may reach (and only it)."""
     server = LoopbackFiles()
     yield server
     server.close()
+
+
+@pytest.fixture
+def connections(monkeypatch):
+    """Every (host, port) a socket connects to during the test (the connects still happen)."""
+    seen: list[tuple] = []
+    real_connect = socket.socket.connect
+
+    def connect(sock, address):
+        seen.append(tuple(address[:2]))
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return seen
+
+
+class FakeDNS:
+    """getaddrinfo with our answers for some names; other hosts resolve as usual."""
+
+    def __init__(self, real):
+        self._real = real
+        self._answers: dict[str, list[list[str]]] = {}
+        self.lookups: list[str] = []
+
+    def answer(self, name: str, *answers: list[str]) -> None:
+        """Successive lookups of ``name`` get successive answers (the last one repeats)."""
+        self._answers[name] = list(answers)
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host not in self._answers:
+            return self._real(host, port, *args, **kwargs)
+        self.lookups.append(host)
+        queue = self._answers[host]
+        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, port, 0, 0))
+            if ":" in ip
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+            for ip in addresses
+        ]
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Names with the addresses a test gives them (``fake_dns.answer``); others as usual."""
+    dns = FakeDNS(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    return dns
 
 
 STRIPE_TEST_SECRET_KEY = "sk_test_revid"
@@ -432,23 +524,10 @@ STRIPE_TEST_WEBHOOK_SECRET = "whsec_test_revid"
 @pytest.fixture(scope="session")
 def stripe_server(tmp_path_factory):
     """localstripe with Checkout Sessions (tests/billing/stripe_server.py) on a free port."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.billing.stripe_server", "--port", str(port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url), timeout=30, message=f"localstripe never answered at {url}")
+    argv = ["-m", "tests.billing.stripe_server", "--port", "{port}"]
+    log_dir = tmp_path_factory.mktemp("localstripe")
+    with server_process(argv, name="localstripe", log_dir=log_dir) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 @pytest.fixture

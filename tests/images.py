@@ -70,6 +70,23 @@ def grey_png(width: int, height: int, *, level: int = 128) -> bytes:
     )
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims ``width`` x ``height``.
+
+    Its pixel data is one short row, nowhere near the claim: only a check
+    that reads the header before decoding refuses it cheaply.
+    """
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            png_chunk(b"IHDR", header),
+            png_chunk(b"IDAT", zlib.compress(b"\x00" * (1 + 3 * 64))),
+            png_chunk(b"IEND", b""),
+        ]
+    )
+
+
 def with_damaged_idat(png: bytes) -> bytes:
     """``png`` with bytes in the middle of its first IDAT overwritten, CRC fixed.
 
@@ -148,3 +165,15 @@ def _small_subject_jpeg(label: str) -> bytes:
             img = placed_subject(source, width=width, height=height, at=at, background=background)
             return encode(img, "JPEG", quality=90)
     raise KeyError(label)
+
+
+@cache
+def noisy_photo_png(side: int) -> bytes:
+    """The astronaut enlarged to side x side with pixel noise, as a PNG that
+    hardly compresses (about 0.78 byte a pixel channel): a photo of a given
+    size in bytes, for upload limits."""
+    enlarged = photo("astronaut").resize((side, side), Image.Resampling.BICUBIC)
+    pixels = np.asarray(enlarged).astype(np.int16)
+    noise = np.random.default_rng(side).integers(-20, 21, pixels.shape, dtype=np.int16)
+    noisy = np.clip(pixels + noise, 0, 255).astype(np.uint8)
+    return encode(Image.fromarray(noisy), "PNG", compress_level=1)

@@ -38,9 +38,16 @@ def production_env(**extra: str) -> dict[str, str]:
 
 
 def test_check_deploy_is_clean_with_production_settings_behind_tls():
-    result = deploy_check(**production_env(SECURE_HTTPS="1"))
+    result = deploy_check(**production_env(SECURE_HTTPS="1", SITE_URL="https://api.example.com"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_flags_an_http_site_url_behind_tls():
+    # Webhook payloads' image_url is built from SITE_URL, not from a request.
+    result = deploy_check(**production_env(SECURE_HTTPS="1"))
+    assert result.returncode != 0
+    assert "revid.W001" in result.stdout + result.stderr
 
 
 def test_check_deploy_flags_a_deployment_that_does_not_say_it_is_behind_tls():

@@ -1,17 +1,24 @@
 """Every command README.md and docs/*.md show works as printed.
 
-The commands are read from the Markdown itself: fenced ``sh`` blocks, and
-inline code that starts with ``.venv/bin/``, ``curl `` or ``make ``. Each one
-either runs here, verbatim, in a plain environment (no SECRET_KEY, no
-DJANGO_DEBUG: only what a new user's shell has, plus a DATA_DIR of the test's
-own so nothing touches var/), or is listed in EXEMPT or MAKE_TARGETS with the
-reason it cannot run in a test and what covers it instead. A command added
-to the docs fails ``test_every_command_..._is_run_here_or_exempt`` until it
-is one or the other.
+The commands are read from the Markdown itself: fenced shell blocks, inline
+code that is a command (a program and its arguments: ``.venv/bin/...``,
+``curl ...``, ``make ...``, ``python ...``, ``manage.py ...``, ``pip ...``),
+and fenced Python and JavaScript snippets. Each one either runs here,
+verbatim, in a plain environment (no SECRET_KEY, no DJANGO_DEBUG: only what a
+new user's shell has), or is exempt with the reason it cannot run in a test
+and what covers it instead. A command added to the docs fails
+``test_every_command_..._is_run_here_or_exempt`` until it is one or the other.
+
+``make`` commands are classified by target: a command whose targets all run
+here (``make setup``, ``make models``, ``make format``, ``make lock``...) is
+run as printed in a scratch copy of the checkout, so that the targets that
+rewrite files rewrite the copy's; one that serves until stopped or
+benchmarks for minutes is exempt with that target's reason.
 
 Only placeholders a reader must replace anyway are substituted: the API key,
-the photo's path, the example task id and the address of `make run`'s
-server (here the test's live server).
+the photo's path, the example task id, the account name, the webhook secret,
+the address of `make run`'s server (here the test's live server) and the
+request object a receiver's framework would hand the Python snippet.
 """
 
 import json
@@ -20,22 +27,30 @@ import pty
 import re
 import select
 import shlex
+import shutil
 import sqlite3
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.images import photo_bytes
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
-INLINE_PREFIXES = (".venv/bin/", "curl ", "make ")
+SNIPPET_LANGUAGES = {"python", "py", "js", "javascript"}
+# An inline span is a command when it is a program with arguments.
+COMMAND = re.compile(
+    r"(?:[A-Z_][A-Z0-9_]*=\S*\s+)*"
+    r"(?:\.venv/bin/\S+|\./\S+|curl|make|python3?|pip3?|npm|manage\.py|gunicorn|honcho)\s+\S"
+)
 COMMAND_TIMEOUT = 300
 
-# Commands that run in the tests below, by (file, first line).
+# Commands and snippets that run in the tests below, by (file, first line).
 RUN = {
     ("README.md", "curl -X POST \\"): "test_the_readme_curl_examples_remove_a_background",
     (
@@ -57,12 +72,36 @@ RUN = {
     ("deploy.md", ".venv/bin/python manage.py create_account acme --credits 1000"): (
         "test_the_account_commands_work_in_a_plain_shell"
     ),
+    ("README.md", ".venv/bin/python manage.py webhook_secret ACCOUNT [--rotate]"): (
+        "test_the_webhook_secret_command_prints_what_the_python_snippet_verifies_with"
+    ),
+    ("README.md", "from standardwebhooks import Webhook"): (
+        "test_the_webhook_secret_command_prints_what_the_python_snippet_verifies_with"
+    ),
+    ("README.md", "import remove_bg_api  # pip install remove-bg-api"): (
+        "test_the_remove_bg_api_snippet_removes_a_background"
+    ),
 }
 
 # Commands that cannot run in a test, by (file, first line), and why.
 EXEMPT = {
     ("README.md", ".venv/bin/python manage.py install_models [names...]"): (
-        "`[names...]` is a placeholder; `make models` runs it before every make run and make test"
+        "`[names...]` is a placeholder; `make models` (run here) runs it without names"
+    ),
+    ("README.md", "pip install standardwebhooks"): (
+        "installs into the reader's own receiver project from PyPI, which a test cannot "
+        "reach; requirements.txt pins it here and the Python snippet runs with it"
+    ),
+    ("README.md", "npm install standardwebhooks"): (
+        "installs into the reader's own JavaScript receiver from npm, which a test cannot reach"
+    ),
+    ("README.md", 'import { Webhook } from "standardwebhooks";'): (
+        "needs the standardwebhooks npm package, which this machine has no registry to "
+        "install from; the Python snippet runs the same verification on a real signature"
+    ),
+    ("README.md", ".venv/bin/python manage.py qcluster"): (
+        "the removal worker, which serves until stopped: every end-to-end test runs it "
+        "(start_worker)"
     ),
     ("deploy.md", "export SECRET_KEY='a long random string, THE SAME on every web and worker"): (
         "sets a production machine's environment; every value is a placeholder"
@@ -86,19 +125,60 @@ EXEMPT = {
         "shoe.jpg and bag.jpg are the reader's own files; tests/doors/test_batches.py sends "
         "the same multipart fields (files, model, format) through HTTP"
     ),
+    ("deploy.md", "Q_CLUSTER_NAME=webhooks manage.py qcluster"): (
+        "names what `make webhook-worker` runs, which serves until stopped "
+        "(tests/e2e/test_webhooks_e2e.py runs it)"
+    ),
+    ("deploy.md", "manage.py qcluster"): (
+        "names what `make worker` runs, which serves until stopped (every end-to-end test runs it)"
+    ),
+    ("deploy.md", "manage.py install_models"): (
+        "names what `make models` runs; `make models` runs here"
+    ),
+    ("README.md", "Q_CLUSTER_NAME=webhooks .venv/bin/python -m revid.run_worker --housekeeping"): (
+        "names what `make webhook-worker` runs, which serves until stopped "
+        "(tests/e2e/test_webhooks_e2e.py and tests/e2e/test_worker_drain.py run it)"
+    ),
+    ("README.md", "manage.py connection_budget"): (
+        "names the command; tests/revid/test_connection_budget.py runs it"
+    ),
+    ("README.md", "manage.py queue_stats"): (
+        "names the command; tests/removal/test_queue_stats.py runs it"
+    ),
+    ("deploy.md", "manage.py check --deploy"): (
+        "a production host's check; tests/test_deploy_check.py runs it with production settings"
+    ),
+    ("deploy.md", "manage.py check"): (
+        "a production host's check; tests/test_deploy_check.py runs it with production settings"
+    ),
+    ("deploy.md", "python -m revid.run_worker --housekeeping"): (
+        "names what `make worker` runs on a worker machine, which serves until stopped "
+        "(tests/e2e/test_worker_drain.py runs it)"
+    ),
+    ("deploy.md", "python manage.py queue_stats"): (
+        "a production host's command; tests/removal/test_queue_stats.py runs it"
+    ),
+    ("deploy.md", "python manage.py connection_budget"): (
+        "a production host's command (it asks PostgreSQL); tests/revid/test_connection_budget.py "
+        "runs it"
+    ),
     ("api-contract.md", "curl -X POST \\"): (
         "the contract's example against the original hosted service; the README's copy of the "
         "same request runs against a live server in this file"
     ),
 }
 
-# `make` commands, by target: every target a doc runs must be listed here.
+# `make` targets: None when the target runs here (in a scratch copy of the
+# checkout), else why it cannot. A command runs here when all its targets do.
 MAKE_TARGETS = {
+    "setup": None,
+    "venv": None,
+    "models": None,
+    "lint": None,
+    "format": None,
+    "lock": None,
     "run": "serves until stopped: tests/e2e/test_make_run.py runs it and stops it",
     "test": "is this suite",
-    "setup": "runs before every make run and make test",
-    "venv": "runs before every make run and make test (and here, before migrate)",
-    "models": "runs before every make run and make test; downloads weights on a new machine",
     "serve": (
         "a production server that runs until stopped; tests/e2e/test_production_server.py "
         "runs gunicorn as it does and checks its refusal without SECRET_KEY"
@@ -107,11 +187,12 @@ MAKE_TARGETS = {
     "webhook-worker": (
         "runs the webhook qcluster until stopped, as tests/e2e/test_webhooks_e2e.py does"
     ),
-    "bench": "a benchmark of several minutes that rewrites docs/benchmarks.md",
-    "bench-workers": "a benchmark of several minutes",
-    "format": "rewrites the source files",
-    "lint": "runs ruff and lint-imports, as the first steps of make test do",
-    "lock": "rewrites requirements.txt",
+    "bench": (
+        "a benchmark: minutes of every core (even --quick), which would skew the suite's "
+        "measured deadlines; it rewrites docs/benchmarks.md"
+    ),
+    "bench-workers": "a benchmark of several minutes of every core",
+    "bench-batches": "a benchmark: minutes of every core, against rembg s",
     "screenshots": (
         "rewrites docs/screenshots; its browser test runs in tests/e2e/test_browser.py"
     ),
@@ -124,18 +205,24 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
 
 
 def documented_commands() -> list[tuple[str, str]]:
-    """(file name, command text) for every command the docs show."""
+    """(file name, command text) for every command and snippet the docs show."""
     commands = []
     for path in DOCS:
         text = path.read_text()
         for info, body in fenced_blocks(text):
-            if info.strip() in SHELL_LANGUAGES:
+            if info.strip() in SHELL_LANGUAGES | SNIPPET_LANGUAGES:
                 commands.append((path.name, body))
         prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
         for span in re.findall(r"`([^`\n]+)`", prose):
-            if span.startswith(INLINE_PREFIXES):
+            if COMMAND.match(span):
                 commands.append((path.name, span))
     return commands
+
+
+def shell_lines(text: str) -> set[str]:
+    """The lines of a command without comments or surplus spaces."""
+    lines = (re.sub(r"(^|\s)#.*", "", line) for line in text.splitlines())
+    return {" ".join(line.split()) for line in lines if line.strip()}
 
 
 def first_line(command: str) -> str:
@@ -225,23 +312,113 @@ def dotenv():
     assert (ROOT / ".env").exists()
 
 
-def listed(name: str, text: str, entries: dict[tuple[str, str], str]) -> bool:
-    return any(name == file and first_line(text).startswith(first) for file, first in entries)
+def classify(name: str, text: str, shown: list[tuple[str, str]]) -> str | None:
+    """How a documented command is covered: "run: <test>", "make", "exempt: <why>",
+    "shown: <command>" (a line of a block that is covered), or None."""
+    first = first_line(text)
+    for (file, start), test in RUN.items():
+        if file == name and first.startswith(start):
+            return f"run: {test}"
+    for (file, start), reason in EXEMPT.items():
+        if file == name and first.startswith(start):
+            return f"exempt: {reason}"
+    targets = make_targets(text)
+    if targets and targets <= MAKE_TARGETS.keys():
+        reasons = [MAKE_TARGETS[target] for target in sorted(targets) if MAKE_TARGETS[target]]
+        return f"exempt: {reasons[0]}" if reasons else "make"
+    if len(shell_lines(text)) == 1:
+        for other_name, other in shown:
+            if (
+                other_name == name
+                and other != text
+                and shell_lines(text) <= shell_lines(other)
+                and classify(other_name, other, []) is not None
+            ):
+                return f"shown: {first_line(other)}"
+    return None
 
 
 def test_every_command_the_readme_and_docs_show_is_run_here_or_exempt():
     shown = documented_commands()
-    unclassified = []
-    for name, text in shown:
-        if listed(name, text, RUN) or listed(name, text, EXEMPT):
-            continue
-        targets = make_targets(text)
-        if targets and targets <= MAKE_TARGETS.keys():
-            continue
-        unclassified.append((name, first_line(text)))
+    unclassified = [
+        (name, first_line(text)) for name, text in shown if classify(name, text, shown) is None
+    ]
     assert unclassified == [], "run these in tests/test_readme.py or exempt them, with a reason"
     for entry in (*RUN, *EXEMPT):
-        assert any(listed(name, text, {entry: ""}) for name, text in shown), f"stale: {entry}"
+        assert any(
+            name == entry[0] and first_line(text).startswith(entry[1]) for name, text in shown
+        ), f"stale: {entry}"
+    for test in set(RUN.values()):
+        assert callable(globals().get(test)), f"RUN names a test this file lacks: {test}"
+    for target in MAKE_TARGETS:
+        assert re.search(rf"^{re.escape(target)}:", MAKEFILE, flags=re.MULTILINE), target
+
+
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def runnable_make_commands() -> list[str]:
+    """Each make command the docs show whose targets all run here, once."""
+    shown = documented_commands()
+    found = []
+    for name, text in shown:
+        if classify(name, text, shown) == "make" and text.strip() not in found:
+            found.append(text.strip())
+    return found
+
+
+def scratch_checkout(destination: Path) -> Path:
+    """A copy of the checkout (tracked and untracked files, as they are now,
+    their times kept so make sees what it would here), sharing the
+    virtualenv and the model weights but nothing written by running."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (entry.decode() for entry in listed)):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    (destination / ".venv").symlink_to((ROOT / ".venv").resolve())
+    (destination / "var").mkdir()
+    (destination / "var" / "models").symlink_to((ROOT / "var" / "models").resolve())
+    return destination
+
+
+def test_the_make_commands_the_docs_show_work_as_printed_in_a_fresh_checkout(tmp_path):
+    commands = runnable_make_commands()
+    run_targets = set().union(*(make_targets(text) for text in commands))
+    # The docs show these; a doc that stops showing one drops it from here.
+    assert {"setup", "models", "format", "lock"} <= run_targets, commands
+    checkout = scratch_checkout(tmp_path / "checkout")
+    sources = {
+        path: path.read_bytes() for path in checkout.rglob("*.py") if ".venv" not in path.parts
+    }
+    for text in commands:
+        run_shell(text, cwd=checkout, env=plain_environment())
+
+    # `make setup`: a development .env, the weights, a migrated database.
+    dotenv_text = (checkout / ".env").read_text()
+    assert "DJANGO_DEBUG=1" in dotenv_text and re.search(r"^SECRET_KEY=\S{40,}$", dotenv_text, re.M)
+    with sqlite3.connect(checkout / "var" / "db.sqlite3") as db:
+        applied = {app for (app,) in db.execute("SELECT DISTINCT app FROM django_migrations")}
+    assert {"accounts", "billing", "removal", "webhooks"} <= applied
+    # `make format`: the checkout was formatted already, so nothing changed.
+    changed = [
+        str(p.relative_to(checkout)) for p, data in sources.items() if p.read_bytes() != data
+    ]
+    assert changed == []
+
+    # `make lock`: requirements.txt re-pinned from the virtualenv, every package still there.
+    def pinned(path: Path) -> set[str]:
+        names = re.findall(r"^([A-Za-z0-9_.-]+)==", path.read_text(), flags=re.MULTILINE)
+        return {name.lower().replace("_", "-") for name in names}
+
+    assert pinned(ROOT / "requirements.txt") <= pinned(checkout / "requirements.txt")
 
 
 def test_the_account_commands_work_in_a_plain_shell(dotenv, tmp_path):
@@ -315,3 +492,83 @@ def test_the_readme_curl_examples_remove_a_background(
     assert json.loads(status)["status"] == "completed"
     cutout = Image.open(tmp_path / "cutout.png")
     assert (cutout.format, cutout.mode, cutout.size) == ("PNG", "RGBA", (512, 512))
+
+
+def run_python(program: str, *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``program`` run by the virtualenv's Python, as a reader's script would be."""
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", program],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+
+
+def test_the_webhook_secret_command_prints_what_the_python_snippet_verifies_with(dotenv, tmp_path):
+    from webhooks.models import WebhookEvent
+    from webhooks.services import signed_headers
+
+    env = plain_environment(DATA_DIR=str(tmp_path))
+    run_shell(command("README.md", ".venv/bin/python manage.py migrate"), cwd=ROOT, env=env)
+    create = first_line(command("README.md", '.venv/bin/python manage.py create_account "Acme"'))
+    run_shell(create, cwd=ROOT, env=env)
+    # ACCOUNT and the optional [--rotate] are the synopsis' placeholders.
+    synopsis = command("README.md", ".venv/bin/python manage.py webhook_secret")
+    printed = synopsis.replace("ACCOUNT", "Acme").replace(" [--rotate]", "")
+    rotate = synopsis.replace("ACCOUNT", "Acme").replace("[--rotate]", "--rotate")
+    secret = run_shell(printed, cwd=ROOT, env=env).stdout.strip().splitlines()[-1]
+    assert secret == run_shell(printed, cwd=ROOT, env=env).stdout.strip().splitlines()[-1]
+    rotated = run_shell(rotate, cwd=ROOT, env=env).stdout.strip().splitlines()[-1]
+    assert secret.startswith("whsec_") and rotated.startswith("whsec_") and rotated != secret
+
+    # A body and headers as the service signs a delivery, after the rotation
+    # (both secrets sign for a day); the snippet verifies them with the old one.
+    body = json.dumps(
+        {"type": "removal.completed", "timestamp": "2026-11-27T10:00:03.512906Z", "task_id": "t"},
+        separators=(",", ":"),
+    )
+    event = WebhookEvent(id="msg_2Lh5readme", body=body)
+    headers = signed_headers(event=event, secrets=[rotated, secret], at=datetime.now(UTC))
+    snippet = command("README.md", "from standardwebhooks import Webhook")
+    assert '"whsec_..."' in snippet
+    snippet = snippet.replace('"whsec_..."', repr(secret))
+
+    def receive(raw: bytes) -> subprocess.CompletedProcess:
+        # What the receiver's framework hands it: the raw body and the headers.
+        request = (
+            "import json, types\n"
+            f"request = types.SimpleNamespace(body={raw!r}, headers={headers!r})\n"
+        )
+        return run_python(request + snippet + "\nprint(json.dumps(event))\n", cwd=tmp_path, env=env)
+
+    verified = receive(body.encode())
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout) == json.loads(body)
+    forged = receive(body.replace("completed", "failed").encode())
+    assert forged.returncode != 0
+    assert "WebhookVerificationError" in forged.stderr
+
+
+@pytest.mark.model
+def test_the_remove_bg_api_snippet_removes_a_background(
+    live_server, inline_worker, api_key, account, tmp_path
+):
+    from removal.models import RemovalJob
+
+    snippet = command("README.md", "import remove_bg_api")
+    assert "https://bg.example.com/v1.0" in snippet and "YOUR_API_KEY" in snippet
+    snippet = snippet.replace("https://bg.example.com/v1.0", f"{live_server.url}/v1.0")
+    snippet = snippet.replace("YOUR_API_KEY", api_key)
+    (tmp_path / "photo.jpg").write_bytes(photo_bytes("astronaut"))
+    result = run_python(
+        snippet + '\nopen("cutout.png", "wb").write(png)\n', cwd=tmp_path, env=plain_environment()
+    )
+    assert result.returncode == 0, result.stderr
+    cutout = Image.open(tmp_path / "cutout.png")
+    # remove.bg's default size, "preview": at most 0.25 megapixels.
+    assert (cutout.format, cutout.mode, cutout.size) == ("PNG", "RGBA", (500, 500))
+    job = RemovalJob.objects.get(account=account)
+    assert job.origin == RemovalJob.Origin.REMOVEBG
+    assert job.status == RemovalJob.Status.COMPLETED

@@ -3,6 +3,7 @@ from django.db import connection
 
 from accounts.models import ApiKey
 from accounts.services import create_api_key, revoke_api_key
+from tests.removal.helpers import assert_json_error
 
 pytestmark = pytest.mark.django_db
 
@@ -49,3 +50,11 @@ def test_a_revoked_key_is_refused(anon_client, account):
 def test_an_absurdly_long_key_is_refused_without_a_lookup(anon_client, db):
     anon_client.credentials(HTTP_X_API_KEY="x" * 5000)
     assert anon_client.get(PROBE).status_code == 401
+
+
+@pytest.mark.parametrize("key", ["", "   ", "x" * 5000, "not-a-key", "\u00e9\u00e9.\u00e9\u00e9"])
+def test_garbage_keys_are_refused_with_a_json_401(anon_client, account, key):
+    response = anon_client.post(
+        "/paid/image/remove/background", {}, format="multipart", HTTP_X_API_KEY=key
+    )
+    assert_json_error(response, 401, "invalid_api_key")

@@ -21,9 +21,10 @@ import stripe
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing.models import CreditPack, LedgerEntry, Purchase
+from billing.models import CreditPack, LedgerEntry, Purchase, RejectedPayment
 from billing.selectors import ledger_sum
 from billing.services import adjust_credits
+from tests.billing.stripe_shapes import HANDLER_READS, event_errors, paid_session
 from tests.conftest import STRIPE_TEST_SECRET_KEY, STRIPE_TEST_WEBHOOK_SECRET, wait_for
 
 WEBHOOK = "/billing/stripe/webhook"
@@ -63,12 +64,35 @@ def stripe_event(stripe_server: str, event_type: str, object_id: str) -> dict:
     return events[0]
 
 
-def deliver(client: Client, event: dict, *, secret: str = STRIPE_TEST_WEBHOOK_SECRET):
+def deliver(
+    client: Client, event: dict, *, secret: str = STRIPE_TEST_WEBHOOK_SECRET, shaped: bool = True
+):
+    # Whoever built it (localstripe, our test server, a test), it is shaped as
+    # Stripe's; only the malformed-event tests send what Stripe never would.
+    if shaped:
+        errors = event_errors(event, reads=HANDLER_READS)
+        assert errors == [], "\n".join(errors)
     payload = json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(payload, secret)
     return client.post(
         WEBHOOK, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
     )
+
+
+def envelope(event_id: str, event_type: str, obj: dict) -> dict:
+    """An event as Stripe wraps an object in one (what a test sends that
+    localstripe cannot: the fields of stripe.Event that Stripe always sends)."""
+    return {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": int(time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
 
 
 def purchases(account) -> list[LedgerEntry]:
@@ -204,12 +228,11 @@ def test_a_delayed_payment_is_granted_when_stripe_reports_it_paid(
     )
     assert deliver(customer_client, completed).json()["outcome"] == "unpaid"
     # localstripe has no delayed payment methods: the later event, as Stripe sends it.
-    paid_later = {
-        "id": "evt_async_paid",
-        "object": "event",
-        "type": "checkout.session.async_payment_succeeded",
-        "data": {"object": completed["data"]["object"] | {"payment_status": "paid"}},
-    }
+    paid_later = envelope(
+        "evt_async_paid",
+        "checkout.session.async_payment_succeeded",
+        completed["data"]["object"] | {"payment_status": "paid"},
+    )
     assert deliver(customer_client, paid_later).json()["outcome"] == "granted"
     assert deliver(customer_client, paid_later).json()["outcome"] == "already granted"
     account.refresh_from_db()
@@ -234,12 +257,8 @@ def refund(stripe_server: str, purchase: Purchase, amount: int | None = None) ->
     params = {"charge": charge_id} | ({"amount": amount} if amount else {})
     client.v1.refunds.create(params=params)
     charge = requests.get(f"{stripe_server}/v1/charges/{charge_id}", headers=AUTH, timeout=10)
-    return {
-        "id": f"evt_refund_{charge_id}_{charge.json()['amount_refunded']}",
-        "object": "event",
-        "type": "charge.refunded",
-        "data": {"object": charge.json()},
-    }
+    event_id = f"evt_refund_{charge_id}_{charge.json()['amount_refunded']}"
+    return envelope(event_id, "charge.refunded", charge.json())
 
 
 def test_a_refund_takes_the_credits_back_once(stripe_settings, pack, customer_client, account):
@@ -345,3 +364,201 @@ def test_the_dashboard_links_to_buying_credits(customer_client):
     page = customer_client.get("/dashboard/")
     assert b'href="/pricing/"' in page.content
     assert b"Buy credits" in page.content
+
+
+# --- what an event may and may not decide ----------------------------------------
+
+
+@pytest.fixture
+def payments_on(settings):
+    """Payments on; these events are built here and signed, no Stripe server needed."""
+    settings.STRIPE_SECRET_KEY = STRIPE_TEST_SECRET_KEY
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_WEBHOOK_SECRET
+
+
+def checkout_event(
+    account, *, pack_id, amount: int, currency: str = "eur", session_id: str = "cs_test_1", **meta
+) -> dict:
+    """A paid ``checkout.session.completed`` as Stripe sends it, with our metadata."""
+    metadata = {"account_id": str(account.pk), "pack_id": str(pack_id), **meta}
+    session = paid_session() | {
+        "id": session_id,
+        "amount_total": amount,
+        "currency": currency,
+        "client_reference_id": str(account.pk),
+        "payment_intent": f"pi_{session_id}",
+        "metadata": metadata,
+    }
+    return envelope(f"evt_{session_id}", "checkout.session.completed", session)
+
+
+def test_the_credits_come_from_the_pack_not_from_the_events_metadata(
+    payments_on, client, pack, account
+):
+    event = checkout_event(account, pack_id=pack.pk, amount=900, credits="1000000")
+    response = deliver(client, event)
+    assert (response.status_code, response.json()["outcome"]) == (200, "granted")
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 + 500 == ledger_sum(account=account)
+    purchase = Purchase.objects.get()
+    assert (purchase.credits, purchase.amount_paid, purchase.pack) == (500, 900, pack)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "reason"),
+    [
+        (1, "eur", "paid 0.01 EUR, the pack costs 9.00 EUR"),
+        (899, "eur", "paid 8.99 EUR, the pack costs 9.00 EUR"),
+        (900, "usd", "paid 9.00 USD, the pack costs 9.00 EUR"),
+        (0, "eur", "paid 0.00 EUR, the pack costs 9.00 EUR"),
+    ],
+)
+def test_a_payment_that_is_not_the_packs_price_grants_nothing_and_is_kept_for_the_admin(
+    payments_on, client, admin_client, pack, account, amount, currency, reason
+):
+    event = checkout_event(
+        account, pack_id=pack.pk, amount=amount, currency=currency, credits="1000000"
+    )
+    response = deliver(client, event)
+    assert (response.status_code, response.json()["outcome"]) == (200, "price mismatch")
+    assert deliver(client, event).json()["outcome"] == "already recorded"
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 == ledger_sum(account=account)
+    assert not Purchase.objects.exists()
+    rejected = RejectedPayment.objects.get()
+    assert (rejected.account, rejected.pack, rejected.checkout_session_id) == (
+        account,
+        pack,
+        "cs_test_1",
+    )
+    assert (rejected.amount_paid, rejected.currency) == (amount, currency)
+    assert rejected.reason == f"Amount or currency differs from the pack's price: {reason}."
+    page = admin_client.get("/admin/billing/rejectedpayment/")
+    assert page.status_code == 200
+    assert b"cs_test_1" in page.content and reason.encode() in page.content
+    assert (
+        admin_client.get(f"/admin/billing/rejectedpayment/{rejected.pk}/change/").status_code == 200
+    )
+    assert admin_client.get("/admin/billing/rejectedpayment/add/").status_code == 403
+
+
+def test_a_retired_pack_is_still_granted_at_its_price(payments_on, client, pack, account):
+    pack.active = False
+    pack.save()
+    response = deliver(client, checkout_event(account, pack_id=pack.pk, amount=900))
+    assert response.json()["outcome"] == "granted"
+    account.refresh_from_db()
+    assert account.credit_balance == 1500
+
+
+def test_a_session_of_another_integration_is_ignored(payments_on, client, account):
+    event = checkout_event(account, pack_id=1, amount=900)
+    event["data"]["object"]["metadata"] = {"order": "42"}
+    response = deliver(client, event)
+    assert (response.status_code, response.json()["outcome"]) == (200, "not ours")
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE).exists()
+
+
+def malformed_events(account, pack) -> dict[str, dict]:
+    good = checkout_event(account, pack_id=pack.pk, amount=900)
+    session = good["data"]["object"]
+    return {
+        "no data": {"id": "evt_1", "type": "checkout.session.completed"},
+        "no object": {**good, "data": {}},
+        "null object": {**good, "data": {"object": None}},
+        "object not a dict": {**good, "data": {"object": ["cs_1"]}},
+        "no session id": {
+            **good,
+            "data": {"object": {k: v for k, v in session.items() if k != "id"}},
+        },
+        "unknown pack": checkout_event(account, pack_id=pack.pk + 1000, amount=900),
+        "pack not a number": checkout_event(account, pack_id="starter", amount=900),
+        "no pack": {
+            **good,
+            "data": {"object": {**session, "metadata": {"account_id": str(account.pk)}}},
+        },
+        "unknown account": {
+            **good,
+            "data": {
+                "object": {**session, "metadata": {"account_id": "999999", "pack_id": str(pack.pk)}}
+            },
+        },
+        "amount not a number": {**good, "data": {"object": {**session, "amount_total": "900"}}},
+        "credits <= 0": checkout_event(account, pack_id=pack.pk, amount=900, credits="-5"),
+        "refund without charge id": {
+            "id": "evt_r",
+            "type": "charge.refunded",
+            "data": {"object": {"payment_intent": "pi_1", "amount_refunded": 900}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no data",
+        "no object",
+        "null object",
+        "object not a dict",
+        "no session id",
+        "unknown pack",
+        "pack not a number",
+        "no pack",
+        "unknown account",
+        "amount not a number",
+        "refund without charge id",
+    ],
+)
+def test_a_malformed_event_is_a_400_not_a_503(payments_on, client, pack, account, case):
+    response = deliver(client, malformed_events(account, pack)[case], shaped=False)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "malformed_event" and body["error"]
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE).exists()
+    assert not RejectedPayment.objects.exists()
+
+
+def test_metadata_credits_of_zero_or_less_change_nothing(payments_on, client, pack, account):
+    response = deliver(client, malformed_events(account, pack)["credits <= 0"])
+    assert (response.status_code, response.json()["outcome"]) == (200, "granted")
+    account.refresh_from_db()
+    assert account.credit_balance == 1500
+
+
+class Reads(dict):
+    """A JSON object that notes the dotted path of every key read from it."""
+
+    def __init__(self, data: dict, seen: set[str], path: str = ""):
+        super().__init__(data)
+        self.seen, self.path = seen, path
+
+    def _read(self, key, value):
+        self.seen.add(f"{self.path}{key}")
+        return Reads(value, self.seen, f"{self.path}{key}.") if isinstance(value, dict) else value
+
+    def __getitem__(self, key):
+        return self._read(key, super().__getitem__(key))
+
+    def get(self, key, default=None):
+        return self._read(key, super().get(key, default))
+
+
+def test_the_handler_reads_only_what_stripe_shapes_checks_and_stripe_sends(
+    stripe_settings, pack, customer_client, account
+):
+    """HANDLER_READS (what every delivered event is checked for) is what
+    billing/payments.py really reads, on events shaped as Stripe's."""
+    from billing import payments
+
+    purchase = buy(stripe_settings, customer_client, pack)
+    events = [
+        stripe_event(stripe_settings, "checkout.session.completed", purchase.checkout_session_id),
+        refund(stripe_settings, purchase),
+    ]
+    for event in events:
+        seen: set[str] = set()
+        payments.handle_event(event=Reads(event, seen))
+        name = event["data"]["object"]["object"]
+        read = {path.split(".")[2] for path in seen if path.startswith("data.object.")}
+        assert read == set(HANDLER_READS[name]), (name, sorted(seen))
+        assert event_errors(event, reads=HANDLER_READS) == []

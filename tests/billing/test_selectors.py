@@ -8,15 +8,17 @@ from django.utils import timezone
 from accounts.services import create_api_key
 from billing.selectors import (
     CHART_DAYS,
+    FIRST_DAY,
+    LAST_DAY,
     MAX_PERIOD_DAYS,
-    daily_usage,
     ledger_sum,
     usage_entries,
     usage_query,
     usage_summary,
 )
+from removal.selectors import daily_usage
 from revid.errors import ApplicationError
-from tests.billing.conftest import backdate, run_job
+from tests.ledger_history import backdate, run_job
 
 
 def test_without_dates_a_query_covers_the_last_thirty_days(account):
@@ -94,6 +96,48 @@ def test_a_bad_period_is_refused(account, start, end, message):
         usage_query(account=account, start=start, end=end)
     assert error.value.code == "invalid_date"
     assert message in error.value.message
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Etc/GMT+12"])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (None, "0001-01-01"),
+        ("0001-01-01", "0001-01-01"),
+        ("0001-01-01", "0001-12-31"),
+        ("9999-12-31", "9999-12-31"),
+        ("9999-12-31", None),
+        ("1969-12-31", "1970-01-01"),
+    ],
+)
+def test_a_date_at_the_ends_of_the_calendar_is_refused_not_an_overflow(
+    account, settings, zone, start, end
+):
+    settings.TIME_ZONE = zone
+    with pytest.raises(ApplicationError) as error:
+        query = usage_query(account=account, start=start, end=end)
+        # Had it been accepted, reading the period must not overflow either.
+        usage_summary(query=query)
+        list(usage_entries(query=query))
+        daily_usage(query=query)
+    assert error.value.code == "invalid_date"
+    assert f"from {FIRST_DAY} to {LAST_DAY}" in error.value.message
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Etc/GMT+12"])
+def test_the_first_and_last_days_allowed_can_be_read(history, settings, zone):
+    settings.TIME_ZONE = zone
+    for start, end in [
+        (FIRST_DAY, FIRST_DAY + timedelta(days=10)),
+        (LAST_DAY - timedelta(days=10), LAST_DAY),
+    ]:
+        query = usage_query(account=history.account, start=str(start), end=str(end))
+        assert usage_summary(query=query)["net"] == 0
+        assert list(usage_entries(query=query)) == []
+        assert len(daily_usage(query=query)) == 11
+    # A last day early in the range: the default first day is the range's first.
+    query = usage_query(account=history.account, end=str(FIRST_DAY + timedelta(days=3)))
+    assert (query.start, len(query.days)) == (FIRST_DAY, 4)
 
 
 def test_a_whole_leap_year_is_allowed(account):

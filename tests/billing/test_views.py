@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 
-from billing.selectors import ledger_sum
+from billing.selectors import FIRST_DAY, LAST_DAY, ledger_sum
 from billing.services import grant_credits
-from billing.views import PAGE_SIZE, bar_chart
-from tests.billing.conftest import backdate
+from doors.usage import PAGE_SIZE, bar_chart
+from tests.ledger_history import backdate
 
 PASSWORD = "correct-horse-battery"
 
@@ -109,6 +109,31 @@ def test_a_bad_filter_is_a_400_with_a_plain_message(customer, history):
     response = customer.get("/usage/?api_key=nope")
     assert response.status_code == 400
     assert "That API key does not exist in this account." in response.content.decode()
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize(
+    "params", ["to=0001-01-01", "from=9999-12-31&to=9999-12-31", "from=0001-01-01&to=0001-01-02"]
+)
+def test_a_date_at_the_ends_of_the_calendar_is_a_400_with_a_message(customer, history, params):
+    response = customer.get(f"/usage/?{params}")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert f"must be a day from {FIRST_DAY} to {LAST_DAY}" in html
+    assert len(ledger_rows(html)) == 6, "the default period is shown below the error"
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize(
+    "params", ["to=0001-01-01", "from=9999-12-31&to=9999-12-31", "from=0001-01-01&to=0001-01-02"]
+)
+def test_the_csv_refuses_a_date_at_the_ends_of_the_calendar_before_streaming(
+    customer, history, params
+):
+    response = customer.get(f"/usage/export.csv?{params}")
+    assert response.status_code == 400
+    assert not response.streaming
+    assert f"must be a day from {FIRST_DAY} to {LAST_DAY}" in response.content.decode()
 
 
 @pytest.mark.weights

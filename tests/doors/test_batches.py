@@ -248,3 +248,11 @@ def test_an_ended_batch_reports_each_item_and_streams_a_zip_with_a_manifest(
     assert [event.type for event in events] == ["batch.completed"]
     assert events[0].payload["data"]["counts"]["completed"] == 2
     assert not WebhookEvent.objects.filter(job__batch_id=batch_id).exists()
+
+
+@pytest.mark.parametrize("body", [b"null", b"3", b"[1, 2]", b"[" * 100_000])
+def test_a_json_body_that_is_not_an_object_is_a_400(account, api_client, body):
+    response = api_client.post(URL, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"

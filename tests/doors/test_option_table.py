@@ -81,8 +81,9 @@ def test_an_option_added_to_the_table_is_stored_and_summarised():
     assert stored == {"sepia": True}
     assert cls.from_json(stored).sepia is True
     assert summarize(options=stored, output_format="png", table=TABLE) == "PNG · sepia"
-    assert "| `sepia` | `true`, `false` | `false` | API, web, remove.bg |" in options_markdown(
-        TABLE
+    assert (
+        "| `sepia` | `true`, `false` | `false` | API, web, batch, remove.bg |"
+        in options_markdown(TABLE)
     )
 
 

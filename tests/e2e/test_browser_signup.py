@@ -27,10 +27,18 @@ def test_a_visitor_signs_up_verifies_the_emailed_link_and_creates_a_key(
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password (again)").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    page.wait_for_url(f"{live_server.url}/dashboard/")
-    assert page.get_by_test_id("dashboard-balance").inner_text() == "100"
+    # The answer a known address would get too: no credits, no login yet.
+    page.wait_for_url(f"{live_server.url}/accounts/confirm-email/")
+    assert "Check your email" in page.inner_text("main")
 
-    # No key before the address is verified, and the page says why.
+    # Logging in with the password works before the address is verified,
+    # with nothing to spend and no key to make.
+    page.goto(f"{live_server.url}/accounts/login/?next=/dashboard/")
+    page.get_by_label("Username").fill("dora@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/dashboard/")
+    assert page.get_by_test_id("dashboard-balance").inner_text() == "0"
     page.get_by_label("New key name").fill("laptop")
     page.get_by_role("button", name="Create key").click()
     assert "Verify your email address before creating an API key" in page.inner_text("main")
@@ -43,7 +51,9 @@ def test_a_visitor_signs_up_verifies_the_emailed_link_and_creates_a_key(
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_load_state()
 
+    # The free credits came with the verified address.
     page.goto(f"{live_server.url}/dashboard/")
+    assert page.get_by_test_id("dashboard-balance").inner_text() == "100"
     page.get_by_label("New key name").fill("laptop")
     page.get_by_role("button", name="Create key").click()
     key = page.get_by_test_id("new-key").inner_text()

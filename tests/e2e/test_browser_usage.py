@@ -11,8 +11,8 @@ import pytest
 from accounts.services import create_api_key
 from billing.selectors import ledger_sum
 from billing.services import adjust_credits
-from tests.billing.conftest import run_job
 from tests.e2e.conftest import log_in
+from tests.ledger_history import run_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -8,6 +8,7 @@ process here opens too.
 """
 
 import math
+import os
 import re
 import signal
 import time
@@ -208,25 +209,34 @@ def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
     submitted_at = time.monotonic()
     task_ids = submit_all(live_server, api_key, small_photo)
 
-    def victim_is_mid_job():
-        # The last job the victim announced, if the database says it is
-        # still running it.
+    def victim_frozen_mid_job():
+        """The job the victim is running, with all its processes stopped
+        (SIGSTOP) so that it cannot end before the kill; None, and the victim
+        running on, when it has no job under way."""
         ids = processed_ids(victim)
         if not ids:
             return None
+        os.killpg(victim.process.pid, signal.SIGSTOP)
+        # Frozen: a job the database still shows as processing has not ended,
+        # and cannot any more. (django-q2 logs "processing" just before the
+        # claim, so the last logged job may still be pending: look again.)
         job = RemovalJob.objects.filter(pk=ids[-1], status=RemovalJob.Status.PROCESSING).first()
-        return str(job.pk) if job else None
+        if job is None:
+            os.killpg(victim.process.pid, signal.SIGCONT)
+            return None
+        return str(job.pk)
 
     # Looked for ten times per measured job, while the batch lasts.
     killed_job = wait_for(
-        victim_is_mid_job,
+        victim_frozen_mid_job,
         timeout=limits.stall + 10 * limits.drain,
         interval=min(0.05, measured / 10),
         message="never caught the victim running a job",
     )
     victim.kill(signal.SIGKILL)
     victim.process.wait(timeout=10)
-    still_running = RemovalJob.objects.get(pk=killed_job).status == RemovalJob.Status.PROCESSING
+    # Killed mid-job, every time: the job is still processing, with nobody running it.
+    assert RemovalJob.objects.get(pk=killed_job).status == RemovalJob.Status.PROCESSING
     pending_at_kill = {
         str(pk)
         for pk in RemovalJob.objects.filter(
@@ -261,10 +271,15 @@ def test_killing_a_worker_mid_run_loses_no_job_and_charges_none_twice(
     assert statuses <= {RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED}
     # Redis does not redeliver, so no job ever started twice.
     assert all(job.attempts <= 1 for job in jobs.values())
-    if still_running:
-        # The job the victim died in was failed and refunded by the reaper.
-        assert jobs[killed_job].status == RemovalJob.Status.FAILED
-        assert "stopped" in jobs[killed_job].error
+    # The job the victim died in was failed by the reaper, and refunded once.
+    assert jobs[killed_job].status == RemovalJob.Status.FAILED
+    assert "stopped" in jobs[killed_job].error
+    killed_entries = LedgerEntry.objects.filter(job=killed_job).order_by("created_at", "id")
+    assert [entry.kind for entry in killed_entries] == [
+        LedgerEntry.Kind.CHARGE,
+        LedgerEntry.Kind.REFUND,
+    ]
+    assert sum(entry.amount for entry in killed_entries) == 0
     # The survivor kept working after the kill: every job still waiting then
     # that completed, it ran (the victim's taken tasks were reaped instead).
     # Its whole log, not only what it wrote after the kill: django-q2 logs

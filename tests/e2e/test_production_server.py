@@ -148,8 +148,8 @@ def _chunks(data: bytes, size: int = 256 * 1024):
 def test_gunicorn_accepts_a_chunked_upload_and_refuses_a_chunked_21_mb_one(
     gunicorn, account, api_key
 ):
+    from tests.doors.test_uploads import BOUNDARY, multipart
     from tests.images import photo_bytes
-    from tests.removal.test_uploads import BOUNDARY, multipart
 
     url = f"{gunicorn}/paid/image/remove/background"
     headers = {

@@ -23,7 +23,7 @@ from accounts.services import create_api_key
 from billing.selectors import ledger_sum
 from billing.services import open_account
 from removal.models import RemovalJob
-from tests.images import photo_bytes
+from tests.images import noisy_photo_png, photo_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -114,6 +114,27 @@ def test_remove_bg_api_removes_a_background_from_a_file_bytes_base64_and_a_url(
     jobs = removebg_jobs()
     assert [job.status for job in jobs] == [RemovalJob.Status.COMPLETED] * 4
     assert {job.model_name for job in jobs} == {"u2netp"}
+
+
+def test_remove_bg_api_sends_a_15_mb_photo_as_base64_and_gets_its_cutout(
+    server, worker, account, api_key
+):
+    # Its remove_bg_base64 posts a urlencoded form: 20 MB of base64, 21 MB
+    # with its percent-escapes (Django alone refuses text over 2 MB).
+    photo = noisy_photo_png(2560)
+    assert len(photo) > 15_000_000
+    client = remove_bg_api.RemoveBg(api_key)
+    result = client.remove_bg_base64(base64.b64encode(photo).decode())
+    assert_cutout_of_the_photo(result, size=(500, 500))  # its default size, "preview"
+    (job,) = removebg_jobs()
+    assert (job.status, job.input_size, job.width) == (
+        RemovalJob.Status.COMPLETED,
+        len(photo),
+        2560,
+    )
+    account.refresh_from_db()
+    assert account.credit_balance == 1000 - PRICE == ledger_sum(account=account)
+    assert client.account.balance() == 1000 - PRICE
 
 
 def test_remove_bg_api_raises_its_own_errors_for_our_403_402_and_400(server, account, api_key):

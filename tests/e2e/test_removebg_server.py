@@ -4,6 +4,12 @@
 test database. Each ``/v1.0/removebg`` call holds a gunicorn thread while
 its job waits in the queue; the server must still answer everything else.
 Deadlines come from the same calls measured on the same server first.
+
+The hand-off (job completed -> the caller holds its image) is bounded by the
+server's own measured status call, with its wait fallbacks off
+(``NOTIFICATION_ONLY``): the door still re-reads its job every 5 s
+(``removal/removebg.py``), so a lost announcement shows as hand-offs of
+seconds, spread over those 5 s, far past that bound.
 """
 
 import io
@@ -31,6 +37,8 @@ WAITERS = 20
 PHOTO = photo_bytes("astronaut")  # 512 x 512
 # What type=auto runs, in the web process (which picks it) and the worker.
 MODEL_ENV = {"REMOVAL_DEFAULT_MODEL": "u2netp", "WARM_MODELS": "u2netp"}
+# The server's wait poll and re-check, far beyond any wait here.
+NOTIFICATION_ONLY = {"WAIT_POLL_MS": "3600000", "WAIT_RECHECK_SECONDS": "3600"}
 
 
 def slow_worker(start_worker):
@@ -70,7 +78,9 @@ def test_twenty_waiting_removebg_calls_leave_health_status_and_uploads_prompt(
     transactional_db, start_worker, account, api_key, tmp_path
 ):
     headers = {"x-api-key": api_key}
-    with make_serve(tmp_path, **MODEL_ENV, REMOVEBG_QUEUE_WAIT_SECONDS="240") as (url, _):
+    with make_serve(
+        tmp_path, **MODEL_ENV, **NOTIFICATION_ONLY, REMOVEBG_QUEUE_WAIT_SECONDS="240"
+    ) as (url, _):
         uploaded: list[str] = []
 
         def healthz():
@@ -154,8 +164,9 @@ def test_twenty_waiting_removebg_calls_leave_health_status_and_uploads_prompt(
             + f"; job completed -> client holds the image: median "
             f"{statistics.median(handoffs) * 1000:.0f} ms, max {max(handoffs) * 1000:.0f} ms"
         )
-        # Answered at the job's end, not at the queue wait's bound.
-        assert max(handoffs) < 30
+        # Woken by the worker's announcement, as fast as the server answers a
+        # status call: not at the door's next 5 s re-read, nor the queue bound.
+        assert max(handoffs) < deadlines["status"], (handoffs, deadlines["status"])
 
     # Each call was one job, charged once, never refunded.
     charges = LedgerEntry.objects.filter(job__origin=RemovalJob.Origin.REMOVEBG)

@@ -3,6 +3,11 @@
 `make serve` itself (gunicorn, gthread) with no worker running, so jobs stay
 pending and every ``?wait=30`` request really waits. Deadlines come from the
 same calls measured on the same server before the waiters arrive.
+
+The server's fallbacks are off (``NOTIFICATION_ONLY``): its poll and its
+periodic re-check would otherwise end every wait within seconds even if the
+announcement never arrived. Only the announcement can wake a waiter here,
+so a broken wake-up path makes the hand-off take the whole ``?wait=30``.
 """
 
 import socket
@@ -26,12 +31,14 @@ pytestmark = [pytest.mark.e2e]
 
 WAITERS = 20
 UPLOAD_URL = "/paid/image/remove/background"
+# The server's poll and re-check, far beyond any wait here.
+NOTIFICATION_ONLY = {"WAIT_POLL_MS": "3600000", "WAIT_RECHECK_SECONDS": "3600"}
 
 
 @pytest.fixture
 def served(transactional_db, tmp_path):
     """`make serve` on a free port, against the test database."""
-    with make_serve(tmp_path) as served:
+    with make_serve(tmp_path, **NOTIFICATION_ONLY) as served:
         yield served
 
 
@@ -129,8 +136,9 @@ def test_twenty_waiting_clients_leave_health_status_and_uploads_prompt(served, a
             for name in probes
         )
     )
-    # Woken by the job's end, not by their 30 s timeout.
-    assert max(handoffs) < 15
+    # Woken by the announcement, as fast as the server answers a status call
+    # (with the fallbacks off, a lost wake-up would take the whole 30 s).
+    assert max(handoffs) < deadlines["status"], (handoffs, deadlines["status"])
 
     # One client at a time: the hand-off a single waiting user sees.
     single = []
@@ -143,8 +151,11 @@ def test_twenty_waiting_clients_leave_health_status_and_uploads_prompt(served, a
         client.join(timeout=60)
         assert client.response.json()["status"] == "completed"
         single.append(client.answered_at - announced_at)
-    print(f"one waiting client: median {statistics.median(single) * 1000:.1f} ms over 5")
-    assert max(single) < 15
+    print(
+        f"one waiting client: median {statistics.median(single) * 1000:.1f} ms, "
+        f"max {max(single) * 1000:.1f} ms over 5"
+    )
+    assert max(single) < deadlines["status"], (single, deadlines["status"])
     assert " 500 " not in log_path.read_text()
 
 

@@ -1,7 +1,6 @@
 """Real HTTP servers on loopback, a stand-in DNS and a refusal catcher,
 shared by the outbound fetcher's tests (fixtures: conftest.py)."""
 
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,34 +113,6 @@ def _serve(server):
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     return thread
-
-
-class FakeDNS:
-    """getaddrinfo with our answers for some names; other hosts resolve as usual."""
-
-    def __init__(self, real):
-        self._real = real
-        self._answers: dict[str, list[list[str]]] = {}
-        self.lookups: list[str] = []
-
-    def answer(self, name: str, *answers: list[str]) -> None:
-        """Successive lookups of ``name`` get successive answers (the last one repeats)."""
-        self._answers[name] = list(answers)
-
-    def __call__(self, host, port, *args, **kwargs):
-        if host not in self._answers:
-            return self._real(host, port, *args, **kwargs)
-        self.lookups.append(host)
-        queue = self._answers[host]
-        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
-        if not addresses:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, port, 0, 0))
-            if ":" in ip
-            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
-            for ip in addresses
-        ]
 
 
 def refusal(call, *args, **kwargs) -> OutboundRefused:

@@ -9,6 +9,24 @@ def client():
     return Client(HTTP_HOST="localhost")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_probe_state():
+    """Each test starts with no failure remembered and not draining."""
+    from removal import health
+
+    health._failing_since.clear()
+    health._draining.clear()
+    yield
+    health._failing_since.clear()
+    health._draining.clear()
+
+
+@pytest.fixture
+def no_grace(settings):
+    """A shared service's failure counts at once."""
+    settings.READYZ_SHARED_GRACE_SECONDS = 0
+
+
 def test_healthz_answers_ok_without_touching_the_database(client):
     # No django_db mark: pytest-django refuses any query here. Liveness must
     # not depend on the database, or an outage restarts every web server.
@@ -44,7 +62,7 @@ def test_readyz_is_ready_on_redis_and_s3(client, redis_broker, s3_storage_settin
 
 
 @pytest.mark.django_db
-def test_readyz_answers_503_when_the_broker_is_unreachable(client, settings):
+def test_readyz_answers_503_when_the_broker_is_unreachable(client, settings, no_grace):
     from tests.conftest import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
@@ -58,7 +76,7 @@ def test_readyz_answers_503_when_the_broker_is_unreachable(client, settings):
 
 
 @pytest.mark.django_db
-def test_readyz_answers_503_when_the_bucket_does_not_exist(client, settings, s3_env):
+def test_readyz_answers_503_when_the_bucket_does_not_exist(client, settings, s3_env, no_grace):
     from revid.settings import s3_storage
 
     missing = {**s3_env, "AWS_STORAGE_BUCKET_NAME": "revid-no-such-bucket"}
@@ -80,7 +98,7 @@ def test_readyz_answers_503_when_the_default_model_has_no_weights(client, settin
 
 
 @pytest.mark.weights
-def test_readyz_answers_503_when_the_database_is_unreachable(client, transactional_db):
+def test_readyz_answers_503_when_the_database_is_unreachable(client, transactional_db, no_grace):
     from django.db import connections
 
     from tests.conftest import free_port
@@ -110,3 +128,82 @@ def test_probes_are_not_redirected_to_https(client, settings):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/models").status_code == 301
+
+
+class Clock:
+    """removal.health's monotonic clock, moved by the test."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    from removal import health
+
+    clock = Clock()
+    monkeypatch.setattr(health.time, "monotonic", clock)
+    return clock
+
+
+@pytest.mark.weights
+@pytest.mark.django_db
+def test_a_shared_service_blip_shorter_than_the_grace_keeps_the_machine_ready(
+    client, settings, clock
+):
+    from tests.conftest import free_port
+
+    settings.READYZ_SHARED_GRACE_SECONDS = 30
+    working, broken = settings.REDIS_URL, f"redis://127.0.0.1:{free_port()}/0"
+    settings.REDIS_URL = broken
+    first = client.get("/readyz")
+    # Failing, and shown failing, but every web machine sees the same blip:
+    # none leaves the load balancer for it yet.
+    assert first.status_code == 200, first.json()
+    broker = first.json()["checks"]["broker"]
+    assert broker["ok"] is False
+    assert "failing for 0 s of a 30 s grace" in broker["detail"]
+
+    clock.now += 29
+    assert client.get("/readyz").status_code == 200
+    clock.now += 1
+    late = client.get("/readyz")
+    assert late.status_code == 503
+    assert late.json()["checks"]["broker"]["ok"] is False
+
+    # One success forgets the failure: the next blip gets the whole grace again.
+    settings.REDIS_URL = working
+    assert client.get("/readyz").status_code == 200
+    settings.REDIS_URL = broken
+    clock.now += 10
+    assert client.get("/readyz").status_code == 200
+    clock.now += 29
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_missing_weights_on_this_machine_fail_readiness_at_once_whatever_the_grace(
+    client, settings, tmp_path
+):
+    settings.READYZ_SHARED_GRACE_SECONDS = 3600
+    settings.U2NET_HOME = tmp_path
+    assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.weights
+@pytest.mark.django_db
+def test_a_stopping_server_is_not_ready_from_its_sigterm_on(client):
+    from removal import health
+
+    assert client.get("/readyz").status_code == 200
+    health.begin_draining()  # what revid/gunicorn_conf.py does on SIGTERM
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["draining"] == {
+        "ok": False,
+        "detail": "this server is stopping",
+    }
+    assert client.get("/healthz").status_code == 200  # still alive while it drains

@@ -1,5 +1,6 @@
-"""Downloads of results kept in S3-compatible storage: streamed by default,
-or a redirect to a short-lived presigned URL when OUTPUT_REDIRECT_TO_STORAGE."""
+"""Downloads of results kept in S3-compatible storage: a redirect to a
+short-lived presigned URL (OUTPUT_REDIRECT_TO_STORAGE, on by default with a
+bucket), or streamed through the web server when it is off."""
 
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
@@ -42,7 +43,10 @@ def test_input_and_output_are_stored_in_the_bucket(finished_job, s3_storage_sett
     assert keys == {finished_job.input_file.name, f"outputs/{finished_job.pk}_output.png"}
 
 
-def test_a_result_in_the_bucket_is_streamed_by_default(anon_client, finished_job):
+def test_a_result_in_the_bucket_is_streamed_when_redirects_are_off(
+    anon_client, finished_job, settings
+):
+    settings.OUTPUT_REDIRECT_TO_STORAGE = False
     response = anon_client.get(f"/output/{finished_job.output_filename}")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"

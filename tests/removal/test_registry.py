@@ -59,21 +59,3 @@ def test_sessions_share_one_arena_that_grows_by_what_is_asked():
 
         assert options.get_session_config_entry("session.use_env_allocators") == "1"
         assert options.enable_mem_pattern is False
-
-
-def test_free_memory_is_handed_back_after_every_job_even_a_failed_one(monkeypatch):
-    from removal import services, tasks
-
-    released = []
-    monkeypatch.setattr(registry, "release_free_memory", lambda: released.append(True))
-
-    def fail(*, job_id):
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(services, "process_job", fail)
-    with pytest.raises(RuntimeError):
-        tasks.process_removal_job("00000000-0000-0000-0000-000000000000")
-    monkeypatch.setattr(services, "process_job", lambda *, job_id: None)
-    assert tasks.process_removal_job("00000000-0000-0000-0000-000000000000") is None
-
-    assert released == [True, True]

@@ -1,0 +1,209 @@
+"""The upload page and its session-authenticated JSON endpoints."""
+
+import re
+
+import pytest
+from PIL import Image
+
+from billing.selectors import ledger_sum
+from removal import registry
+from removal.models import RemovalJob
+from tests.images import encode, photo_bytes, solid_png
+from tests.job_factory import completed_job, failed_job, submitted_job
+from tests.removal.helpers import assert_nothing_charged
+
+GIF = encode(Image.new("RGB", (8, 8), "red"), "GIF")
+
+
+@pytest.fixture
+def outsider_job(other_account):
+    return submitted_job(other_account)
+
+
+def upload(client, data: bytes, name: str = "photo.jpg", model: str = "u2netp", **extra):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post(
+        "/jobs/",
+        {"file": SimpleUploadedFile(name, data), "model": model},
+        HTTP_ACCEPT="application/json",
+        **extra,
+    )
+
+
+def test_it_sends_visitors_without_a_session_to_the_login_page(client, db):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/"
+
+
+def test_it_lists_every_model_and_disables_those_without_weights(customer_client, monkeypatch):
+    monkeypatch.setattr(registry, "is_available", lambda name: name in ("u2net", "u2netp"))
+    response = customer_client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for name in registry.MODELS:
+        assert f'value="{name}"' in html
+    for name in ("u2net_human_seg", "u2net_cloth_seg", "silueta", "isnet-general-use"):
+        assert re.search(rf'value="{name}"\s+disabled', html), name
+    assert "isnet-general-use — Highest quality (not installed)" in " ".join(html.split())
+    assert re.search(r'value="u2net"\s+selected', html)
+    assert not re.search(r'value="u2netp"\s+disabled', html)
+
+
+@pytest.mark.weights
+def test_it_accepts_an_upload_charges_once_and_answers_with_the_job(customer_client, account):
+    data = photo_bytes("astronaut")
+    response = upload(customer_client, data, name="astronaut.jpg")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    job = RemovalJob.objects.get()
+    assert body["task_id"] == str(job.id)
+    assert body["status"] == "pending"
+    assert body["balance"] == 975
+    assert body["status_url"] == f"/jobs/{job.id}/status"
+    assert body["input_url"] == f"/jobs/{job.id}/input"
+    assert body["output_url"] is None
+    assert job.api_key is None
+    assert job.original_filename == "astronaut.jpg"
+    account.refresh_from_db()
+    assert account.credit_balance == 975 == ledger_sum(account=account)
+
+
+@pytest.mark.weights
+def test_it_refuses_a_gif_with_the_services_sentence_and_charges_nothing(customer_client, account):
+    response = upload(customer_client, GIF, name="cat.gif")
+    assert response.status_code == 415
+    assert response.json() == {
+        "success": False,
+        "error": "Unsupported image format: gif. Supported: png, jpg, jpeg, webp, bmp",
+        "code": "unsupported_format",
+    }
+    assert_nothing_charged(account)
+
+
+@pytest.mark.weights
+def test_it_refuses_a_request_without_a_file(customer_client, account):
+    response = customer_client.post("/jobs/", {"model": "u2netp"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "file_required"
+    assert_nothing_charged(account)
+
+
+@pytest.mark.weights
+def test_it_refuses_an_upload_the_balance_cannot_pay_for(customer_client, account):
+    from billing.services import adjust_credits
+
+    adjust_credits(account=account, amount=-990, note="Leave 10 credits")
+    response = upload(customer_client, solid_png())
+    assert response.status_code == 402
+    assert response.json()["error"] == (
+        "Insufficient credits: this request costs 25 credits and the balance is 10."
+    )
+    assert_nothing_charged(account, balance=10)
+
+
+def test_it_answers_a_script_without_a_session_in_json(client, db):
+    response = upload(client, solid_png())
+    assert response.status_code == 401
+    assert response.json()["code"] == "login_required"
+
+
+def test_it_refuses_a_post_without_the_csrf_token(csrf_client):
+    response = upload(csrf_client, solid_png())
+    assert response.status_code == 403
+    assert not RemovalJob.objects.exists()
+
+
+def test_a_user_without_an_account_is_told_so_and_cannot_upload(client, django_user_model):
+    user = django_user_model.objects.create_user("loner", password="pw-loner-123")
+    client.force_login(user)
+    page = client.get("/")
+    assert "not linked to a customer account" in page.content.decode()
+    response = upload(client, solid_png())
+    assert response.status_code == 403
+    assert response.json()["code"] == "no_account"
+
+
+@pytest.mark.weights
+def test_it_reports_a_running_job_with_the_workers_progress(customer_client, account):
+    job = submitted_job(account)
+    assert job.mark_processing()
+    job.set_progress(50, "Removing background from image...")
+    body = customer_client.get(f"/jobs/{job.id}/status").json()
+    assert (body["status"], body["progress"]) == ("processing", 50)
+    assert body["message"] == "Removing background from image..."
+    assert body["output_url"] is None
+
+
+@pytest.mark.weights
+def test_it_reports_a_finished_job_with_its_download_and_numbers(customer_client, account):
+    job = completed_job(account)
+    body = customer_client.get(f"/jobs/{job.id}/status").json()
+    assert body["status"] == "completed"
+    assert body["progress"] == 100
+    assert body["output_url"] == f"/output/{job.id}_output.png"
+    assert body["output_filename"] == f"{job.id}_output.png"
+    assert body["output_size"] == job.output_size
+    assert body["elapsed_seconds"] == 1.234
+    assert (body["width"], body["height"]) == (512, 512)
+    assert customer_client.get(body["output_url"])["Content-Type"] == "image/png"
+
+
+@pytest.mark.weights
+def test_it_reports_a_failed_job_with_its_error(customer_client, account):
+    job = failed_job(account)
+    body = customer_client.get(f"/jobs/{job.id}/status").json()
+    assert body["status"] == "failed"
+    assert body["error"] == "Processing timed out after 60 seconds"
+    assert body["balance"] == 1000
+
+
+@pytest.mark.weights
+def test_it_shows_the_owner_the_uploaded_photo(customer_client, account):
+    job = submitted_job(account)
+    response = customer_client.get(f"/jobs/{job.id}/input")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert b"".join(response.streaming_content) == photo_bytes("astronaut")
+
+
+@pytest.mark.weights
+def test_it_says_when_the_uploaded_photo_has_expired(customer_client, account):
+    from removal.services import expire_job_files
+
+    job = failed_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(expires_at=job.created_at)
+    assert expire_job_files() == 1
+    response = customer_client.get(f"/jobs/{job.id}/input")
+    assert response.status_code == 410
+    assert response.json()["code"] == "expired"
+
+
+@pytest.mark.weights
+def test_it_refuses_the_uploaded_photo_once_past_expiry_before_the_cleanup_ran(
+    customer_client, account
+):
+    job = failed_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(expires_at=job.created_at)
+    response = customer_client.get(f"/jobs/{job.id}/input")
+    assert response.status_code == 410
+    assert response.json()["code"] == "expired"
+
+
+@pytest.mark.weights
+def test_it_hides_another_accounts_job_everywhere(customer_client, outsider_job):
+    job_id = outsider_job.id
+    assert customer_client.get(f"/jobs/{job_id}/status").status_code == 404
+    assert customer_client.get(f"/jobs/{job_id}/input").status_code == 404
+    page = customer_client.get(f"/jobs/{job_id}/", HTTP_ACCEPT="text/html")
+    assert page.status_code == 404
+    assert "not in your account" in page.content.decode()
+
+
+@pytest.mark.weights
+def test_the_job_page_polls_its_own_status(customer_client, account):
+    job = completed_job(account)
+    html = customer_client.get(f"/jobs/{job.id}/").content.decode()
+    assert f'data-status-url="/jobs/{job.id}/status"' in html
+    assert 'role="progressbar"' in html
