@@ -22,7 +22,8 @@ export PYTHONUNBUFFERED := 1
 # and the container install, with pip) and requirements-dev.txt adds the
 # test tools, honcho and OpenVINO (what `make run` and `make test` install,
 # with uv: seconds once its cache is warm). Each install is stamped and
-# redone only when its lock changes.
+# redone only when its lock changes. uv trusts the system's certificates,
+# as pip does (a TLS proxy's CA in the system store works for both).
 $(PY):
 	@echo "Creating the virtualenv $(VENV) (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +39,7 @@ UV_VERSION = $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' requirements-dev.txt)
 $(VENV)/.installed-dev: requirements-dev.txt requirements.txt | $(PY)
 	@echo "Installing the development packages from requirements-dev.txt with uv (about 1.2 GB: a few seconds with uv's cache warm, about a minute without)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	@$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt -r requirements.txt
+	@$(VENV)/bin/uv pip install --quiet --system-certs --python $(PY) -r requirements-dev.txt -r requirements.txt
 	@touch $@ $(VENV)/.installed-runtime
 
 venv: $(VENV)/.installed-runtime
@@ -156,7 +157,7 @@ format: venv-dev
 # every pin that still fits; `make lock LOCK_ARGS=--upgrade` moves them to
 # the newest), for Python 3.11 and 3.12 on every platform.
 LOCK_ARGS ?=
-UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal $(LOCK_ARGS) pyproject.toml
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --system-certs --universal $(LOCK_ARGS) pyproject.toml
 lock: venv-dev
 	$(UV_COMPILE) -o requirements.txt
 	$(UV_COMPILE) --extra openvino -c requirements.txt -o requirements-openvino.txt
