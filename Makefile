@@ -7,7 +7,7 @@ PORT ?= 8000
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup venv models migrate chromium redis screenshots lint format bench bench-batches bench-workers serve worker webhook-worker lock clean
+.PHONY: run test setup venv venv-dev models migrate chromium container-tools redis screenshots lint format bench bench-batches bench-workers serve worker webhook-worker lock clean
 
 # Development settings, written once: a random SECRET_KEY and DJANGO_DEBUG=1
 # in a git-ignored .env that revid/settings.py reads (real environment
@@ -17,37 +17,72 @@ export PYTHONUNBUFFERED := 1
 	@echo "Writing .env (development settings: a new SECRET_KEY, DJANGO_DEBUG=1)"
 	@umask 077 && $(PYTHON) -c 'import secrets; print("# Development settings written by make; real environment variables win.\nDJANGO_DEBUG=1\nSECRET_KEY=" + secrets.token_urlsafe(50))' > $@.tmp && mv $@.tmp $@
 
-$(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $@
+# Two locks, both made from pyproject.toml by `make lock`: requirements.txt
+# is the runtime (what `make serve`, `make worker`, `make webhook-worker`
+# and the container install, with pip) and requirements-dev.txt adds the
+# test tools, honcho and OpenVINO (what `make run` and `make test` install,
+# with uv: seconds once its cache is warm). Each install is stamped and
+# redone only when its lock changes. uv trusts the system's certificates,
+# as pip does (a TLS proxy's CA in the system store works for both).
+$(PY):
+	@echo "Creating the virtualenv $(VENV) (a few seconds)"
+	$(PYTHON) -m venv $(VENV)
 
-venv: $(VENV)/.installed
+$(VENV)/.installed-runtime: requirements.txt | $(PY)
+	@echo "Installing the runtime packages from requirements.txt with pip (about 0.8 GB; under a minute on a fast link)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# The dev lock pins the runtime's packages to the same versions, so it
+# satisfies the runtime stamp too.
+UV_VERSION = $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' requirements-dev.txt)
+$(VENV)/.installed-dev: requirements-dev.txt requirements.txt | $(PY)
+	@echo "Installing the development packages from requirements-dev.txt with uv (about 1.2 GB: a few seconds with uv's cache warm, about a minute without)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@$(VENV)/bin/uv pip install --quiet --system-certs --python $(PY) -r requirements-dev.txt -r requirements.txt
+	@touch $@ $(VENV)/.installed-runtime
+
+venv: $(VENV)/.installed-runtime
+
+venv-dev: $(VENV)/.installed-dev
 
 models: venv
-	$(PY) manage.py install_models
+	@$(PY) manage.py install_models
 
 migrate: venv
-	$(PY) manage.py migrate --noinput
+	@echo "Migrating the database (a few seconds the first time)"
+	@$(PY) manage.py migrate --noinput
 
-setup: .env venv models migrate
+setup: .env venv-dev models migrate
 
 # Web and worker run under honcho (the Procfile): each runs in its own
 # process group and gets exactly one SIGTERM from honcho when make is
 # stopped (a second signal can deadlock django-q2's qcluster). `-e /dev/null`:
 # settings read .env themselves, letting real environment variables win.
+# `make run PORT=8010` moves everything: the server, the banner, and
+# SITE_URL, the base of URLs made outside a request (webhook payloads,
+# emails); PUBLIC_BASE_URL, when set, wins over both (docs: README).
 run: export SIGNUP_FREE_CREDITS ?= 100
-run: setup
+run: export SITE_URL ?= http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
+# Set-up runs the weights' download (network) and the migrations (CPU)
+# side by side; alpha matting's kernels are compiled by the worker, in the
+# background, so the key comes sooner.
+run: .env venv-dev
+	@$(PY) manage.py install_models --defer-matting & models=$$!; \
+	echo "Migrating the database (a few seconds the first time)"; \
+	$(PY) manage.py migrate --noinput --verbosity 0 || { kill $$models; exit 1; }; \
+	wait $$models
 	@$(PY) manage.py ensure_demo_account
-	@echo "Serving API, web page and admin on http://$(HOST):$(PORT) with a worker (Ctrl-C stops both)"
+	@echo "Serving API, web page and admin on $${PUBLIC_BASE_URL:-$$SITE_URL} with a worker (Ctrl-C stops them)"
 	@HOST=$(HOST) exec $(VENV)/bin/honcho start -e /dev/null -p $(PORT)
 
-# The browser tests drive Debian's chromium through Playwright (never
-# `playwright install`, which downloads a browser build of its own).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "Installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+# `make test` builds the container image with podman (tests/e2e/test_container.py)
+# on a Debian base made by debootstrap: install them (and runc, the runtime
+# that works under cgroup v1) like chromium, once.
+container-tools:
+	@command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 || { \
+		echo "Installing Debian's podman, debootstrap and runc for the container test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc; \
 	}
 
 # Production, one command per machine (docs/deploy.md): `make serve` on each
@@ -97,7 +132,7 @@ redis: venv
 		&& echo "Started redis-server on 127.0.0.1:6379 for the tests"; } \
 	|| echo "No Redis on 127.0.0.1:6379 and none could be started: the Redis tests will skip"
 
-test: setup chromium redis
+test: setup chromium container-tools redis
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
@@ -109,18 +144,24 @@ screenshots: setup chromium
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/e2e/test_browser.py \
 		-k test_a_customer_removes_a_background_and_downloads_a_transparent_png
 
-lint: venv
+lint: venv-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
 
-format: venv
+format: venv-dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# Re-pin requirements.txt from what the virtualenv has.
-lock: venv
-	$(PY) -m pip freeze --exclude-editable > requirements.txt
+# Regenerates the three locks from pyproject.toml's ranges with uv (keeping
+# every pin that still fits; `make lock LOCK_ARGS=--upgrade` moves them to
+# the newest), for Python 3.11 and 3.12 on every platform.
+LOCK_ARGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --system-certs --universal $(LOCK_ARGS) pyproject.toml
+lock: venv-dev
+	$(UV_COMPILE) -o requirements.txt
+	$(UV_COMPILE) --extra openvino -c requirements.txt -o requirements-openvino.txt
+	$(UV_COMPILE) --extra dev --extra openvino -c requirements.txt -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) var staticfiles

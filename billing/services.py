@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from accounts.models import Account
 from accounts.services import create_account
@@ -122,6 +123,8 @@ def send_low_balance_email(*, account_id: int, balance: int) -> int:
         "price": price,
         "requests_left": balance // price if price else None,
         "threshold_requests": settings.LOW_BALANCE_REQUESTS,
+        # Sent after a charge's commit, with no request at hand.
+        "usage_url": f"{settings.SITE_URL}{reverse('usage')}",
     }
     return send_mail(
         subject=f"Low balance: {balance} credits left in {account.name}",

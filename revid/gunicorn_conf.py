@@ -36,6 +36,9 @@ graceful_timeout = _settings.WEB_GRACEFUL_TIMEOUT
 max_requests = 1000
 max_requests_jitter = 100
 accesslog = "-"
+# In this instance's own data folder, not the home folder's default: two
+# instances on one machine (each with its DATA_DIR) never share one.
+control_socket = str(_settings.DATA_DIR / "gunicorn.ctl")
 
 
 def post_worker_init(worker) -> None:

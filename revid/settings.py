@@ -8,7 +8,9 @@ silently falling back, as healthchecks.io's settings do.
 import os
 import re
 import sys
+from importlib.util import find_spec
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -73,6 +75,20 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
+# Where clients reach the service behind a proxy (https://api.example.com):
+# set, it is the base of every absolute URL it makes, API results, webhook
+# payloads and emails alike (revid/middleware.py). Unset, a request's URLs
+# follow its Host, and URLs made outside one use SITE_URL (below).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
+if PUBLIC_BASE_URL:
+    _public = urlsplit(PUBLIC_BASE_URL)
+    if _public.scheme not in ("http", "https") or not _public.hostname or _public.path:
+        raise ImproperlyConfigured(
+            "PUBLIC_BASE_URL must be a scheme and a host, such as https://api.example.com "
+            f"or http://127.0.0.1:8010 (no path), got {PUBLIC_BASE_URL!r}"
+        )
+    ALLOWED_HOSTS.append(f"[{_public.hostname}]" if ":" in _public.hostname else _public.hostname)
+
 # Everything the embedded default writes (database, uploads, outputs,
 # model weights) lives under one folder that is easy to back up or wipe.
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -104,6 +120,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every request gets its id and one log line (revid.observability).
     "revid.observability.RequestLogMiddleware",
+    # Before the checks that read the scheme and host: PUBLIC_BASE_URL's.
+    "revid.middleware.PublicBaseUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body (the CSRF check parses uploads).
     "doors.uploads.ChunkedBodyMiddleware",
@@ -362,6 +380,11 @@ if MODEL_ENGINE not in ("onnxruntime", "openvino", "openvino-bf16"):
     raise ImproperlyConfigured(
         f"MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16, got {MODEL_ENGINE!r}"
     )
+if MODEL_ENGINE.startswith("openvino") and find_spec("openvino") is None:
+    raise ImproperlyConfigured(
+        f"MODEL_ENGINE={MODEL_ENGINE} needs OpenVINO, the project's `openvino` extra, which is "
+        "not installed: .venv/bin/pip install -r requirements-openvino.txt"
+    )
 # Models loaded (and run once) when each worker process starts, so the
 # first job is not slow; empty to load lazily on first use.
 WARM_MODELS = env_list("WARM_MODELS", "u2net")
@@ -501,9 +524,9 @@ if not WEBHOOK_RETRY_DELAYS or min(WEBHOOK_RETRY_DELAYS) < 0:
 # for them. Short values only make duplicate attempts more likely.
 WEBHOOK_CLAIM_GRACE_SECONDS = env_int("WEBHOOK_CLAIM_GRACE_SECONDS", 60, minimum=1)
 WEBHOOK_SWEEP_GRACE_SECONDS = env_int("WEBHOOK_SWEEP_GRACE_SECONDS", 30, minimum=1)
-# Absolute URLs in webhook payloads (image_url), where there is no request
-# to take the host from.
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Absolute URLs made outside a request (webhook payloads, emails): the
+# public address when set, else SITE_URL (`make run` sets it from its PORT).
+SITE_URL = PUBLIC_BASE_URL or env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 Q_CLUSTER["ALT_CLUSTERS"] = {
     WEBHOOK_CLUSTER: {
         "workers": WEBHOOK_WORKERS,

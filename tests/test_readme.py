@@ -166,6 +166,32 @@ EXEMPT = {
         "`DIR` is a placeholder for the operator's folder of weights; "
         "tests/removal/test_commands.py runs install_models --from on a folder of its own"
     ),
+    (
+        "README.md",
+        'curl -X POST http://127.0.0.1:8000/v1.0/removebg -H "X-Api-Key: YOUR_API_KEY"',
+    ): (
+        "YOUR_API_KEY and /path/to/image.jpg are placeholders; tests/e2e/test_removebg_server.py "
+        "sends the same request to a live server"
+    ),
+    ("README.md", "WEBHOOK_SECRET=$(.venv/bin/python manage.py webhook_secret demo"): (
+        "waits for a webhook from make run's server; tests/e2e/test_make_run.py runs this receiver "
+        "against a real make run"
+    ),
+    (
+        "README.md",
+        'curl -X POST http://127.0.0.1:8000/paid/image/remove/background -H "x-api-key: YOUR_API_KEY" -F "file=@/path/to/image.jpg" -F "webhook_url=',
+    ): (
+        "YOUR_API_KEY and /path/to/image.jpg are placeholders; tests/e2e/test_webhooks_e2e.py "
+        "submits with a webhook_url to a receiver on loopback"
+    ),
+    ("README.md", ".venv/bin/pip install -r requirements-openvino.txt"): (
+        "installs the opt-in OpenVINO extra; the development lock (make test) already has it and "
+        "tests/imaging/test_engines.py runs the engine"
+    ),
+    ("deploy.md", ".venv/bin/pip install -r requirements-openvino.txt"): (
+        "installs the opt-in OpenVINO extra on a production host; tests/imaging/test_engines.py "
+        "runs the engine"
+    ),
     ("api-contract.md", "curl -X POST \\"): (
         "the contract's example against the original hosted service; the README's copy of the "
         "same request runs against a live server in this file"

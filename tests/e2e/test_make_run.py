@@ -12,9 +12,11 @@ trap sent left qcluster deadlocked in its own signal handler.
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
+from tests.images import photo_bytes
 
 pytestmark = [pytest.mark.e2e]
 
@@ -46,6 +49,8 @@ def plain_environment(data_dir: Path) -> dict[str, str]:
         U2NET_HOME=str(settings.U2NET_HOME),
         # The lighter model: this test is about processes, not masks.
         WARM_MODELS="u2netp",
+        # The README's local webhook receiver, on loopback.
+        OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",
     )
     return env
 
@@ -94,6 +99,7 @@ def still_running(processes: set[tuple[int, str]]) -> dict[int, str]:
 
 class MakeRun:
     def __init__(self, data_dir: Path, log_path: Path):
+        self.data_dir = data_dir
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -186,12 +192,70 @@ def assert_stopped_cleanly(run: MakeRun, sig: int) -> None:
         assert stopped, f"{process} did not stop in order:\n{run.output()}"
 
 
+def the_readmes_webhook_example_works_on_this_port(run: MakeRun, tmp_path: Path) -> None:
+    """The README's local receiver gets the event of a job submitted with the
+    printed key, and every URL in it is on `make run`'s own PORT."""
+    output = run.output()
+    key = output.split(KEY_BANNER, 1)[1].split()[0]
+    env = plain_environment(run.data_dir)
+    secret = subprocess.run(
+        [".venv/bin/python", "manage.py", "webhook_secret", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()[-1]
+    receiver_port = free_port()
+    with (tmp_path / "receiver.log").open("w") as log:
+        receiver = subprocess.Popen(
+            [".venv/bin/python", "docs/webhook_receiver.py", "--port", str(receiver_port)]
+            + ["--once"],
+            cwd=ROOT,
+            env=env | {"WEBHOOK_SECRET": secret},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: "Listening" in (tmp_path / "receiver.log").read_text(),
+            timeout=60,
+            message="the receiver never listened",
+        )
+        base = f"http://127.0.0.1:{run.port}"
+        submitted = requests.post(
+            f"{base}/paid/image/remove/background",
+            headers={"x-api-key": key},
+            files={"file": ("astronaut.jpg", photo_bytes("astronaut"), "image/jpeg")},
+            data={"model": "u2netp", "webhook_url": f"http://127.0.0.1:{receiver_port}/hook"},
+            timeout=30,
+        )
+        assert submitted.status_code == 202, submitted.text
+        task_id = submitted.json()["task_id"]
+        receiver.wait(timeout=START_DEADLINE)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    printed = (tmp_path / "receiver.log").read_text()
+    image_url = f"{base}/output/{task_id}_output.png"
+    assert f"removal.completed {task_id} {image_url}" in printed, printed
+    status = requests.get(f"{base}/api/get/{task_id}", timeout=30).json()
+    assert status["result"]["image_url"] == image_url
+
+
 def test_make_run_stops_every_process_on_ctrl_c_and_on_sigterm_and_shows_the_key_once(
-    make_run,
+    make_run, tmp_path
 ):
     first = make_run()
     first.wait_until_ready()
     assert first.output().count(KEY_BANNER) == 1
+    # Everything follows PORT: the banner, results' and webhooks' URLs; and
+    # gunicorn's control socket is in this instance's own data folder.
+    assert f"Web login: demo / demo-password   (http://127.0.0.1:{first.port}/)" in (first.output())
+    assert (first.data_dir / "gunicorn.ctl").is_socket()
+    the_readmes_webhook_example_works_on_this_port(first, tmp_path)
     assert "Make another with: .venv/bin/python manage.py create_account" not in first.output()
     assert_stopped_cleanly(first, signal.SIGINT)
 
@@ -199,6 +263,81 @@ def test_make_run_stops_every_process_on_ctrl_c_and_on_sigterm_and_shows_the_key
     second = make_run()
     second.wait_until_ready()
     assert KEY_BANNER not in second.output()
-    assert "Demo account exists (1000 credits)" in second.output()
+    # The first run's webhook example spent one request's credits.
+    left = settings.DEMO_ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
+    assert f"Demo account exists ({left} credits)" in second.output()
     assert "Make another with: .venv/bin/python manage.py create_account NAME" in second.output()
     assert_stopped_cleanly(second, signal.SIGTERM)
+
+
+def serve(tmp_path: Path, name: str) -> tuple[subprocess.Popen, int, Path]:
+    """`make serve` as an operator starts it, with a data folder of its own."""
+    data_dir = tmp_path / name
+    port = free_port()
+    env = plain_environment(data_dir) | {
+        "HOME": str(tmp_path / "home"),  # where gunicorn's default socket would go
+        "SECRET_KEY": "two-instances-test-secret-key-0123456789abcdefghijklmnop",
+        "STATIC_ROOT": str(tmp_path / f"static-{name}"),
+        "WEB_CONCURRENCY": "1",
+    }
+    env.pop("XDG_RUNTIME_DIR", None)
+    log = (tmp_path / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "serve", "HOST=127.0.0.1", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, port, data_dir / "gunicorn.ctl"
+
+
+def control(socket_path: Path, command: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn.ctl.cli", "-s", str(socket_path), "-c", command, "-j"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_two_instances_on_one_machine_keep_their_own_control_sockets(tmp_path):
+    (tmp_path / "home").mkdir()
+    first, first_port, first_socket = serve(tmp_path, "first")
+    second, second_port, second_socket = serve(tmp_path, "second")
+    try:
+        for process, port, socket_path in (
+            (first, first_port, first_socket),
+            (second, second_port, second_socket),
+        ):
+
+            def up(port=port, socket_path=socket_path, process=process) -> bool:
+                assert process.poll() is None, "make serve exited early"
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                except requests.RequestException:
+                    return False
+                return socket_path.is_socket()
+
+            wait_for(up, timeout=START_DEADLINE, message=f"{socket_path} never appeared")
+        # Each socket answers for its own gunicorn, and none went to the home folder.
+        assert not (tmp_path / "home" / ".gunicorn").exists()
+        first_stats = control(first_socket, "show stats")
+        assert first_stats != {}
+        assert control(second_socket, "show stats") != {}
+
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=60)
+        # Stopping the second removed its socket only: the first still answers on its own.
+        assert not second_socket.exists()
+        assert first_socket.is_socket()
+        assert control(first_socket, "show stats") != {}
+        assert requests.get(f"http://127.0.0.1:{first_port}/healthz", timeout=5).status_code == 200
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=60)

@@ -92,3 +92,65 @@ def test_install_models_from_a_folder_installs_what_matches_rembgs_md5(
 def test_install_models_from_a_missing_folder_is_an_error(tmp_path):
     with pytest.raises(CommandError, match="no such folder"):
         call_command("install_models", "--from", str(tmp_path / "nowhere"), stdout=io.StringIO())
+
+
+def copy_required_weights(folder) -> None:
+    for name in ("u2net", "u2netp"):
+        shutil.copy(registry.weights_path(name), folder / f"{name}.onnx")
+
+
+@pytest.mark.weights
+def test_without_github_one_quick_probe_skips_the_four_other_models(
+    settings, tmp_path, monkeypatch
+):
+    from rembg.sessions import sessions
+
+    from removal.management.commands import install_models
+    from tests.conftest import free_port
+
+    copy_required_weights(tmp_path)
+    settings.U2NET_HOME = tmp_path
+    # Nothing listens there: the probe is refused at once, as by a machine
+    # without a route to GitHub.
+    monkeypatch.setattr(install_models, "REMBG_RELEASES", f"http://127.0.0.1:{free_port()}/")
+
+    def download(*args, **kwargs):
+        raise AssertionError("tried rembg's download although the probe failed")
+
+    for name in ("u2net_human_seg", "u2net_cloth_seg", "silueta", "isnet-general-use"):
+        monkeypatch.setattr(sessions[name], "download_models", download)
+    out = io.StringIO()
+    call_command("install_models", "--defer-matting", stdout=out)
+    text = out.getvalue()
+    assert text.count("is not reachable") == 1
+    assert "skipping u2net_human_seg, u2net_cloth_seg, silueta, isnet-general-use" in text
+    assert "silueta            unavailable" in text
+    assert "the worker compiles its kernels in the background" in text
+    assert "Alpha matting ready" not in text
+
+
+@pytest.mark.weights
+def test_with_github_answering_each_other_model_is_tried(
+    settings, tmp_path, monkeypatch, loopback_files
+):
+    from rembg.sessions import sessions
+
+    from removal.management.commands import install_models
+
+    copy_required_weights(tmp_path)
+    settings.U2NET_HOME = tmp_path
+    # Any answer, a 404 included, means the release host is reachable.
+    monkeypatch.setattr(install_models, "REMBG_RELEASES", f"{loopback_files.url}/releases/")
+    tried = []
+
+    def download(*args, **kwargs):
+        tried.append(True)
+        raise ConnectionError("no such file here")
+
+    for name in ("u2net_human_seg", "u2net_cloth_seg", "silueta", "isnet-general-use"):
+        monkeypatch.setattr(sessions[name], "download_models", download)
+    out = io.StringIO()
+    call_command("install_models", "--defer-matting", stdout=out)
+    assert len(tried) == 4
+    assert "is not reachable" not in out.getvalue()
+    assert "silueta: not downloaded (ConnectionError); it stays unavailable" in out.getvalue()

@@ -111,3 +111,52 @@ def test_database_connections_are_kept_between_requests_and_checked_before_reuse
 
     assert kept == {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
     assert per_request["CONN_MAX_AGE"] == 0
+
+
+def test_an_openvino_engine_without_the_openvino_extra_names_the_extra_at_start():
+    # As on a machine that installed the runtime lock only: no openvino module.
+    result = run_with_settings(
+        "import sys; sys.modules['openvino'] = None; import django; django.setup()",
+        {"DJANGO_DEBUG": "1", "MODEL_ENGINE": "openvino-bf16"},
+    )
+    assert result.returncode != 0
+    assert "MODEL_ENGINE=openvino-bf16 needs OpenVINO, the project's `openvino` extra" in (
+        result.stderr
+    )
+    assert "pip install -r requirements-openvino.txt" in result.stderr
+
+
+PUBLIC_URLS = (
+    "print(settings.PUBLIC_BASE_URL, settings.SITE_URL, 'bg.example.com' in settings.ALLOWED_HOSTS)"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, " http://127.0.0.1:8000 False"),
+        # `make run PORT=8010` sets SITE_URL; request URLs follow their Host.
+        ({"SITE_URL": "http://127.0.0.1:8010/"}, " http://127.0.0.1:8010 False"),
+        (
+            {"PUBLIC_BASE_URL": "https://bg.example.com/", "SITE_URL": "http://127.0.0.1:8010"},
+            "https://bg.example.com https://bg.example.com True",
+        ),
+    ],
+    ids=["default", "site-url", "public-base-url"],
+)
+def test_the_public_base_url_wins_over_site_url_and_is_an_allowed_host(env, expected):
+    result = run_with_settings(
+        f"import django; django.setup(); from django.conf import settings; {PUBLIC_URLS}",
+        {"DJANGO_DEBUG": "1", **env},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip("\n") == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["bg.example.com", "ftp://bg.example.com", "https://bg.example.com/api"]
+)
+def test_a_malformed_public_base_url_fails_loudly_at_start(url):
+    assert "PUBLIC_BASE_URL must be a scheme and a host" in django_start_error(
+        {"PUBLIC_BASE_URL": url}
+    )

@@ -26,7 +26,8 @@ class Command(BaseCommand):
         line = "=" * 72
         self.stdout.write(line)
         self.stdout.write(f"Demo account created with {account.credit_balance} credits.")
-        self.stdout.write("Web login: demo / demo-password   (http://127.0.0.1:8000/)")
+        # SITE_URL: `make run` sets it from its PORT (or PUBLIC_BASE_URL's).
+        self.stdout.write(f"Web login: demo / demo-password   ({settings.SITE_URL}/)")
         self.stdout.write("API key (shown only this once):")
         self.stdout.write(f"    {key}")
         self.stdout.write(line)
