@@ -179,7 +179,10 @@ EXEMPT = {
     ),
     (
         "README.md",
-        'curl -X POST http://127.0.0.1:8000/paid/image/remove/background -H "x-api-key: YOUR_API_KEY" -F "file=@/path/to/image.jpg" -F "webhook_url=',
+        (
+            'curl -X POST http://127.0.0.1:8000/paid/image/remove/background -H "x-api-key: '
+            'YOUR_API_KEY" -F "file=@/path/to/image.jpg" -F "webhook_url='
+        ),
     ): (
         "YOUR_API_KEY and /path/to/image.jpg are placeholders; tests/e2e/test_webhooks_e2e.py "
         "submits with a webhook_url to a receiver on loopback"
