@@ -412,7 +412,9 @@ def inline_worker(transactional_db, monkeypatch):
     from removal import services
 
     monkeypatch.setattr(
-        services, "enqueue_job", lambda *, job_id: services.process_job(job_id=job_id)
+        services,
+        "enqueue_job",
+        lambda *, job_id, request_id=None: services.process_job(job_id=job_id),
     )
 
 

@@ -343,7 +343,9 @@ def test_a_job_no_worker_starts_in_time_is_refunded_and_answered_429(
 ):
     from removal import services
 
-    monkeypatch.setattr(services, "enqueue_job", lambda *, job_id: None)  # no worker at all
+    monkeypatch.setattr(
+        services, "enqueue_job", lambda *, job_id, request_id=None: None
+    )  # no worker
     settings.REMOVEBG_QUEUE_WAIT_SECONDS = 1
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=api_key)
