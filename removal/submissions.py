@@ -38,7 +38,7 @@ from imaging.options import (
     resolve_auto_format,
 )
 from imaging.reading import ImageInfo, inspect_image
-from outbound import fetcher
+from outbound import async_fetcher, fetcher
 from removal import registry
 from revid.errors import ApplicationError
 
@@ -304,19 +304,42 @@ def decode_base64_image(text: str) -> bytes:
 
 def download_image(url: str) -> ImageSource:
     """Fetches ``image_url`` through the safe fetcher (the only way out)."""
-    if len(url) > 2048:
-        raise InvalidImageUrl("image_url is longer than 2048 characters.")
+    _check_image_url_length(url)
     try:
         fetched = fetcher.fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES)
     except fetcher.OutboundRefused as exc:
-        if exc.code == "too_large":
-            raise FileTooLarge(
-                f"The image at image_url is too large: the limit is "
-                f"{settings.MAX_UPLOAD_BYTES / 1048576:.1f} MB."
-            ) from None
-        if exc.code in ("invalid_url", "forbidden_address", "unresolvable"):
-            raise InvalidImageUrl(exc.message) from None
-        raise ImageDownloadFailed(exc.message) from None
+        raise _download_refused(exc) from None
+    return _downloaded(fetched)
+
+
+async def adownload_image(url: str) -> ImageSource:
+    """``download_image`` on the event loop (``outbound.async_fetcher``): the
+    same checks and refusals, and no thread waits for a slow server."""
+    _check_image_url_length(url)
+    try:
+        fetched = await async_fetcher.fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES)
+    except fetcher.OutboundRefused as exc:
+        raise _download_refused(exc) from None
+    return _downloaded(fetched)
+
+
+def _check_image_url_length(url: str) -> None:
+    if len(url) > 2048:
+        raise InvalidImageUrl("image_url is longer than 2048 characters.")
+
+
+def _download_refused(exc: fetcher.OutboundRefused) -> ApplicationError:
+    if exc.code == "too_large":
+        return FileTooLarge(
+            f"The image at image_url is too large: the limit is "
+            f"{settings.MAX_UPLOAD_BYTES / 1048576:.1f} MB."
+        )
+    if exc.code in ("invalid_url", "forbidden_address", "unresolvable"):
+        return InvalidImageUrl(exc.message)
+    return ImageDownloadFailed(exc.message)
+
+
+def _downloaded(fetched: fetcher.Fetched) -> ImageSource:
     if not fetched.body:
         raise ImageDownloadFailed("The image at image_url is empty.")
     name = unquote(urlsplit(fetched.url).path.rsplit("/", 1)[-1])[:255]
@@ -331,6 +354,23 @@ def read_source(
     upload_field: str = "file",
 ) -> ImageSource:
     """Exactly one of an uploaded file, a base64 string or a URL."""
+    source = read_local_source(
+        uploads=uploads,
+        image_url=image_url,
+        image_file_b64=image_file_b64,
+        upload_field=upload_field,
+    )
+    return source if isinstance(source, ImageSource) else download_image(source)
+
+
+def read_local_source(
+    *,
+    uploads: list[UploadedFile],
+    image_url: str | None,
+    image_file_b64: str | None,
+    upload_field: str = "file",
+) -> ImageSource | str:
+    """Exactly one source: the image when it came with the request, else the URL to fetch."""
     given = sum((bool(uploads), image_url is not None, image_file_b64 is not None))
     if given == 0:
         raise FileRequired(
@@ -351,7 +391,7 @@ def read_source(
         return ImageSource(data=read_upload(upload), name=(upload.name or "")[:255])
     if image_file_b64 is not None:
         return ImageSource(data=decode_base64_image(image_file_b64), name="")
-    return download_image(image_url)
+    return image_url
 
 
 def validate_image(data: bytes) -> ImageInfo:
@@ -420,27 +460,82 @@ def build_request(
     Steps, cheapest first: idempotency key, model, output options (the
     option table, read as ``door`` takes them), webhook URL, then the image source (a download for
     ``image_url``), then the image itself (format sniffed from the bytes,
-    pixels from the header, a full decode).
+    pixels from the header, a full decode). An async door runs the same
+    steps in three parts: ``check_request``, ``adownload_image`` for a URL,
+    ``finish_request``.
     """
+    checked = check_request(
+        fields=fields,
+        door=door,
+        model_name=model_name,
+        idempotency_key=idempotency_key,
+        webhook_url=webhook_url,
+        default_webhook_url=default_webhook_url,
+        origin=origin,
+        upload_field=upload_field,
+    )
+    source = checked.source
+    if not isinstance(source, ImageSource):
+        source = download_image(source)
+    return finish_request(checked, source)
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A submission that passed every check that needs no download or decode;
+    ``source`` is the image, or the URL still to fetch."""
+
+    source: ImageSource | str
+    model_name: str
+    options: OutputOptions
+    idempotency_key: str
+    webhook_url: str
+    origin: str
+
+
+def check_request(
+    *,
+    fields: Fields,
+    door: str,
+    model_name: str | None,
+    idempotency_key: str | None,
+    webhook_url: str | None,
+    default_webhook_url: str = "",
+    origin: str,
+    upload_field: str = "file",
+) -> CheckedRequest:
+    """``build_request``'s steps up to the image source, without downloading it."""
     key = validate_idempotency_key(idempotency_key)
     name = validate_model_name(model_name)
     # "auto" becomes the real format now, so the stored file name carries it.
     options = resolve_auto_format(parse_options(fields, door=door))
     webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
-    source = read_source(
+    source = read_local_source(
         uploads=fields.file_parts(upload_field),
         image_url=fields.text("image_url"),
         image_file_b64=fields.text("image_file_b64"),
         upload_field=upload_field,
     )
-    return RemovalRequest(
+    return CheckedRequest(
         source=source,
-        image=validate_image(source.data),
         model_name=name,
         options=options,
         idempotency_key=key,
         webhook_url=webhook,
         origin=origin,
+    )
+
+
+def finish_request(checked: CheckedRequest, source: ImageSource) -> RemovalRequest:
+    """The last step: the image itself (format, pixels, a full decode)."""
+    return RemovalRequest(
+        source=source,
+        image=validate_image(source.data),
+        model_name=checked.model_name,
+        options=checked.options,
+        idempotency_key=checked.idempotency_key,
+        webhook_url=checked.webhook_url,
+        origin=checked.origin,
     )
 
 
@@ -456,6 +551,26 @@ def seed_request(
     """A submission to the seed API or the web page (same field names), validated."""
     return build_request(
         account=account,
+        fields=fields,
+        door=door,
+        model_name=fields.text("model"),
+        idempotency_key=idempotency_key,
+        webhook_url=fields.text("webhook_url"),
+        default_webhook_url=default_webhook_url,
+        origin=origin,
+    )
+
+
+def check_seed_request(
+    *,
+    fields: Fields,
+    idempotency_key: str | None,
+    origin: str,
+    door: str = SEED,
+    default_webhook_url: str = "",
+) -> CheckedRequest:
+    """``seed_request``'s checks up to the image source (async doors fetch a URL themselves)."""
+    return check_request(
         fields=fields,
         door=door,
         model_name=fields.text("model"),
