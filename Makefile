@@ -56,21 +56,22 @@ chromium:
 # run with debug off and need SECRET_KEY, the same on every machine (django-q2
 # signs tasks with it), plus DATABASE_URL, REDIS_URL and the bucket settings.
 WEB_CONCURRENCY ?= 2
-# Threads per gunicorn process: a request waiting for a job (?wait=, the
-# synchronous endpoint) holds a thread, not a CPU, so waiting clients never
-# block /healthz, status calls or uploads while threads are free. A process
-# takes no more connections than it has threads (queued behind waiters
-# they would be); the others wait in the listen backlog for any process.
+# The web server is ASGI (revid/asgi.py, gunicorn with revid.server.Worker:
+# uvicorn, one event loop per process). A request waiting for a job
+# (?wait=, the synchronous /v1.0/removebg) or for an image_url download
+# holds no thread; sync work (pages, admin, the parse, decode and charge
+# of an upload) runs on at most WEB_THREADS threads per process, the rest
+# queues on the loop. No --max-requests: recycling a process would cut
+# every request waiting in it.
 WEB_THREADS ?= 16
 serve worker webhook-worker: export DJANGO_DEBUG := 0
 
 serve: venv
 	@test -n "$$SECRET_KEY" || { echo "make serve: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	exec $(VENV)/bin/gunicorn revid.wsgi:application --bind $(HOST):$(PORT) \
-		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads $(WEB_THREADS) \
-		--worker-connections $(WEB_THREADS) --keep-alive 0 --timeout 60 --graceful-timeout 30 \
-		--max-requests 1000 --max-requests-jitter 100 --access-logfile -
+	WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/gunicorn revid.asgi:application --bind $(HOST):$(PORT) \
+		--workers $(WEB_CONCURRENCY) --worker-class revid.server.Worker \
+		--keep-alive 5 --timeout 60 --graceful-timeout 30 --access-logfile -
 
 # The removal cluster only (Q_CLUSTER_NAME unset, whatever the shell has):
 # it runs the models. Webhook deliveries wait on their own cluster, so a
