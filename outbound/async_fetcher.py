@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 
 import h11
 
+from outbound import fetcher
 from outbound.fetcher import (
     REDIRECT_STATUSES,
     USER_AGENT,
@@ -37,7 +38,6 @@ from outbound.fetcher import (
     _seconds,
     _Target,
     _target,
-    _tls_context,
     _usable,
     allowed_networks,
 )
@@ -159,7 +159,7 @@ async def _connect(target: _Target):
         tls = target.scheme == "https"
         return await asyncio.open_connection(
             sock=sock,
-            ssl=_tls_context() if tls else None,
+            ssl=fetcher._tls_context() if tls else None,
             server_hostname=target.ascii_host if tls else None,
             limit=_CHUNK,
         )
