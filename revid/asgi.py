@@ -69,7 +69,7 @@ def _bounded_receive(scope: dict, receive):
                 if message["type"] != "http.request":
                     return message
         if declared is not None and declared > limit:
-            scope[_BODY_REFUSED] = declared
+            scope[_BODY_REFUSED] = (declared, False)
             state["done"] = True
             return {"type": "http.request", "body": b"", "more_body": False}
         message = await receive()
@@ -78,7 +78,7 @@ def _bounded_receive(scope: dict, receive):
         body = message.get("body", b"")
         state["size"] += len(body)
         if state["size"] > limit:
-            scope[_BODY_REFUSED] = state["size"]
+            scope[_BODY_REFUSED] = (state["size"], True)  # at least this much
             state["done"] = True
             return {"type": "http.request", "body": b"", "more_body": False}
         if not message.get("more_body", False):
@@ -111,8 +111,8 @@ class Handler(ASGIHandler):
 
             # The view answers 413 (doors.uploads.raise_if_upload_refused);
             # the parsers see an empty body.
-            size = scope[_BODY_REFUSED]
-            message = too_large_message(size, settings.MAX_UPLOAD_BYTES, at_least=True)
+            size, at_least = scope[_BODY_REFUSED]
+            message = too_large_message(size, settings.MAX_UPLOAD_BYTES, at_least=at_least)
             setattr(request, REFUSAL_ATTRIBUTE, message)
             request.META["CONTENT_LENGTH"] = "0"
         elif _BODY_SIZE in scope:
