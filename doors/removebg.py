@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import math
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
@@ -42,7 +44,7 @@ from removal import downloads, registry, services, submissions, wait_limits, wai
 from removal.models import RemovalJob
 from removal.submissions import Fields, InvalidOption
 from revid.errors import ApplicationError
-from revid.serving import run_sync
+from revid.serving import close_db_connections, run_sync
 from webhooks.selectors import webhook_url_for
 
 # remove.bg's ``type`` to our models: the first one installed here wins.
@@ -126,7 +128,7 @@ def check_removebg_request(
     )
 
 
-async def wait_for_end(job: RemovalJob) -> RemovalJob:
+async def wait_for_end(job: RemovalJob, *, queue_deadline: float) -> RemovalJob:
     """Waits until the job has ended, failing it (refunded) if no worker starts it in time.
 
     A job that started is bounded by REMOVAL_JOB_TIMEOUT (plus the reaper's
@@ -136,13 +138,17 @@ async def wait_for_end(job: RemovalJob) -> RemovalJob:
     wait is one notification away: nothing reads the job meanwhile.
     """
     loop = asyncio.get_running_loop()
-    queue_deadline = loop.time() + settings.REMOVEBG_QUEUE_WAIT_SECONDS
     run_bound = timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT + settings.REMOVAL_STALE_GRACE)
     while not job.is_finished:
         if job.status == RemovalJob.Status.PENDING:
             timeout = queue_deadline - loop.time()
             if timeout <= 0:
-                await run_sync(services.fail_job, job=job, error=services.QUEUE_TIMEOUT_ERROR)
+                await run_sync(
+                    services.fail_job,
+                    job=job,
+                    error=services.QUEUE_TIMEOUT_ERROR,
+                    unstarted_only=True,
+                )
                 # Failed now, or taken by a worker just in time.
                 await run_sync(job.refresh_from_db)
                 continue
@@ -155,6 +161,30 @@ async def wait_for_end(job: RemovalJob) -> RemovalJob:
         # A server that stops still lets this call finish (within its grace).
         job = await waiting.wait_then_reload(job, timeout=timeout, until_shutdown=False)
     return job
+
+
+# Deadlines of callers that hung up, kept until they pass (a task needs a reference).
+_deadlines: set[asyncio.Task] = set()
+
+
+def refund_if_never_started(job: RemovalJob, *, queue_deadline: float) -> None:
+    """At ``queue_deadline``, fails and refunds the job if no worker has started it,
+    as ``wait_for_end`` would have for a caller still there. A coroutine on the
+    loop, not a thread; lost with the process (the job then simply runs)."""
+
+    def fail_unstarted() -> None:
+        try:
+            services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR, unstarted_only=True)
+        finally:
+            close_db_connections()
+
+    async def at_the_deadline() -> None:
+        await asyncio.sleep(max(0.0, queue_deadline - asyncio.get_running_loop().time()))
+        await sync_to_async(fail_unstarted, thread_sensitive=False)()
+
+    task = asyncio.get_running_loop().create_task(at_the_deadline(), context=contextvars.Context())
+    _deadlines.add(task)
+    task.add_done_callback(_deadlines.discard)
 
 
 def rate_limit_headers(request: Request) -> dict[str, str]:
@@ -292,7 +322,16 @@ class RemoveBgApi(AsyncAPIView):
                 return services.submit_job(account=key.account, api_key=key, request=submission)
 
             job = await checked_then_submitted(check, submit)
-            job = await wait_for_end(job)
+            queue_deadline = (
+                asyncio.get_running_loop().time() + settings.REMOVEBG_QUEUE_WAIT_SECONDS
+            )
+            try:
+                job = await wait_for_end(job, queue_deadline=queue_deadline)
+            except asyncio.CancelledError:
+                # The caller hung up: its wait is dropped at once, but the
+                # queue's deadline still holds for its job.
+                refund_if_never_started(job, queue_deadline=queue_deadline)
+                raise
         if job.status == RemovalJob.Status.COMPLETED:
             return await run_sync(result_response, request, job, type_names[0])
         raise ended_without_result(job)

@@ -218,7 +218,8 @@ def test_a_caller_that_hangs_up_when_no_worker_comes_is_refunded_once(
     with make_serve(tmp_path, **MODEL_ENV, REMOVEBG_QUEUE_WAIT_SECONDS="2") as (url, _):
         send_and_hang_up(url, api_key)
         job = removebg_jobs().get()
-        # The request's thread still bounds the queue wait and refunds.
+        # Its wait was dropped with the connection; the queue's deadline
+        # still fails and refunds the job no worker started.
         wait_for(
             lambda: RemovalJob.objects.get(pk=job.pk).is_finished,
             timeout=60,
