@@ -131,9 +131,12 @@ clean:
 # docs/benchmarks.md (about 15 minutes on 2 cores; BENCH_ARGS=--no-options
 # skips the output options' rows, BENCH_ARGS=--no-engines the MODEL_ENGINE
 # comparison; BENCH_ARGS=--quick runs only the side by side with `rembg s`
-# on small photos).
+# on small photos). Then bench/bench_waiters.py adds the waiting clients'
+# rows: 10, 100 and 1,000 waiters under `make run`'s and `make serve`'s
+# servers (a few more minutes).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+	$(PY) bench/bench_waiters.py
 
 # How Q_WORKERS x ORT_INTRA_OP_THREADS compare on this machine (~4 minutes).
 bench-workers: setup

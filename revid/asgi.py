@@ -10,7 +10,8 @@ Django's ASGI handler, with what this service needs around it:
   view answers 413 as ``doors.uploads`` does for the WSGI server (after
   the key check, nothing charged), on a connection closed after the answer.
 - A chunked body gets the Content-Length Django's parsers need.
-- Sync views run in one of ``WEB_THREADS`` slots (``revid.serving``).
+- Sync views run in one of ``WEB_THREADS`` slots (``revid.serving``), and
+  a request's database connections close with it.
 - Lifespan: at shutdown the waiting listeners close their connections.
 """
 
@@ -18,6 +19,7 @@ import os
 
 import django
 from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revid.settings")
 
@@ -156,5 +158,15 @@ class Handler(ASGIHandler):
                 return
 
 
+def _close_connections(**kwargs) -> None:
+    """Each request's sync code runs on a thread that ends with the request
+    (revid.serving), so a connection kept for DB_CONN_MAX_AGE could never be
+    used again: close it with the request, on that thread."""
+    from revid.serving import close_db_connections
+
+    close_db_connections()
+
+
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+request_finished.connect(_close_connections, dispatch_uid="revid.asgi.close_connections")
 application = Handler()
