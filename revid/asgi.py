@@ -15,6 +15,7 @@ Django's ASGI handler, with what this service needs around it:
 - Lifespan: at shutdown the waiting listeners close their connections.
 """
 
+import asyncio
 import os
 
 import django
@@ -64,12 +65,13 @@ def _bounded_receive(scope: dict, receive):
 
     async def bounded():
         if state["done"]:
-            # After the body: only the disconnect matters; the rest of a
-            # body that was cut is read and dropped until the answer is sent.
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return message
+            if _BODY_REFUSED in scope:
+                # The rest of a refused body stays unread: Django's wait for
+                # the client's disconnect waits here until the answer is sent
+                # (and the connection closed), then is cancelled.
+                await asyncio.Future()
+            # After a whole body, the next message is the client's disconnect.
+            return await receive()
         if declared is not None and declared > limit:
             scope[_BODY_REFUSED] = (declared, False)
             state["done"] = True

@@ -2,16 +2,17 @@
 
 `make run` (the Procfile) and `make serve` both run
 ``gunicorn revid.asgi:application --worker-class revid.server.Worker``.
-uvicorn-worker's ``UvicornWorker`` with three changes:
+uvicorn-worker's ``UvicornWorker``, with:
 
 - the ASGI lifespan is on (``revid.asgi`` closes the waiting listeners'
   connections at shutdown);
-- on SIGTERM/SIGINT/SIGQUIT the process's ``?wait=`` long polls are
-  answered at once with their job's status (``revid.serving``) instead of
-  holding the graceful shutdown for up to WAIT_MAX_SECONDS; a synchronous
+- on SIGTERM or SIGINT the process's ``?wait=`` long polls are answered
+  at once with their job's status (``revid.serving``) instead of holding
+  the graceful shutdown for up to WAIT_MAX_SECONDS; a synchronous
   ``/v1.0/removebg`` call keeps waiting for its job within the graceful
   timeout, as a request in flight always did;
-- nothing else: httptools and uvloop when installed (they are pinned).
+- httptools and uvloop are used (pinned), as uvicorn does when they are
+  installed.
 """
 
 from __future__ import annotations

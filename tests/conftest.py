@@ -27,9 +27,10 @@ def _media_root(settings, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _stop_wait_listeners():
-    """A request that waited (?wait=) started a listener thread with a
-    database connection of its own; stop it with the test, before the test
-    database is flushed or dropped (PostgreSQL refuses while it is open)."""
+    """A request that waited (?wait=) started a listener with a connection of
+    its own, and its sweep a thread with a database connection; stop them
+    with the test, before the test database is flushed or dropped
+    (PostgreSQL refuses while a connection is open)."""
     yield
     from removal import waiting
 
