@@ -20,7 +20,8 @@ Backends (``WAIT_BACKEND``; ``auto`` picks the first that applies):
   (...) AND status IN (completed, failed)``) finds which of the jobs its
   requests wait for have ended; announcing rings the web processes'
   doorbells on this machine (``LOCAL_WAKE``, ``revid.doorbell``), which
-  look at once. Its cost does not grow with the number of waiters.
+  look at once. With the doorbell the poll is only the net for a lost
+  ring, and its interval stretches with the number of jobs waited for.
 
 Many waiters in one web process:
 
@@ -82,6 +83,13 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
 LISTENER_NAME = "revid-wait"
 # Job ids per sweep query (SQLite's bound on query parameters).
 _SWEEP_CHUNK = 500
+# Threads (each with its own kept connection) for the sweep and for
+# reloading the jobs of woken waiters.
+DB_THREADS = 4
+# With a doorbell, the poll is only the net for a lost ring: its interval
+# stretches by one WAIT_POLL_MS per this many waited jobs (up to a second),
+# so a thousand waiters do not cost a query every 25 ms.
+_STRETCH_PER_JOBS = 50
 
 _FINISHED = (RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED)
 
@@ -153,8 +161,16 @@ async def wait_then_reload(job: RemovalJob, *, timeout: float | None, until_shut
     if timeout and not job.is_finished:
         with WAITING_CLIENTS.track_inprogress():
             await wait_for_job(job_id=job.id, timeout=timeout, until_shutdown=until_shutdown)
-        await job.arefresh_from_db()
+        # On the sweep's threads and their kept connections: a thousand
+        # waiters answered at once open no connection (nor thread) each.
+        await _on_db_thread(_reload, job)
     return job
+
+
+def _reload(job: RemovalJob) -> None:
+    for connection in connections.all(initialized_only=True):
+        connection.close_if_unusable_or_obsolete()
+    job.refresh_from_db()
 
 
 async def wait_for_job(
@@ -382,7 +398,10 @@ class _PollListener(_Listener):
                 self._sweep_now.clear()
                 await self._sweep_once()
                 if self.bell is not None:
-                    await self.bell.wait_async(self.interval)
+                    stretch = 1 + len(self._by_job) // _STRETCH_PER_JOBS
+                    await self.bell.wait_async(
+                        max(self.interval, min(1.0, self.interval * stretch))
+                    )
                 else:
                     await asyncio.sleep(self.interval)
         finally:
@@ -507,7 +526,7 @@ async def _on_db_thread(function, *args):
     """``function`` on the sweep's own thread (its own Django connection)."""
     global _db_thread
     if _db_thread is None:
-        _db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revid-wait-db")
+        _db_thread = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="revid-wait-db")
     return await sync_to_async(function, thread_sensitive=False, executor=_db_thread)(*args)
 
 
