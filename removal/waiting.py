@@ -161,16 +161,32 @@ async def wait_then_reload(job: RemovalJob, *, timeout: float | None, until_shut
     if timeout and not job.is_finished:
         with WAITING_CLIENTS.track_inprogress():
             await wait_for_job(job_id=job.id, timeout=timeout, until_shutdown=until_shutdown)
-        # On the sweep's threads and their kept connections: a thousand
-        # waiters answered at once open no connection (nor thread) each.
-        await _on_db_thread(_reload, job)
+        fresh = await _fresh_copy(str(job.id))
+        for field in job._meta.concrete_fields:
+            setattr(job, field.attname, getattr(fresh, field.attname))
     return job
 
 
-def _reload(job: RemovalJob) -> None:
+_reads: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future] = {}
+
+
+async def _fresh_copy(job_id: str) -> RemovalJob:
+    """The job as the database has it now, read once for all of its waiters
+    that ask together (a job's end wakes them all at once), on the sweep's
+    threads and their kept connections: no thread or connection per waiter."""
+    loop = asyncio.get_running_loop()
+    key = (loop, job_id)
+    read = _reads.get(key)
+    if read is None:
+        read = _reads[key] = asyncio.ensure_future(_on_db_thread(_read_job, job_id))
+        read.add_done_callback(lambda _: _reads.pop(key, None))
+    return await asyncio.shield(read)
+
+
+def _read_job(job_id: str) -> RemovalJob:
     for connection in connections.all(initialized_only=True):
         connection.close_if_unusable_or_obsolete()
-    job.refresh_from_db()
+    return RemovalJob.objects.get(pk=job_id)
 
 
 async def wait_for_job(
