@@ -1,8 +1,8 @@
 """The synchronous remove.bg door does not starve the production server.
 
-`make serve` itself (gunicorn, gthread) and real ``qcluster`` workers on the
-test database. Each ``/v1.0/removebg`` call holds a gunicorn thread while
-its job waits in the queue; the server must still answer everything else.
+`make serve` itself (gunicorn, uvicorn workers) and real ``qcluster`` workers
+on the test database. Each ``/v1.0/removebg`` call waits for its job on the
+event loop, holding no thread; the server must still answer everything else.
 Deadlines come from the same calls measured on the same server first.
 """
 
