@@ -21,6 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
+def _u2net_home_restored(monkeypatch):
+    """A session points rembg at its models folder through U2NET_HOME
+    (imaging.sessions); a test with a folder of its own (the stand-in
+    models) must not leave it pointing there for the tests after it."""
+    monkeypatch.setenv("U2NET_HOME", os.environ.get("U2NET_HOME", str(settings.U2NET_HOME)))
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path_factory):
     """Each test writes uploads and outputs to its own folder."""
     settings.MEDIA_ROOT = str(tmp_path_factory.mktemp("media"))
