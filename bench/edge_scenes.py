@@ -143,7 +143,7 @@ def _strands(rng: np.random.Generator):
         steps = 24
         points = [root - normal * 0.01]  # rooted a little inside the body
         step = length / steps
-        for i in range(steps):
+        for _ in range(steps):
             heading += bend * step + rng.normal(0.0, 0.04)
             x, y = points[-1]
             points.append(np.asarray([x + np.cos(heading) * step, y + np.sin(heading) * step]))

@@ -19,32 +19,42 @@ import numpy as np
 from numba import njit
 
 _OPTIONS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+_INVERSE_255 = np.float32(1.0 / 255.0)
 
 
 @njit(inline="always", **_OPTIONS)
-def _sample(grid, gy, gx, value, offset):  # pragma: no cover - compiled
-    """``grid`` at grid coordinates (gy, gx), bilinear, clamped, into value[offset:]."""
-    height, width = grid.shape[0], grid.shape[1]
-    gy = min(max(gy, 0.0), height - 1.0)
-    gx = min(max(gx, 0.0), width - 1.0)
-    y0, x0 = int(gy), int(gx)
-    y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
-    fy, fx = gy - y0, gx - x0
+def _grid_row(grid, scale, y):  # pragma: no cover - compiled
+    """The two grid rows around full-size row ``y`` and the weight of the second."""
+    height = grid.shape[0]
+    gy = min(max((y + 0.5) / scale - 0.5, 0.0), height - 1.0)
+    y0 = int(gy)
+    return y0, min(y0 + 1, height - 1), np.float32(gy - y0)
+
+
+@njit(inline="always", **_OPTIONS)
+def _sample(grid, y0, y1, fy, scale, x, value, offset):  # pragma: no cover - compiled
+    """``grid`` bilinearly at full-size column ``x`` between rows y0 and y1, into value[offset:]."""
+    width = grid.shape[1]
+    gx = min(max((x + 0.5) / scale - 0.5, 0.0), width - 1.0)
+    x0 = int(gx)
+    x1 = min(x0 + 1, width - 1)
+    fx = np.float32(gx - x0)
+    one = np.float32(1.0)
     for c in range(grid.shape[2]):
-        top = grid[y0, x0, c] * (1.0 - fx) + grid[y0, x1, c] * fx
-        bottom = grid[y1, x0, c] * (1.0 - fx) + grid[y1, x1, c] * fx
-        value[offset + c] = top * (1.0 - fy) + bottom * fy
+        top = grid[y0, x0, c] * (one - fx) + grid[y0, x1, c] * fx
+        bottom = grid[y1, x0, c] * (one - fx) + grid[y1, x1, c] * fx
+        value[offset + c] = top * (one - fy) + bottom * fy
 
 
 @njit(inline="always", **_OPTIONS)
-def _fields_at(coarse, coarse_scale, fine, fine_scale, y, x, value):  # pragma: no cover
-    """The 8 fields at pixel (y, x): the fine grid's F~ and var(F) where it has them."""
-    _sample(coarse, (y + 0.5) / coarse_scale - 0.5, (x + 0.5) / coarse_scale - 0.5, value, 0)
-    _sample(fine, (y + 0.5) / fine_scale - 0.5, (x + 0.5) / fine_scale - 0.5, value, 8)
-    weight = min(max(value[12], np.float32(0.0)), np.float32(1.0))
+def _fields_at(coarse, coarse_scale, crow, fine, fine_scale, frow, x, value):  # pragma: no cover
+    """The 8 fields at column x of a row: the fine grid's F~ and var(F) where it has them."""
+    _sample(coarse, crow[0], crow[1], crow[2], coarse_scale, x, value, 0)
+    _sample(fine, frow[0], frow[1], frow[2], fine_scale, x, value, 8)
+    keep = np.float32(1.0) - min(max(value[12], np.float32(0.0)), np.float32(1.0))
     for c in range(3):
-        value[c] = value[8 + c] + (np.float32(1.0) - weight) * value[c]
-    value[6] = value[11] + (np.float32(1.0) - weight) * value[6]
+        value[c] = value[8 + c] + keep * value[c]
+    value[6] = value[11] + keep * value[6]
 
 
 @njit(inline="always", **_OPTIONS)
@@ -66,8 +76,9 @@ def _estimate(colour, a, value, params, result):  # pragma: no cover - compiled
     confidence = length / (length + params[3] + params[4] * np.float32(3.0) * value[7])
     t = a
     for _ in range(rounds):
+        # (along / spread + a prior) / (length / spread + prior), one division.
         spread = t * t * var_f + (np.float32(1.0) - t) * (np.float32(1.0) - t) * var_b
-        t = (along / spread + a * prior) / (length / spread + prior)
+        t = (along + a * prior * spread) / (length + prior * spread)
         t = min(max(t, np.float32(0.0)), np.float32(1.0))
     mixed = confidence * t + (np.float32(1.0) - confidence) * a
     spread = mixed * mixed * var_f + (np.float32(1.0) - mixed) * (np.float32(1.0) - mixed) * var_b
@@ -102,6 +113,8 @@ def estimate_grid(
     result = np.empty(3, np.float32)
     for y in range(first, stop):
         cy = y // pool
+        crow = _grid_row(coarse, coarse_scale, y)
+        frow = _grid_row(fine, fine_scale, y)
         for x in range(width):
             a = alpha[y, x]
             if a <= 0.0:
@@ -113,7 +126,7 @@ def estimate_grid(
                 for c in range(3):
                     result[c] = colour[c]
             else:
-                _fields_at(coarse, coarse_scale, fine, fine_scale, y, x, value)
+                _fields_at(coarse, coarse_scale, crow, fine, fine_scale, frow, x, value)
                 used = _estimate(colour, a, value, params, result)
             weight = used * used
             cx = x // pool
@@ -129,31 +142,37 @@ def estimate_grid(
 def clean_rows(
     pixels, alpha, coarse, coarse_scale, fine, fine_scale, band_max, params, first, stop, out
 ):  # pragma: no cover - compiled
-    """Rows first..stop-1 of the cut-out into ``out`` (H x W x 4 uint8): colour
-    zeroed under alpha 0, kept above ``band_max``, estimated between."""
+    """Rows first..stop-1 of the cut-out into ``out`` (H x W uint32, one RGBA
+    pixel per little-endian word): colour zeroed under alpha 0, kept above
+    ``band_max``, estimated between."""
     width = alpha.shape[1]
     value = np.empty(13, np.float32)
     colour = np.empty(3, np.float32)
     result = np.empty(3, np.float32)
     for y in range(first, stop):
+        row = pixels[y]
+        crow = _grid_row(coarse, coarse_scale, y)
+        frow = _grid_row(fine, fine_scale, y)
         for x in range(width):
-            a8 = alpha[y, x]
-            out[y, x, 3] = a8
+            a8 = np.uint32(alpha[y, x])
             if a8 == 0:
-                out[y, x, 0] = 0
-                out[y, x, 1] = 0
-                out[y, x, 2] = 0
+                out[y, x] = 0
             elif a8 > band_max:
-                out[y, x, 0] = pixels[y, x, 0]
-                out[y, x, 1] = pixels[y, x, 1]
-                out[y, x, 2] = pixels[y, x, 2]
+                out[y, x] = (
+                    np.uint32(row[x, 0])
+                    | (np.uint32(row[x, 1]) << 8)
+                    | (np.uint32(row[x, 2]) << 16)
+                    | (a8 << 24)
+                )
             else:
-                _fields_at(coarse, coarse_scale, fine, fine_scale, y, x, value)
+                _fields_at(coarse, coarse_scale, crow, fine, fine_scale, frow, x, value)
                 for c in range(3):
-                    colour[c] = pixels[y, x, c] / np.float32(255.0)
-                _estimate(colour, a8 / np.float32(255.0), value, params, result)
+                    colour[c] = row[x, c] * _INVERSE_255
+                _estimate(colour, a8 * _INVERSE_255, value, params, result)
+                word = a8 << 24
                 for c in range(3):
-                    out[y, x, c] = np.uint8(result[c] * np.float32(255.0) + np.float32(0.5))
+                    word |= np.uint32(result[c] * np.float32(255.0) + np.float32(0.5)) << (8 * c)
+                out[y, x] = word
 
 
 @njit(**_OPTIONS)
@@ -164,12 +183,13 @@ def refine_rows(pixels, alpha, grid, scale, gain, first, stop, out):  # pragma: 
     width = alpha.shape[1]
     value = np.empty(6, np.float32)
     for y in range(first, stop):
+        y0, y1, fy = _grid_row(grid, scale, y)
         for x in range(width):
             a8 = alpha[y, x]
             if a8 == 0 or a8 == 255:
                 out[y, x] = a8
                 continue
-            _sample(grid, (y + 0.5) / scale - 0.5, (x + 0.5) / scale - 0.5, value, 0)
+            _sample(grid, y0, y1, fy, scale, x, value, 0)
             detail = np.float32(0.0)
             for c in range(3):
                 detail += value[c] * (pixels[y, x, c] / np.float32(255.0) - value[3 + c])
