@@ -689,3 +689,59 @@ def test_the_schema_documents_every_seed_option_with_its_allowed_values(anon_cli
     assert "10%" in properties["crop_margin"]["description"]
     result = components["Result"]["properties"]
     assert {"format", "width", "height", "foreground", "options"} <= set(result)
+
+
+# --- Edges: decontaminate and refine (issue 20) -----------------------------------------
+
+
+def rgba_of(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+def test_decontaminate_false_gives_the_png_from_before_edge_cleaning(client):
+    from imaging.options import OutputOptions
+
+    session = registry.get_session(MODEL)
+    expected = pipeline.remove_background(
+        PHOTO,
+        session,
+        max_pixels=settings.MAX_IMAGE_PIXELS,
+        options=OutputOptions(decontaminate=False),
+    ).data
+    got = run(client, {"decontaminate": "false"})
+    assert got.data == expected
+    assert got.result["options"] == {"decontaminate": False}
+    # The same mask; the colours differ only in its soft band.
+    cleaned, plain = rgba_of(default_png()), rgba_of(got.data)
+    assert np.array_equal(plain[..., 3], cleaned[..., 3])
+    alpha = cleaned[..., 3]
+    changed = (plain != cleaned).any(axis=-1)
+    assert changed.any()
+    assert not changed[(alpha == 0) | (alpha > 250)].any()
+
+
+def test_decontaminate_true_is_the_default(client):
+    got = run(client, {"decontaminate": "true"})
+    assert got.data == default_png()
+    assert got.result["options"] == {}
+
+
+def test_refine_edges_moves_only_the_soft_band_of_the_mask(client):
+    got = run(client, {"refine": "edges"})
+    assert got.result["options"] == {"refine": "edges"}
+    before, after = default_alpha(), rgba_of(got.data)[..., 3]
+    sure = (before == 0) | (before == 255)
+    assert np.array_equal(after[sure], before[sure])
+    assert (after != before).sum() > 1000
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ({"refine": "sharp"}, "invalid_refine"),
+        ({"decontaminate": "maybe"}, "invalid_decontaminate"),
+    ],
+)
+def test_bad_edge_options_are_refused_before_the_charge(client, account, data, code):
+    (name,) = data
+    assert_refused(post(client, data), 400, code, account, names=name)
