@@ -47,7 +47,7 @@ def measure(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -
     from rembg import new_session, remove
 
     from bench.run_bench import agreement
-    from removal import pipeline
+    from imaging import pipeline
     from tests.images import SMALL_SUBJECTS, small_subject_jpeg
 
     _setup_django()

@@ -148,7 +148,7 @@ def run(
     os.environ.setdefault("U2NET_HOME", str(ROOT / "var" / "models"))
     from rembg import new_session, remove
 
-    from removal import pipeline
+    from imaging import pipeline
 
     session = new_session(model, providers=["CPUExecutionProvider"])
     photos = {name: make_photo(photo, size) for name, photo, size in images}
