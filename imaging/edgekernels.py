@@ -176,17 +176,17 @@ def clean_rows(
 
 
 @njit(**_OPTIONS)
-def refine_rows(pixels, alpha, grid, scale, gain, first, stop, out):  # pragma: no cover
+def refine_rows(pixels, alpha, grid, scale, gain, band_max, first, stop, out):  # pragma: no cover
     """Rows first..stop-1 of the refined mask into ``out`` (H x W uint8): alpha
-    0 and 255 kept, the soft band moved by the guided filter's image detail,
-    ``alpha + gain * a . (I - I~)`` with a (3) and I~ (3) from ``grid``."""
+    0 and above ``band_max`` kept, the soft band moved by the guided filter's
+    image detail, ``alpha + gain * a . (I - I~)`` with a (3) and I~ (3) from ``grid``."""
     width = alpha.shape[1]
     value = np.empty(6, np.float32)
     for y in range(first, stop):
         y0, y1, fy = _grid_row(grid, scale, y)
         for x in range(width):
             a8 = alpha[y, x]
-            if a8 == 0 or a8 == 255:
+            if a8 == 0 or a8 > band_max:
                 out[y, x] = a8
                 continue
             _sample(grid, y0, y1, fy, scale, x, value, 0)

@@ -23,7 +23,7 @@ in the soft band while the alpha stays exactly the model's:
 3. The subject's colour given that alpha: the Gaussian models' conditional
    mean, ``F = F~ + a var(F) / (a^2 var(F) + (1-a)^2 var(B)) (I - a F~ - (1-a) B~)``,
    which is ``I`` itself where the pixel is all subject.
-4. Refinement. On a fine grid (~1200 px) steps 2-3 run on the soft band and
+4. Refinement. On a fine grid (~800 px) steps 2-3 run on the soft band and
    the estimates, weighted by their alpha squared, give F~ and var(F) again
    over a narrow window (ROUNDS times); then steps 2-3 run once more at
    every full-size pixel with alpha 1..BAND_MAX, with both grids' fields
@@ -45,7 +45,7 @@ size the soft band then gets the part of the photo's detail that this
 function predicts, ``alpha + REFINE_GAIN * a . (I - I~)``, so its edge
 follows the photo's edges. Where the colours explain nothing (a ~ 0) the
 mask is kept as it is: unlike the plain filter's output, it is never
-blurred further. Alpha 0 and 255 are kept.
+blurred further. Alpha 0 and above REFINE_MAX are kept.
 """
 
 from __future__ import annotations
@@ -71,13 +71,14 @@ BAND_MAX = 250
 # The grids' long sides (pixels), and the windows' half-widths as fractions
 # of the photo's long side (blur fusion's 90 and 6 px on a 1 MP photo).
 COARSE_SIDE = 192
-FINE_SIDE = 1200
+FINE_SIDE = 800
 # The fine grid's estimates are summed in cells of POOL x POOL pixels for
 # the narrow window (a box mean there costs a ninth of one on the grid).
 POOL = 3
 WIDE_WINDOW = 0.078
 NARROW_WINDOW = 0.0052
-ROUNDS = 2
+# Rounds of step 4 (a second one gained nothing measurable on the benchmark).
+ROUNDS = 1
 # The coarse means weigh each pixel by alpha (or 1 - alpha) to this power,
 # so they come from the surest pixels nearby: where every colour is a mix
 # of the same two, the estimate can only be as pure as F~ and B~ (weighted
@@ -87,11 +88,6 @@ COARSE_POWER = 8
 # around the model's alpha, the colour models' variance floor, and the
 # confidence |F~ - B~|^2 / (|F~ - B~|^2 + TRUST + SPREAD * total var(B)).
 ALPHA_ROUNDS = 2
-# The coarse means weigh each pixel by alpha (or 1 - alpha) to this power,
-# so they come from the surest pixels nearby: where every colour is a mix
-# of the same two, the estimate can only be as pure as F~ and B~ (weighted
-# by alpha alone, a flat red disc on green came out 10 % green).
-COARSE_POWER = 8
 PRIOR = 0.3
 NOISE = 1e-3
 TRUST = 0.01
@@ -103,6 +99,10 @@ REFINE_SIDE = 400
 REFINE_WINDOW = 0.02
 REFINE_EPS = 1e-3
 REFINE_GAIN = 1.5
+# Mask values refined: 1..REFINE_MAX. U2-Net's subject is 254 nearly
+# everywhere and the colours explain nothing there; 251-253 is the inner
+# side of its edge, where refinement sharpens it.
+REFINE_MAX = 253
 # A fine-grid pixel whose narrow window holds this much estimated subject
 # (mean of alpha^2) uses the fine fields alone; less, in proportion.
 FINE_ENOUGH = 0.01
@@ -251,7 +251,8 @@ def _compile():
         pixels, mask, coarse, 1.0, fine, 1.0, BAND_MAX, _params(), 0, 2, out.view(np.uint32)[..., 0]
     )
     refined = np.empty_like(mask)
-    refine_rows(pixels, mask, np.zeros((1, 1, 6), np.float32), 1.0, np.float32(1.0), 0, 2, refined)
+    grid = np.zeros((1, 1, 6), np.float32)
+    refine_rows(pixels, mask, grid, 1.0, np.float32(1.0), BAND_MAX, 0, 2, refined)
     return estimate_grid, clean_rows, refine_rows
 
 
@@ -317,13 +318,35 @@ def refine_grid(img: Image.Image, mask: Image.Image) -> tuple[np.ndarray, int]:
     means = _box_mean(stacked, radius, edge="nearest")
     mean_colour, mean_target = means[..., :3], means[..., 3]
     covariance = means[..., 4:7] - mean_colour * mean_target[..., None]
-    spread = np.empty((*target.shape, 3, 3), dtype=np.float32)
-    for k, (i, j) in enumerate(pairs):
-        value = means[..., 7 + k] - mean_colour[..., i] * mean_colour[..., j]
-        spread[..., i, j] = value
-        spread[..., j, i] = value
-    spread += REFINE_EPS * np.eye(3, dtype=np.float32)
-    slope = np.linalg.solve(spread, covariance[..., None])[..., 0]
+    # The colours' covariance (symmetric: xx, xy, xz, yy, yz, zz) plus the
+    # regulariser, solved for the slope by Cramer's rule, all pixels at once.
+    xx, xy, xz, yy, yz, zz = (
+        means[..., 7 + k] - mean_colour[..., i] * mean_colour[..., j]
+        for k, (i, j) in enumerate(pairs)
+    )
+    xx, yy, zz = xx + REFINE_EPS, yy + REFINE_EPS, zz + REFINE_EPS
+    cofactors = (
+        yy * zz - yz * yz,
+        xz * yz - xy * zz,
+        xy * yz - xz * yy,
+        xx * zz - xz * xz,
+        xy * xz - xx * yz,
+        xx * yy - xy * xy,
+    )
+    c_xx, c_xy, c_xz, c_yy, c_yz, c_zz = cofactors
+    determinant = xx * c_xx + xy * c_xy + xz * c_xz
+    bx, by, bz = covariance[..., 0], covariance[..., 1], covariance[..., 2]
+    slope = (
+        np.stack(
+            [
+                c_xx * bx + c_xy * by + c_xz * bz,
+                c_xy * bx + c_yy * by + c_yz * bz,
+                c_xz * bx + c_yz * by + c_zz * bz,
+            ],
+            axis=-1,
+        )
+        / determinant[..., None]
+    )
     grid = np.concatenate([slope, mean_colour], axis=-1).astype(np.float32)
     grid = _box_mean(grid, radius, edge="nearest")
     return np.ascontiguousarray(grid, dtype=np.float32), factor
@@ -349,7 +372,7 @@ def refine_edges(
         _in_bands(
             alpha.shape[0],
             lambda y0, y1: kernels[2](
-                pixels, alpha, grid, float(factor), np.float32(REFINE_GAIN), y0, y1, out
+                pixels, alpha, grid, float(factor), np.float32(REFINE_GAIN), REFINE_MAX, y0, y1, out
             ),
         )
     return Image.fromarray(out, "L")
@@ -430,7 +453,7 @@ def _clean_numpy(pixels, alpha, coarse, coarse_factor, fine, fine_factor, out) -
 
 def _refine_numpy(pixels, alpha, grid, factor, out) -> None:
     out[:] = alpha
-    ys, xs = np.nonzero((alpha > 0) & (alpha < 255))
+    ys, xs = np.nonzero((alpha > 0) & (alpha <= REFINE_MAX))
     if len(ys):
         value = _sample(grid, ys, xs, float(factor))
         colour = pixels[ys, xs, :3].astype(np.float32) / 255.0
