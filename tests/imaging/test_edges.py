@@ -259,3 +259,11 @@ def test_refine_edges_changes_only_the_soft_band_of_the_mask():
     refined = np.asarray(Image.open(io.BytesIO(out.data)))
     assert np.array_equal(refined, np.asarray(edges.refine_edges(img, mask)))
     assert not np.array_equal(refined, np.asarray(mask))
+
+
+def test_the_summary_names_the_edge_options_that_differ():
+    from imaging.options import summarize
+
+    assert summarize(options={}, output_format="png") == "PNG · full size, transparent"
+    words = summarize(options={"decontaminate": False, "refine": "edges"}, output_format="png")
+    assert words == "PNG · edge colours as photographed · edges refined"
