@@ -23,13 +23,24 @@ def _isobmff_boxes(data: bytes) -> list[tuple[int, bytes, int]]:
 
 def isobmff_box(data: bytes, rng: random.Random) -> Mutant:
     """Inside one top-level box (ftyp, meta with its item sizes and properties,
-    mdat with the coded picture); the box sizes are left alone."""
+    mdat with the coded picture); the box sizes are left alone. A run of
+    bytes, not one: HEVC and AV1 decoders shrug off a single flipped byte in
+    the picture, and the point is to reach what they refuse too."""
+    boxes = _isobmff_boxes(data)
+    if rng.random() < 0.3:
+        # The coded picture cut short (the last box, its header kept): the
+        # framing still reads, the decoder meets the end of its data.
+        offset, kind, length = boxes[-1]
+        cut = offset + 8 + rng.randrange(max(1, min(length, len(data) - offset) - 8))
+        return f"cut {kind!r} box at {cut}", data[:cut]
     out = bytearray(data)
-    offset, kind, length = rng.choice(_isobmff_boxes(data))
-    spots = [offset + 8 + rng.randrange(max(1, length - 8)) for _ in range(rng.randint(1, 3))]
-    for spot in spots:
-        out[min(spot, len(out) - 1)] = rng.randrange(256)
-    return f"damage {kind!r} box at {offset}: bytes {spots}", bytes(out)
+    offset, kind, length = rng.choice(boxes)
+    start = offset + 8 + rng.randrange(max(1, length - 8))
+    run = rng.choice([1, 1, 4, 16])
+    end = min(len(out), start + run, offset + max(length, 8))
+    for spot in range(start, end):
+        out[spot] = rng.randrange(256)
+    return f"damage {kind!r} box at {offset}: bytes {start}-{end}", bytes(out)
 
 
 def tiff_directory(data: bytes, rng: random.Random) -> Mutant:
