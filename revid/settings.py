@@ -637,6 +637,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OutputFormatEnum": "imaging.formats.FORMATS",
         "RequestedFormatEnum": "imaging.options.REQUESTED_FORMATS",
+        "SeedSizeEnum": "imaging.options.SEED_SIZES",
     },
 }
 
