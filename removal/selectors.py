@@ -84,33 +84,38 @@ def get_batch(*, batch_id: str, account: Account | None = None) -> Batch | None:
     return batches.first()
 
 
+def pending_jobs(*, now=None) -> dict:
+    """Removal jobs waiting for a worker and running, and the age in seconds
+    of the oldest waiting one (0.0: none): the number to scale workers on,
+    since it grows when they fall behind, whatever the job sizes."""
+    from django.db.models import Count, Min
+
+    now = now or timezone.now()
+    pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING).aggregate(
+        n=Count("id"), oldest=Min("created_at")
+    )
+    oldest = pending["oldest"]
+    return {
+        "pending": pending["n"],
+        "processing": RemovalJob.objects.filter(status=RemovalJob.Status.PROCESSING).count(),
+        "oldest_pending_seconds": (
+            round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0
+        ),
+    }
+
+
 def queue_stats(*, now=None) -> dict:
     """What an autoscaler needs: how much work waits and for how long.
 
-    ``jobs``: removal jobs waiting for a worker and running, and the age of
-    the oldest waiting one (the number to scale workers on: it grows when
-    they fall behind, whatever the job sizes). ``queues``: tasks waiting in
-    each cluster's broker queue, not yet taken by any cluster.
+    ``jobs``: ``pending_jobs()``. ``queues``: tasks waiting in each
+    cluster's broker queue, not yet taken by any cluster.
     """
-    from django.db.models import Min
     from django_q.brokers import get_broker
 
-    now = now or timezone.now()
-    pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING)
-    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
     queues = {}
     for name in (settings.Q_CLUSTER["name"], *settings.Q_CLUSTER.get("ALT_CLUSTERS", {})):
         queues[name] = get_broker(list_key=name).queue_size()
-    return {
-        "jobs": {
-            "pending": pending.count(),
-            "processing": RemovalJob.objects.filter(status=RemovalJob.Status.PROCESSING).count(),
-            "oldest_pending_seconds": (
-                round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0
-            ),
-        },
-        "queues": queues,
-    }
+    return {"jobs": pending_jobs(now=now), "queues": queues}
 
 
 def daily_usage(*, query: UsageQuery) -> list[dict]:
