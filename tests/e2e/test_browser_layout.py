@@ -97,6 +97,8 @@ def test_the_frames_show_the_whole_picture_of_any_shape_as_the_download_has_it(
         assert (job.width, job.height) == picture.size
         assert_whole_picture(page, "job-before", picture.size)
         assert_whole_picture(page, "job-after", download.size)
+        # Nothing drawn over it (the note is for a zip, which cannot be shown).
+        assert page.locator("#job-after-note").is_hidden()
         fits_the_screen(page)
 
         # The job's own page on a phone: the same whole pictures.
@@ -105,6 +107,7 @@ def test_the_frames_show_the_whole_picture_of_any_shape_as_the_download_has_it(
         phone.locator("#job-result").wait_for(state="visible")
         assert_whole_picture(phone, "job-before", picture.size)
         assert_whole_picture(phone, "job-after", download.size)
+        assert phone.locator("#job-after-note").is_hidden()
         fits_the_screen(phone)
 
 
