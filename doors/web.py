@@ -114,10 +114,13 @@ def submit_batch_upload(request: HttpRequest) -> JsonResponse:
     status (each item's task id or refusal, the status and ZIP endpoints of the
     batch API, which the page then polls) and the balance."""
     account = request.account
+    # Parse the body first (the CSRF check usually has), so a photo the size
+    # guard cut off is known before anything else is read.
+    uploads = request.FILES.getlist("files")
     raise_if_upload_refused(request)
     batch_request = batch_submissions.build_web_batch_request(
         fields=Fields(request.POST, request.FILES),
-        uploads=request.FILES.getlist("files"),
+        uploads=uploads,
         idempotency_key=request.headers.get("Idempotency-Key"),
         default_webhook_url=webhook_url_for(account=account),
     )
