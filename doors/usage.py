@@ -128,15 +128,10 @@ def bar_chart(*, days: list[dict], series: list[tuple[str, str, str]]) -> dict:
                     }
                 )
         if (last - index) % LABEL_EVERY_DAYS == 0:
-            centre = _percent(x + bar_width / 2, CHART_WIDTH)
+            # Centred under their bars, so always a week's width apart (the
+            # end ones reach into the card's margin, never into each other).
             labels.append(
-                {
-                    "left": centre,
-                    # The last label ends at the right edge; one near the
-                    # left edge starts there; the others are centred.
-                    "align": "end" if index == last else ("start" if centre < 8 else "middle"),
-                    "text": _day_label(day["date"]),
-                }
+                {"left": _percent(x + bar_width / 2, CHART_WIDTH), "text": _day_label(day["date"])}
             )
     ticks = [
         {
