@@ -157,6 +157,7 @@
     return files.map(function (file) {
       var row = $("batch-row").content.firstElementChild.cloneNode(true);
       row.querySelector(".batch-name").textContent = file.name;
+      row.querySelector(".progress").setAttribute("aria-label", file.name);
       list.appendChild(row);
       setRow(row, "uploading", 0, "Uploading…");
       return row;
