@@ -20,7 +20,7 @@ and its tests (docs/architecture.md walks through one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from imaging import parsers
@@ -503,9 +503,16 @@ def options_for(door: str, table: Iterable[Option] = OPTIONS) -> list[Option]:
 
 
 BACKGROUND_CONFLICT = (
-    "bg_color and a background image (bg_image_url or bg_image_file) cannot both be given: "
-    "send one background."
+    "{bg_color} and a background image ({bg_image_url} or {bg_image_file}) cannot both be "
+    "given: send one background."
 )
+
+
+def background_conflict(names: Mapping[str, str] | None = None) -> str:
+    """BACKGROUND_CONFLICT naming the fields as a door does (``names``: wire name ->
+    what the door calls it; the wire names themselves by default)."""
+    fields = ("bg_color", "bg_image_url", "bg_image_file")
+    return BACKGROUND_CONFLICT.format(**{name: (names or {}).get(name, name) for name in fields})
 
 
 class _OutputBehaviour(OptionsBehaviour):
@@ -514,7 +521,7 @@ class _OutputBehaviour(OptionsBehaviour):
     def __post_init__(self) -> None:
         super().__post_init__()
         if getattr(self, "bg_color", None) is not None and getattr(self, "bg_image", None):
-            raise OptionError("bg_color", BACKGROUND_CONFLICT)
+            raise OptionError("bg_color", background_conflict())
 
     @property
     def shadow(self) -> str:

@@ -151,3 +151,45 @@ def daily_usage(*, query: UsageQuery) -> list[dict]:
             }
         )
     return days
+
+
+def batch_usage(*, query: UsageQuery, limit: int = 20) -> dict:
+    """The period's batches (one API key's, when the query names one):
+    how many, their items (accepted and refused), the credits they spent
+    (charges less refunds, from the ledger) and the latest ``limit`` rows."""
+    batches = Batch.objects.filter(
+        account=query.account,
+        created_at__date__gte=query.start,
+        created_at__date__lte=query.end,
+    )
+    if query.api_key is not None:
+        batches = batches.filter(api_key=query.api_key)
+    spending = Q(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND])
+    spent_by_batch = dict(
+        LedgerEntry.objects.filter(spending, job__batch__in=batches)
+        .order_by()
+        .values("job__batch")
+        .annotate(total=Sum("amount"))
+        .values_list("job__batch", "total")
+    )
+    rows = list(
+        batches.select_related("api_key")
+        .order_by("-created_at")
+        .annotate(
+            completed=Count("jobs", filter=Q(jobs__status=RemovalJob.Status.COMPLETED)),
+            failed=Count("jobs", filter=Q(jobs__status=RemovalJob.Status.FAILED)),
+        )[:limit]
+    )
+    for batch in rows:
+        batch.refused_count = len(batch.refused)
+        batch.credits_spent = -(spent_by_batch.get(batch.id) or 0)
+    accepted = sum(batches.values_list("item_count", flat=True))
+    refused = sum(len(refused) for refused in batches.values_list("refused", flat=True))
+    return {
+        "count": batches.count(),
+        "items": accepted + refused,
+        "accepted": accepted,
+        "refused": refused,
+        "credits_spent": -sum(spent_by_batch.values()),
+        "rows": rows,
+    }
