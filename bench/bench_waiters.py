@@ -278,14 +278,14 @@ def measure(server: Server, keys: tuple[str, str], count: int, image: bytes) -> 
         row.held = server.waiting() >= count
         if not row.held:
             return row
-        row.health = p50_p99(timed(lambda: requests.get(f"{server.url}/healthz", timeout=60), 100))
+        row.health = p50_p99(timed(lambda: requests.get(f"{server.url}/healthz", timeout=60), 300))
         row.submit = p50_p99(timed(lambda: requests.post(
             f"{server.url}/paid/image/remove/background",
             headers={"x-api-key": other_key},
             files={"file": ("p.png", image, "image/png")},
             data={"model": "u2netp"},
             timeout=60,
-        ), 20))  # fmt: skip
+        ), 60))  # fmt: skip
         rss, threads = rss_and_threads(server.pids())
         row.threads = (idle_threads, threads)
         row.kib_per_waiter = (rss - idle_rss) / count / 1024

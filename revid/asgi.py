@@ -11,7 +11,10 @@ Django's ASGI handler, with what this service needs around it:
   the key check, nothing charged), on a connection closed after the answer.
 - A chunked body gets the Content-Length Django's parsers need.
 - Sync views run in one of ``WEB_THREADS`` slots (``revid.serving``), and
-  a request's database connections close with it.
+  a request's database connections close with it. A request that runs no
+  sync code (/healthz, a long poll between its reads) hops to a thread
+  twice: Django's CSRF view check and the response's close
+  (revid/async_middleware.py runs the other middleware hooks on the loop).
 - Lifespan: at shutdown the waiting listeners close their connections.
 """
 
@@ -20,7 +23,8 @@ import os
 
 import django
 from django.core.handlers.asgi import ASGIHandler
-from django.core.signals import request_finished
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, reset_queries
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revid.settings")
 
@@ -176,4 +180,9 @@ def _close_connections(**kwargs) -> None:
 
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 request_finished.connect(_close_connections, dispatch_uid="revid.asgi.close_connections")
+# At a request's start its thread is new (revid.serving): it has no old
+# connection to close and no query log to reset, and these sync receivers
+# would cost every request, /healthz included, a hop to a thread.
+request_started.disconnect(close_old_connections)
+request_started.disconnect(reset_queries)
 application = Handler()
