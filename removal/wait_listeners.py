@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -63,17 +64,31 @@ async def on_db_thread(function, *args):
     return await sync_to_async(function, thread_sensitive=False, executor=_db_thread)(*args)
 
 
+def _close_on_every_db_thread(pool: ThreadPoolExecutor) -> None:
+    """Each sweep thread closes its own connection: one task per thread, held
+    at a barrier so that no thread takes two."""
+    barrier = threading.Barrier(DB_THREADS)
+
+    def close() -> None:
+        serving.close_db_connections()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=10)
+
+    for future in [pool.submit(close) for _ in range(DB_THREADS)]:
+        future.result(timeout=20)
+
+
 async def close_db_thread_connections() -> None:
     """Closes the sweep threads' connections (server shutdown), threads kept."""
     if _db_thread is not None:
-        await on_db_thread(serving.close_db_connections)
+        await asyncio.to_thread(_close_on_every_db_thread, _db_thread)
 
 
 def stop_db_thread() -> None:
     """Closes the sweep threads' connections and ends them (tests; sync code)."""
     global _db_thread
     if _db_thread is not None:
-        _db_thread.submit(serving.close_db_connections).result(timeout=10)
+        _close_on_every_db_thread(_db_thread)
         _db_thread.shutdown(wait=True)
         _db_thread = None
 
