@@ -92,8 +92,13 @@ container-tools:
 # signs tasks with it), plus DATABASE_URL, REDIS_URL and the bucket settings.
 # docs/systemd/ has a unit for each.
 WEB_CONCURRENCY ?= 2
-# Threads per gunicorn process (revid/gunicorn_conf.py has the rest: the
-# graceful stop that covers the longest waiting request, the draining probe).
+# The web server is ASGI (revid/asgi.py; revid/gunicorn_conf.py runs gunicorn
+# with revid.server.Worker: uvicorn, one event loop per process). A request
+# waiting for a job (?wait=, the synchronous /v1.0/removebg) or for an
+# image_url download holds no thread; sync work (pages, admin, the parse,
+# decode and charge of an upload) runs on at most WEB_THREADS threads per
+# process, the rest queues on the loop. gunicorn_conf has the rest: the
+# graceful stop that covers the longest waiting request, the draining probe.
 WEB_THREADS ?= 16
 serve worker webhook-worker: export DJANGO_DEBUG := 0
 
@@ -101,7 +106,7 @@ serve: venv
 	@test -n "$$SECRET_KEY" || { echo "make serve: set SECRET_KEY (see docs/deploy.md)" >&2; exit 1; }
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	exec env HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) WEB_THREADS=$(WEB_THREADS) \
-		$(VENV)/bin/gunicorn -c python:revid.gunicorn_conf revid.wsgi:application
+		$(VENV)/bin/gunicorn -c python:revid.gunicorn_conf revid.asgi:application
 
 # The removal cluster (Q_CLUSTER_NAME unset, whatever the shell has): it runs
 # the models. Webhook deliveries wait on their own cluster, so a slow
@@ -172,9 +177,12 @@ clean:
 # docs/benchmarks.md (about 15 minutes on 2 cores; BENCH_ARGS=--no-options
 # skips the output options' rows, BENCH_ARGS=--no-engines the MODEL_ENGINE
 # comparison; BENCH_ARGS=--quick runs only the side by side with `rembg s`
-# on small photos).
+# on small photos). Then bench/bench_waiters.py adds the waiting clients'
+# rows: 10, 100 and 1,000 waiters under `make run`'s and `make serve`'s
+# servers (a few more minutes).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+	$(PY) bench/bench_waiters.py
 
 # Batches against the model's own limit and `rembg s` (bench/bench_batches.py;
 # several minutes; BENCH_ARGS=--quick: 20 photos, 0.3 and 1 MP only).

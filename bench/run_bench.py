@@ -4,8 +4,9 @@ One run, the same images, three ways:
 
 (a) ``rembg.remove()`` called directly (one ``new_session`` per model);
 (b) our ``imaging.pipeline.remove_background`` with that same session;
-(c) the whole service: a real gunicorn and a real ``manage.py qcluster`` on a
-    throwaway SQLite database; POST, poll, download over HTTP.
+(c) the whole service: a real gunicorn (uvicorn worker, revid.asgi) and a
+    real ``manage.py qcluster`` on a throwaway SQLite database; POST, poll,
+    download over HTTP.
 
 Then the synchronous remove.bg endpoint against the async API
 (bench/bench_sync.py). Plus (d) throughput with 40 jobs queued at once against a serial loop of

@@ -82,19 +82,15 @@ class Service:
                 PYTHON,
                 "-m",
                 "gunicorn",
-                "revid.wsgi:application",
+                "revid.asgi:application",
                 "--bind",
                 f"127.0.0.1:{self.port}",
-                # As `make run` starts it (the Procfile): one process, whose
-                # threads are mostly waiting clients (?wait=, the sync door).
+                # As `make run` starts it (the Procfile): one process, one
+                # event loop; waiting clients (?wait=, the sync door) hold no thread.
                 "--worker-class",
-                "gthread",
-                "--threads",
-                "16",
-                "--worker-connections",
-                "16",
+                "revid.server.Worker",
                 "--keep-alive",
-                "0",
+                "5",
             ],
             "gunicorn.log",
         )

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's entry point: the first argument chooses what this container is.
-#   web              gunicorn on $HOST:$PORT (WEB_CONCURRENCY processes of WEB_THREADS threads)
+#   web              gunicorn on $HOST:$PORT (WEB_CONCURRENCY uvicorn processes, revid.asgi)
 #   worker           the removal cluster (qcluster, Q_WORKERS processes running the models)
 #   webhook-worker   the webhook cluster (WEBHOOK_WORKERS processes, no model)
 #   migrate          apply the migrations, then exit (once per release)
@@ -13,8 +13,8 @@ case "$role" in
 web)
     shift
     # revid/gunicorn_conf.py, as `make serve`: $HOST:$PORT, WEB_CONCURRENCY
-    # processes of WEB_THREADS threads, the control socket in $DATA_DIR.
-    exec gunicorn -c python:revid.gunicorn_conf revid.wsgi:application "$@"
+    # uvicorn processes (revid.server.Worker), the control socket in $DATA_DIR.
+    exec gunicorn -c python:revid.gunicorn_conf revid.asgi:application "$@"
     ;;
 worker)
     shift

@@ -28,7 +28,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from doors.common import IgnoreAcceptHeader
+from doors.common import (
+    WAIT_REFUSED_HEADER,
+    AsyncAPIView,
+    IgnoreAcceptHeader,
+    client_address,
+    wait_slot,
+)
 from doors.option_fields import input_serializer
 from doors.throttling import SubmissionRateThrottle
 from doors.uploads import raise_if_upload_refused
@@ -40,6 +46,7 @@ from removal.registry import MODELS
 from removal.submissions import Fields, MultipleSources
 from revid.errors import ApplicationError, ErrorSerializer
 from revid.parsers import JSONObjectParser
+from revid.serving import run_sync
 from webhooks.selectors import webhook_url_for
 
 BatchInputSerializer = input_serializer(
@@ -179,20 +186,26 @@ def _find(request: Request, batch_id: str) -> Batch:
     return batch
 
 
-def wait_for_batch(batch: Batch, *, timeout: float) -> Batch:
-    """Waits (up to ``timeout``) until every item ended, one item's end at a time."""
-    deadline = time.monotonic() + timeout
-    while not batch.has_ended and (left := deadline - time.monotonic()) > 0:
+async def wait_for_batch(batch: Batch, *, timeout: float) -> Batch:
+    """Waits (up to ``timeout``) until every item ended, one item's end at a
+    time, on the event loop: no thread while it waits."""
+
+    def next_unfinished() -> RemovalJob | None:
         job = batch.jobs.exclude(status__in=batches.FINISHED).order_by("batch_index").first()
         if job is None:
             batches.end_if_done(batch_id=batch.id)
-        else:
-            waiting.wait_then_reload(job, timeout=left)
-        batch.refresh_from_db()
+        return job
+
+    deadline = time.monotonic() + timeout
+    while not batch.has_ended and (left := deadline - time.monotonic()) > 0:
+        job = await run_sync(next_unfinished)
+        if job is not None:
+            await waiting.wait_then_reload(job, timeout=left)
+        await run_sync(batch.refresh_from_db)
     return batch
 
 
-class BatchStatusApi(APIView):
+class BatchStatusApi(AsyncAPIView):
     # Like a task, a batch's id is an unguessable UUID4 and may be polled
     # without a key; with a key, only that account's batches are found.
     permission_classes = [permissions.AllowAny]
@@ -214,13 +227,26 @@ class BatchStatusApi(APIView):
         description="Counts per status, overall progress, and each item's status, progress, "
         "result URL or error.",
     )
-    def get(self, request: Request, batch_id: str) -> Response:
+    async def get(self, request: Request, batch_id: str) -> Response:
         wait = waiting.parse_wait(request.query_params.get("wait"))
-        batch = _find(request, batch_id)
-        if wait:
-            batch = wait_for_batch(batch, timeout=wait)
-        counts = batches.batch_counts(batch=batch)
-        return Response(serializers.batch_status_payload(batch, counts=counts, request=request))
+        batch = await run_sync(_find, request, batch_id)
+        headers = {}
+        if wait and not batch.has_ended:
+            key = request.auth if isinstance(request.auth, ApiKey) else None
+            async with wait_slot(
+                key=key.prefix if key else None, address=client_address(request), seconds=wait
+            ) as refused:
+                if refused:
+                    # Not held: the current status at once, and why.
+                    headers[WAIT_REFUSED_HEADER] = refused.limit
+                else:
+                    batch = await wait_for_batch(batch, timeout=wait)
+
+        def payload() -> dict:
+            counts = batches.batch_counts(batch=batch)
+            return serializers.batch_status_payload(batch, counts=counts, request=request)
+
+        return Response(await run_sync(payload), headers=headers)
 
 
 class _Sink(io.RawIOBase):

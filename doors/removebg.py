@@ -11,29 +11,40 @@ does: the image's bytes with its headers, or ``{"data": {...}}`` with
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextvars
 import math
-import time
+from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from doors.common import IgnoreAcceptHeader
+from doors.common import (
+    AsyncAPIView,
+    IgnoreAcceptHeader,
+    checked_then_submitted,
+    client_address,
+    wait_slot,
+)
 from doors.option_fields import input_serializer
 from doors.throttling import SubmissionRateThrottle
 from doors.uploads import raise_if_upload_refused
 from imaging.formats import CONTENT_TYPES
 from imaging.options import REMOVEBG, OutputOptions
-from removal import downloads, registry, services, submissions, waiting
+from removal import downloads, registry, services, submissions, wait_limits, waiting
 from removal.models import RemovalJob
 from removal.submissions import Fields, InvalidOption
 from revid.errors import ApplicationError
 from revid.parsers import API_PARSERS
+from revid.serving import close_db_connections, run_sync
 from webhooks.selectors import webhook_url_for
 
 # remove.bg's ``type`` to our models: the first one installed here wins.
@@ -96,14 +107,14 @@ def parse_options(fields: Fields) -> OutputOptions:
     return submissions.parse_options(fields, door=REMOVEBG)
 
 
-def removebg_request(
-    *, account, fields: Fields, idempotency_key: str | None, default_webhook_url: str = ""
-):
-    """A submission to ``/v1.0/removebg``, validated (the options by the table)."""
+def check_removebg_request(
+    *, fields: Fields, idempotency_key: str | None, default_webhook_url: str = ""
+) -> submissions.CheckedRequest:
+    """A submission to ``/v1.0/removebg``, checked up to its image source (the
+    options by the table); ``submissions.finish_request`` checks the image."""
     _, model = model_for_type(fields)
     validate_type_level(fields)
-    return submissions.build_request(
-        account=account,
+    return submissions.check_request(
         fields=fields,
         door=REMOVEBG,
         model_name=model,
@@ -115,32 +126,63 @@ def removebg_request(
     )
 
 
-def wait_for_end(job: RemovalJob) -> RemovalJob:
+async def wait_for_end(job: RemovalJob, *, queue_deadline: float) -> RemovalJob:
     """Waits until the job has ended, failing it (refunded) if no worker starts it in time.
 
     A job that started is bounded by REMOVAL_JOB_TIMEOUT (plus the reaper's
-    grace for a worker that died). One no worker has taken within
-    REMOVEBG_QUEUE_WAIT_SECONDS is failed and refunded rather than left
-    for a client that has stopped waiting.
+    grace for a worker that died) from its start. One no worker has taken
+    within REMOVEBG_QUEUE_WAIT_SECONDS is failed and refunded rather than
+    left for a client that has stopped waiting. Between those moments the
+    wait is one notification away: nothing reads the job meanwhile.
     """
-    queue_deadline = time.monotonic() + settings.REMOVEBG_QUEUE_WAIT_SECONDS
-    run_bound = settings.REMOVAL_JOB_TIMEOUT + settings.REMOVAL_STALE_GRACE
-    run_deadline = None
-    job.refresh_from_db()
+    loop = asyncio.get_running_loop()
+    run_bound = timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT + settings.REMOVAL_STALE_GRACE)
     while not job.is_finished:
-        now = time.monotonic()
-        if job.status == RemovalJob.Status.PENDING and now >= queue_deadline:
-            services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR)
-            job.refresh_from_db()  # failed now, or taken by a worker just in time
-            continue
-        if job.status == RemovalJob.Status.PROCESSING and run_deadline is None:
-            run_deadline = now + run_bound
-        deadline = run_deadline if run_deadline is not None else queue_deadline
-        if now >= deadline:
-            # Its worker is gone; the reaper fails and refunds it shortly.
-            return job
-        job = waiting.wait_then_reload(job, timeout=min(deadline - now, 5.0))
+        if job.status == RemovalJob.Status.PENDING:
+            timeout = queue_deadline - loop.time()
+            if timeout <= 0:
+                await run_sync(
+                    services.fail_job,
+                    job=job,
+                    error=services.QUEUE_TIMEOUT_ERROR,
+                    unstarted_only=True,
+                )
+                # Failed now, or taken by a worker just in time.
+                await run_sync(job.refresh_from_db)
+                continue
+        else:
+            started = job.started_at or timezone.now()
+            timeout = (started + run_bound - timezone.now()).total_seconds()
+            if timeout <= 0:
+                # Its worker is gone; the reaper fails and refunds it shortly.
+                return job
+        # A server that stops still lets this call finish (within its grace).
+        job = await waiting.wait_then_reload(job, timeout=timeout, until_shutdown=False)
     return job
+
+
+# Deadlines of callers that hung up, kept until they pass (a task needs a reference).
+_deadlines: set[asyncio.Task] = set()
+
+
+def refund_if_never_started(job: RemovalJob, *, queue_deadline: float) -> None:
+    """At ``queue_deadline``, fails and refunds the job if no worker has started it,
+    as ``wait_for_end`` would have for a caller still there. A coroutine on the
+    loop, not a thread; lost with the process (the job then simply runs)."""
+
+    def fail_unstarted() -> None:
+        try:
+            services.fail_job(job=job, error=services.QUEUE_TIMEOUT_ERROR, unstarted_only=True)
+        finally:
+            close_db_connections()
+
+    async def at_the_deadline() -> None:
+        await asyncio.sleep(max(0.0, queue_deadline - asyncio.get_running_loop().time()))
+        await sync_to_async(fail_unstarted, thread_sensitive=False)()
+
+    task = asyncio.get_running_loop().create_task(at_the_deadline(), context=contextvars.Context())
+    _deadlines.add(task)
+    task.add_done_callback(_deadlines.discard)
 
 
 def rate_limit_headers(request: Request) -> dict[str, str]:
@@ -226,7 +268,7 @@ class RemoveBgErrorSerializer(serializers.Serializer):
     errors = Item(many=True)
 
 
-class RemoveBgApi(APIView):
+class RemoveBgApi(AsyncAPIView):
     throttle_classes = [SubmissionRateThrottle]
     parser_classes = API_PARSERS
     # The answer is the image (or remove.bg's JSON) whatever the client accepts.
@@ -255,49 +297,90 @@ class RemoveBgApi(APIView):
         description="remove.bg's endpoint: the same charge, queue and worker as "
         "POST /paid/image/remove/background, answered when the job ends.",
     )
-    def post(self, request: Request) -> HttpResponse:
-        fields = Fields(request.data, request.FILES)
-        raise_if_upload_refused(request)
-        type_name, _ = model_for_type(fields)
-        type_level = validate_type_level(fields)
-        submission = removebg_request(
-            account=request.auth.account,
-            fields=fields,
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            default_webhook_url=webhook_url_for(account=request.auth.account),
+    async def post(self, request: Request) -> HttpResponse:
+        key = request.auth
+        seconds = (
+            settings.REMOVEBG_QUEUE_WAIT_SECONDS
+            + settings.REMOVAL_JOB_TIMEOUT
+            + settings.REMOVAL_STALE_GRACE
         )
-        job = services.submit_job(
-            account=request.auth.account, api_key=request.auth, request=submission
-        )
-        job = wait_for_end(job)
+        async with wait_slot(
+            key=key.prefix, address=client_address(request), seconds=seconds
+        ) as refused:
+            if refused:
+                raise wait_refused(refused)
+            answer_as = []  # remove.bg's type and type_level, for the result's headers
+
+            def check():
+                fields = Fields(request.data, request.FILES)
+                raise_if_upload_refused(request)
+                answer_as.extend((model_for_type(fields)[0], validate_type_level(fields)))
+                return check_removebg_request(
+                    fields=fields,
+                    idempotency_key=request.headers.get("Idempotency-Key"),
+                    default_webhook_url=webhook_url_for(account=key.account),
+                )
+
+            def submit(submission):
+                return services.submit_job(account=key.account, api_key=key, request=submission)
+
+            job = await checked_then_submitted(check, submit)
+            queue_deadline = (
+                asyncio.get_running_loop().time() + settings.REMOVEBG_QUEUE_WAIT_SECONDS
+            )
+            try:
+                job = await wait_for_end(job, queue_deadline=queue_deadline)
+            except asyncio.CancelledError:
+                # The caller hung up: its wait is dropped at once, but the
+                # queue's deadline still holds for its job.
+                refund_if_never_started(job, queue_deadline=queue_deadline)
+                raise
         if job.status == RemovalJob.Status.COMPLETED:
-            return result_response(request, job, type_name, type_level)
-        if job.status == RemovalJob.Status.FAILED and job.error == services.QUEUE_TIMEOUT_ERROR:
-            # The queue is too long right now: remove.bg's clients back off on a 429.
-            error = ApplicationError(
-                "The service is busy: no worker could start this image in time. The charge "
-                "was refunded; try again shortly.",
-                code="service_busy",
-                status_code=429,
-            )
-        elif job.status == RemovalJob.Status.FAILED:
-            error = ApplicationError(
-                f"{job.error}. The credits for this image were refunded.",
-                code="unknown_foreground"
-                if job.error.startswith("No subject")
-                else "processing_failed",
-            )
-        else:
-            error = ApplicationError(
-                "The image is still being processed; fetch the result later with "
-                f"GET /api/get/{job.id}.",
-                code="still_processing",
-                status_code=429,
-            )
-        error.headers = {"X-Task-Id": str(job.id)}
-        if error.status_code == 429:
-            error.headers["Retry-After"] = "5"
-        raise error
+            return await run_sync(result_response, request, job, *answer_as)
+        raise ended_without_result(job)
+
+
+def wait_refused(refused) -> ApplicationError:
+    """429 before anything is charged: this key or address has its WAIT_MAX_* calls waiting."""
+    whose = "this API key" if refused.limit == "key" else "your address"
+    error = ApplicationError(
+        f"Too many calls from {whose} are waiting for their result already (at most "
+        f"{refused.maximum} at once); retry when one has ended. Nothing was charged.",
+        code="rate_limited",
+        status_code=429,
+    )
+    error.headers = {"Retry-After": str(wait_limits.RETRY_AFTER_SECONDS)}
+    return error
+
+
+def ended_without_result(job: RemovalJob) -> ApplicationError:
+    """The error for a job that failed, or that is still running when the wait gives up."""
+    if job.status == RemovalJob.Status.FAILED and job.error == services.QUEUE_TIMEOUT_ERROR:
+        # The queue is too long right now: remove.bg's clients back off on a 429.
+        error = ApplicationError(
+            "The service is busy: no worker could start this image in time. The charge "
+            "was refunded; try again shortly.",
+            code="service_busy",
+            status_code=429,
+        )
+    elif job.status == RemovalJob.Status.FAILED:
+        error = ApplicationError(
+            f"{job.error}. The credits for this image were refunded.",
+            code="unknown_foreground"
+            if job.error.startswith("No subject")
+            else "processing_failed",
+        )
+    else:
+        error = ApplicationError(
+            "The image is still being processed; fetch the result later with "
+            f"GET /api/get/{job.id}.",
+            code="still_processing",
+            status_code=429,
+        )
+    error.headers = {"X-Task-Id": str(job.id)}
+    if error.status_code == 429:
+        error.headers["Retry-After"] = "5"
+    return error
 
 
 class RemoveBgAccountApi(APIView):

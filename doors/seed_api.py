@@ -11,7 +11,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from doors.common import IgnoreAcceptHeader
+from doors.common import (
+    WAIT_REFUSED_HEADER,
+    AsyncAPIView,
+    IgnoreAcceptHeader,
+    checked_then_submitted,
+    client_address,
+    wait_slot,
+)
 from doors.option_fields import input_serializer
 from doors.throttling import SubmissionRateThrottle
 from doors.uploads import raise_if_upload_refused
@@ -23,6 +30,7 @@ from removal.registry import MODELS
 from removal.submissions import Fields
 from revid.errors import ApplicationError, ErrorSerializer
 from revid.parsers import API_PARSERS
+from revid.serving import run_sync
 from webhooks.selectors import webhook_url_for
 
 RemoveBackgroundInputSerializer = input_serializer(
@@ -94,7 +102,7 @@ def errors(*codes: int) -> dict:
     return {code: ERRORS[code] for code in codes}
 
 
-class RemoveBackgroundApi(APIView):
+class RemoveBackgroundApi(AsyncAPIView):
     throttle_classes = [SubmissionRateThrottle]
     # Multipart as the contract says; a form or JSON body serves image_url
     # and image_file_b64 without a file part.
@@ -136,26 +144,31 @@ class RemoveBackgroundApi(APIView):
         "refused request costs nothing, and a job that fails later is refunded. Leaving "
         "every option out gives the RGBA PNG at the input's size.",
     )
-    def post(self, request: Request) -> Response:
+    async def post(self, request: Request) -> Response:
         # Authentication, permission and the rate limit (in initial()) read
-        # no body; this is the first read, guarded by MaxUploadSizeHandler.
-        fields = Fields(request.data, request.FILES)
-        raise_if_upload_refused(request)
-        submission = submissions.seed_request(
-            account=request.auth.account,
-            fields=fields,
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            default_webhook_url=webhook_url_for(account=request.auth.account),
-            origin=RemovalJob.Origin.API,
-            door=SEED,
-        )
-        job = services.submit_job(
-            account=request.auth.account, api_key=request.auth, request=submission
-        )
+        # no body; this is the first read, guarded by MaxUploadSizeHandler
+        # (and, under the ASGI server, by revid.asgi's bound on the body).
+        def check():
+            fields = Fields(request.data, request.FILES)
+            raise_if_upload_refused(request)
+            return submissions.check_seed_request(
+                fields=fields,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+                default_webhook_url=webhook_url_for(account=request.auth.account),
+                origin=RemovalJob.Origin.API,
+                door=SEED,
+            )
+
+        def submit(submission):
+            return services.submit_job(
+                account=request.auth.account, api_key=request.auth, request=submission
+            )
+
+        job = await checked_then_submitted(check, submit)
         return Response(serializers.task_created_payload(job), status=status.HTTP_202_ACCEPTED)
 
 
-class TaskStatusApi(APIView):
+class TaskStatusApi(AsyncAPIView):
     # The task id is an unguessable UUID4, as in the contract's examples,
     # which poll without a key. A caller that does present a key only sees
     # its own account's tasks.
@@ -176,6 +189,16 @@ class TaskStatusApi(APIView):
                 "soon as the task completes or fails, or after this long with its current "
                 "status. Replaces polling; anything else is a 400 invalid_wait.",
             ),
+            OpenApiParameter(
+                WAIT_REFUSED_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="Set when ?wait= was not honoured because this API key "
+                "(WAIT_MAX_PER_KEY) or this address (WAIT_MAX_PER_ADDRESS) already has as "
+                "many requests waiting as allowed: key or address. The answer is the current "
+                "status, at once.",
+            ),
         ],
         responses={200: serializers.TaskStatusSerializer, **errors(400, 401, 404)},
         description="The task's status, progress and, when completed, where to download the "
@@ -184,16 +207,29 @@ class TaskStatusApi(APIView):
         "task id may poll it; with an x-api-key, only that account's tasks are found. "
         "With ?wait=N the answer waits (up to N seconds) for the task to end.",
     )
-    def get(self, request: Request, task_id: str) -> Response:
+    async def get(self, request: Request, task_id: str) -> Response:
         wait = waiting.parse_wait(request.query_params.get("wait"))
-        account = request.auth.account if isinstance(request.auth, ApiKey) else None
-        job = selectors.get_job(task_id=task_id, account=account)
+        key = request.auth if isinstance(request.auth, ApiKey) else None
+
+        def find():
+            return selectors.get_job(task_id=task_id, account=key.account if key else None)
+
+        job = await run_sync(find)
         if job is None:
             raise ApplicationError(
                 f"Task {task_id[:64]} not found.", code="task_not_found", status_code=404
             )
-        job = waiting.wait_then_reload(job, timeout=wait)
-        return Response(serializers.task_status_payload(job, request=request))
+        headers = {}
+        if wait and not job.is_finished:
+            async with wait_slot(
+                key=key.prefix if key else None, address=client_address(request), seconds=wait
+            ) as refused:
+                if refused:
+                    # Not held: the current status at once, and why.
+                    headers[WAIT_REFUSED_HEADER] = refused.limit
+                else:
+                    job = await waiting.wait_then_reload(job, timeout=wait)
+        return Response(serializers.task_status_payload(job, request=request), headers=headers)
 
 
 class ModelListApi(APIView):
@@ -250,9 +286,10 @@ class DownloadOutputApi(APIView):
         return downloads.output_response(job)
 
 
-def healthz(request: HttpRequest) -> HttpResponse:
+async def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers HTTP. Checks nothing else on purpose,
-    so an orchestrator never restarts a web server for a database outage."""
+    so an orchestrator never restarts a web server for a database outage.
+    Async: it needs no thread, so no amount of sync work delays it."""
     response = JsonResponse({"status": "ok"})
     response["Cache-Control"] = "no-store"
     return response

@@ -18,6 +18,7 @@ middleware), so it marks the request and stops the parse;
 
 import tempfile
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.core.handlers.wsgi import LimitedStream
@@ -103,10 +104,21 @@ class ChunkedBodyMiddleware:
     SPOOL_IN_MEMORY_BYTES = 2 * 1024 * 1024
     READ_SIZE = 64 * 1024
 
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
+        if self.async_mode:
+            # Under the ASGI server the body was read (and bounded) before
+            # the request was made, and a chunked one has its length
+            # (revid.asgi): nothing to do here.
+            return self.get_response(request)
         meta = request.META
         chunked = "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked and not meta.get("CONTENT_LENGTH"):

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.guards import account_required
 from accounts.models import Account
+from doors.common import WAIT_REFUSED_HEADER, checked_then_submitted, client_address, wait_slot
 from doors.option_fields import web_panel
 from doors.uploads import raise_if_upload_refused
 from imaging.formats import INPUT_CONTENT_TYPES, SUPPORTED_NAMES
@@ -37,6 +38,7 @@ from removal import (
 from removal.models import RemovalJob
 from removal.submissions import Fields
 from revid.errors import ApplicationError
+from revid.serving import run_sync
 from webhooks.selectors import webhook_url_for
 
 
@@ -88,21 +90,27 @@ def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
 
 @require_POST
 @account_required(answer="json")
-def submit_upload(request: HttpRequest) -> JsonResponse:
+async def submit_upload(request: HttpRequest) -> JsonResponse:
     """Accepts the upload form (the file and the same option fields as the API);
     answers 202 with the job, or the error."""
     account = request.account
-    raise_if_upload_refused(request)
-    submission = submissions.seed_request(
-        account=account,
-        fields=Fields(request.POST, request.FILES),
-        idempotency_key=request.headers.get("Idempotency-Key"),
-        default_webhook_url=webhook_url_for(account=account),
-        origin=RemovalJob.Origin.WEB,
-        door=WEB,
-    )
-    job = services.submit_job(account=account, request=submission)
-    account.refresh_from_db(fields=["credit_balance"])
+
+    def check():
+        raise_if_upload_refused(request)
+        return submissions.check_seed_request(
+            fields=Fields(request.POST, request.FILES),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            default_webhook_url=webhook_url_for(account=account),
+            origin=RemovalJob.Origin.WEB,
+            door=WEB,
+        )
+
+    def submit(submission):
+        job = services.submit_job(account=account, request=submission)
+        account.refresh_from_db(fields=["credit_balance"])
+        return job
+
+    job = await checked_then_submitted(check, submit)
     return JsonResponse(job_payload(job, request=request, account=account), status=202)
 
 
@@ -138,16 +146,23 @@ def submit_batch_upload(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @account_required(answer="json")
-def job_status(request: HttpRequest, task_id: str) -> JsonResponse:
+async def job_status(request: HttpRequest, task_id: str) -> JsonResponse:
     wait = waiting.parse_wait(request.GET.get("wait"))
     account = request.account
-    job = selectors.get_job(task_id=task_id, account=account)
+    job = await run_sync(selectors.get_job, task_id=task_id, account=account)
     if job is None:
         raise JobNotFound()
+    headers = {}
     if wait and not job.is_finished:
-        job = waiting.wait_then_reload(job, timeout=wait)
-        account.refresh_from_db(fields=["credit_balance"])
-    return JsonResponse(job_payload(job, request=request, account=account))
+        async with wait_slot(
+            key=f"account:{account.pk}", address=client_address(request), seconds=wait
+        ) as refused:
+            if refused:
+                headers[WAIT_REFUSED_HEADER] = refused.limit
+            else:
+                job = await waiting.wait_then_reload(job, timeout=wait)
+                await run_sync(account.refresh_from_db, fields=["credit_balance"])
+    return JsonResponse(job_payload(job, request=request, account=account), headers=headers)
 
 
 @require_GET

@@ -242,7 +242,7 @@ def _parse(url: str, *, redirected: bool = False) -> tuple[str, str, str, int, s
     return scheme, host, ascii_host, port, request_target
 
 
-def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[int, tuple]]:
+def _resolve(host: str, port: int, deadline: _Deadline) -> list:
     """getaddrinfo, bounded by the deadline (a stuck resolver must not hold us)."""
     outcome: dict[str, object] = {}
 
@@ -261,20 +261,36 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[int, tuple
         raise OutboundRefused(
             "timeout", f"The host {host} could not be resolved within {_seconds(deadline.seconds)}."
         )
-    infos = outcome.get("infos") or []
-    sockaddrs: list[tuple[int, tuple]] = []
-    for family, _type, _proto, _canonname, sockaddr in infos:  # type: ignore[attr-defined]
-        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in sockaddrs:
-            sockaddrs.append((family, sockaddr))
-    if not sockaddrs:
-        raise OutboundRefused("unresolvable", f"The host {host} could not be resolved.")
-    return sockaddrs
+    return outcome.get("infos") or []  # type: ignore[return-value]
 
 
 def _check(url: str, deadline: _Deadline, *, redirected: bool = False) -> _Target:
-    allowed = allowed_networks()  # first: a bad setting fails whatever the URL
-    scheme, host, ascii_host, port, request_target = _parse(url, redirected=redirected)
-    sockaddrs = _resolve(ascii_host, port, deadline)
+    allowed_networks()  # first: a bad setting fails whatever the URL
+    parsed = _parse(url, redirected=redirected)
+    sockaddrs = _resolve(parsed[2], parsed[3], deadline)
+    return _target(url, parsed, _usable(sockaddrs), redirected=redirected)
+
+
+def _usable(infos) -> list[tuple[int, tuple]]:
+    """(family, sockaddr) of getaddrinfo's IPv4 and IPv6 answers, once each."""
+    sockaddrs: list[tuple[int, tuple]] = []
+    for family, _type, _proto, _canonname, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in sockaddrs:
+            sockaddrs.append((family, sockaddr))
+    return sockaddrs
+
+
+def _target(
+    url: str, parsed: tuple[str, str, str, int, str], sockaddrs, *, redirected: bool
+) -> _Target:
+    """The URL as a target we may connect to: EVERY resolved address allowed.
+
+    Shared by ``fetch``/``post`` and the event loop's ``outbound.async_fetcher``.
+    """
+    scheme, host, ascii_host, port, request_target = parsed
+    if not sockaddrs:
+        raise OutboundRefused("unresolvable", f"The host {host} could not be resolved.")
+    allowed = allowed_networks()
     for _family, sockaddr in sockaddrs:
         address = ipaddress.ip_address(sockaddr[0])
         if not is_allowed(address, allowed):

@@ -9,10 +9,12 @@ class RemovalConfig(AppConfig):
         from django_q.signals import post_spawn
 
         from removal import registry, warmup
-        from revid import checks, queue_signing  # noqa: F401 (checks registers itself)
+        from revid import async_middleware, checks, queue_signing  # noqa: F401 (checks registers itself)
 
         # Tasks signed with a key listed in SECRET_KEY_FALLBACKS still run.
         queue_signing.install()
+        # Under ASGI, Django's middleware hooks that do no I/O run on the loop.
+        async_middleware.install()
 
         # Each django-q2 worker process loads WARM_MODELS as it starts
         # rather than on its first job (docs/benchmarks.md).

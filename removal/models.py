@@ -215,9 +215,12 @@ class RemovalJob(models.Model):
             expires_at=expires_at,
         )
 
-    def mark_failed(self, *, error: str) -> bool:
+    def mark_failed(self, *, error: str, unstarted_only: bool = False) -> bool:
+        """Fails the job; with ``unstarted_only``, only if no worker has claimed it."""
         return self._transition(
-            from_states=[self.Status.PENDING, self.Status.PROCESSING],
+            from_states=[self.Status.PENDING]
+            if unstarted_only
+            else [self.Status.PENDING, self.Status.PROCESSING],
             status=self.Status.FAILED,
             progress=0,
             message=f"Background removal failed: {error}"[:300],

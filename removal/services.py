@@ -267,10 +267,14 @@ def describe_failure(exc: BaseException, *, timeout: int) -> str:
     return "Internal error while processing the image"
 
 
-def fail_job(*, job: RemovalJob, error: str) -> bool:
-    """Marks the job failed and refunds it, in one transaction, at most once."""
+def fail_job(*, job: RemovalJob, error: str, unstarted_only: bool = False) -> bool:
+    """Marks the job failed and refunds it, in one transaction, at most once.
+
+    ``unstarted_only``: only if no worker has claimed it yet (a job given up
+    on before it started); a claimed one runs on and ends as usual.
+    """
     with transaction.atomic():
-        failed = job.mark_failed(error=error)
+        failed = job.mark_failed(error=error, unstarted_only=unstarted_only)
         if failed:
             refund_for_job(job=job, reason=error)
     if failed:

@@ -13,26 +13,22 @@ with a bad option is refused before its image is downloaded or decoded.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
-from imaging import errors as image_errors
 from imaging import parsers
 from imaging.options import (
     OPTIONS,
     OPTIONS_BY_NAME,
     SEED,
     WEB,
-    Option,
     OptionError,
     OutputOptions,
     background_conflict,
@@ -40,15 +36,40 @@ from imaging.options import (
     options_for,
     resolve_auto_format,
 )
-from imaging.reading import ImageInfo, inspect_image
+from imaging.reading import ImageInfo
 from outbound import fetcher
 from removal import registry
+
+# Re-exported: doors, batches and tests name the sources' rules through submissions.
+from removal.image_sources import (  # noqa: F401
+    BASE64_OVERHEAD_CHARACTERS,
+    FileRequired,
+    FileTooLarge,
+    ImageDownloadFailed,
+    ImageSource,
+    ImageTooLarge,
+    InvalidBase64,
+    InvalidField,
+    InvalidImage,
+    InvalidImageUrl,
+    MultipleSources,
+    UnsupportedImageFormat,
+    adownload_image,
+    background_given,
+    decode_base64_image,
+    download_image,
+    read_background,
+    read_local_background,
+    read_local_source,
+    read_source,
+    read_upload,
+    too_large_message,
+    validate_image,
+)
 from revid.errors import ApplicationError
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 WEBHOOK_URL_MAX_LENGTH = 2000
-# Base64 carries 3 bytes in 4 characters; room for a data: URL prefix too.
-BASE64_OVERHEAD_CHARACTERS = 256
 
 
 class UnknownModel(ApplicationError):
@@ -60,45 +81,6 @@ class ModelUnavailable(ApplicationError):
     code = "model_unavailable"
 
 
-class FileRequired(ApplicationError):
-    code = "file_required"
-
-
-class MultipleSources(ApplicationError):
-    code = "multiple_sources"
-
-
-class FileTooLarge(ApplicationError):
-    status_code = 413
-    code = "file_too_large"
-
-
-class UnsupportedImageFormat(ApplicationError):
-    status_code = 415
-    code = "unsupported_format"
-
-
-class InvalidImage(ApplicationError):
-    code = "invalid_image"
-
-
-class ImageTooLarge(ApplicationError):
-    status_code = 413
-    code = "image_too_large"
-
-
-class InvalidImageUrl(ApplicationError):
-    code = "invalid_image_url"
-
-
-class ImageDownloadFailed(ApplicationError):
-    code = "failed_image_download"
-
-
-class InvalidBase64(ApplicationError):
-    code = "invalid_image_file_b64"
-
-
 class InvalidOption(ApplicationError):
     """A bad option value; the code names the field (``invalid_bg_color``), as remove.bg's do."""
 
@@ -107,22 +89,12 @@ class InvalidOption(ApplicationError):
         self.field_name = field_name
 
 
-class InvalidField(ApplicationError):
-    code = "invalid_field"
-
-
 class InvalidWebhookUrl(ApplicationError):
     code = "invalid_webhook_url"
 
 
 class InvalidIdempotencyKey(ApplicationError):
     code = "invalid_idempotency_key"
-
-
-def too_large_message(size: int, limit: int, *, at_least: bool = False) -> str:
-    if at_least:
-        return f"File too large: the limit is {limit / 1048576:.1f} MB."
-    return f"File too large: {size / 1048576:.1f} MB; the limit is {limit / 1048576:.1f} MB."
 
 
 # --- reading a door's fields --------------------------------------------------
@@ -180,12 +152,6 @@ class Fields:
 
 
 # --- the request ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    data: bytes
-    name: str  # the uploaded file's name, or the URL's last path segment
 
 
 @dataclass(frozen=True)
@@ -271,128 +237,6 @@ def validate_webhook_url(*, url: str) -> str:
         raise InvalidWebhookUrl(f"webhook_url is not allowed: {exc.message}") from None
 
 
-def read_upload(upload: UploadedFile) -> bytes:
-    limit = settings.MAX_UPLOAD_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise FileTooLarge(too_large_message(upload.size, limit))
-    upload.seek(0)
-    data = upload.read(limit + 1)
-    if len(data) > limit:
-        raise FileTooLarge(too_large_message(len(data), limit, at_least=True))
-    if not data:
-        raise InvalidImage("The uploaded file is empty.")
-    return data
-
-
-def decode_base64_image(text: str) -> bytes:
-    """Standard or URL-safe base64, optionally as a ``data:image/...;base64,`` URL."""
-    limit = settings.MAX_UPLOAD_BYTES
-    if len(text) > (limit * 4) // 3 + BASE64_OVERHEAD_CHARACTERS:
-        raise FileTooLarge(too_large_message(len(text) * 3 // 4, limit))
-    payload = text.strip()
-    if payload.startswith("data:"):
-        header, comma, payload = payload.partition(",")
-        if not comma or not header.endswith(";base64"):
-            raise InvalidBase64("image_file_b64 is a data: URL without base64 content.")
-    payload = "".join(payload.split())  # line breaks from encoders that wrap
-    payload = payload.replace("-", "+").replace("_", "/")
-    payload += "=" * (-len(payload) % 4)
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidBase64("image_file_b64 is not valid base64.") from None
-    if not data:
-        raise InvalidImage("image_file_b64 is empty.")
-    if len(data) > limit:
-        raise FileTooLarge(too_large_message(len(data), limit))
-    return data
-
-
-def download_image(url: str, *, field: str = "image_url", shown: str = "") -> ImageSource:
-    """Fetches ``image_url`` (or ``bg_image_url``) through the safe fetcher (the only way out).
-
-    ``shown``: what the door calls the field, when not its wire name (the
-    web page's label); the fetcher's own sentences then say which field.
-    """
-    codes = _URL_CODES[field]
-    name = shown or field
-    about = f"{shown}: " if shown else ""
-    if len(url) > 2048:
-        raise InvalidImageUrl(f"{name} is longer than 2048 characters.", code=codes[0])
-    try:
-        fetched = fetcher.fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES)
-    except fetcher.OutboundRefused as exc:
-        if exc.code == "too_large":
-            raise FileTooLarge(
-                f"The image at {name} is too large: the limit is "
-                f"{settings.MAX_UPLOAD_BYTES / 1048576:.1f} MB."
-            ) from None
-        if exc.code in ("invalid_url", "forbidden_address", "unresolvable"):
-            raise InvalidImageUrl(about + exc.message, code=codes[0]) from None
-        raise ImageDownloadFailed(about + exc.message, code=codes[1]) from None
-    if not fetched.body:
-        raise ImageDownloadFailed(f"The image at {name} is empty.", code=codes[1])
-    name = unquote(urlsplit(fetched.url).path.rsplit("/", 1)[-1])[:255]
-    return ImageSource(data=fetched.body, name=name)
-
-
-# (refused URL, failed download) codes of each URL field.
-_URL_CODES = {
-    "image_url": (InvalidImageUrl.code, ImageDownloadFailed.code),
-    "bg_image_url": ("invalid_bg_image_url", "failed_bg_image_download"),
-}
-
-
-def read_source(
-    *,
-    uploads: list[UploadedFile],
-    image_url: str | None,
-    image_file_b64: str | None,
-    upload_field: str = "file",
-) -> ImageSource:
-    """Exactly one of an uploaded file, a base64 string or a URL."""
-    given = sum((bool(uploads), image_url is not None, image_file_b64 is not None))
-    if given == 0:
-        raise FileRequired(
-            f"No image: send it in the multipart field '{upload_field}', or give "
-            "image_url or image_file_b64."
-        )
-    if len(uploads) > 1:
-        raise MultipleSources(
-            f"Send exactly one image in the multipart field '{upload_field}'.",
-            code="multiple_files",
-        )
-    if given > 1:
-        raise MultipleSources(
-            f"Send exactly one image source: '{upload_field}', image_url or image_file_b64."
-        )
-    if uploads:
-        upload = uploads[0]
-        return ImageSource(data=read_upload(upload), name=(upload.name or "")[:255])
-    if image_file_b64 is not None:
-        return ImageSource(data=decode_base64_image(image_file_b64), name="")
-    return download_image(image_url)
-
-
-def validate_image(data: bytes, *, background: bool = False) -> ImageInfo:
-    """The image's format, upright size and a proof it decodes (the same
-    limits for a background image, refused with codes of its own)."""
-    prefix, suffix = ("Background image: ", "_bg_image") if background else ("", "")
-    try:
-        return inspect_image(
-            data, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.MAX_IMAGE_SIDE
-        )
-    except image_errors.UnsupportedFormat as exc:
-        code = "unsupported_bg_image_format" if background else None
-        raise UnsupportedImageFormat(prefix + str(exc), code=code) from None
-    except image_errors.TooManyPixels as exc:
-        raise ImageTooLarge(
-            prefix + str(exc), code="bg_image_too_large" if suffix else None
-        ) from None
-    except image_errors.PipelineError as exc:
-        raise InvalidImage(prefix + str(exc), code=f"invalid{suffix}" if suffix else None) from None
-
-
 def flag(fields: Fields, name: str) -> bool:
     """A true/false field (absent: false)."""
     value = fields.value(name)
@@ -470,10 +314,65 @@ def build_request(
     """Every check a submission must pass before the charge, in one place.
 
     Steps, cheapest first: idempotency key, model, output options (the
-    option table, read as ``door`` takes them), webhook URL, then the image source (a download for
-    ``image_url``), then the image itself (format sniffed from the bytes,
-    pixels from the header, a full decode).
+    option table, read as ``door`` takes them), webhook URL, then the image
+    source and the background image (a download for ``image_url`` and
+    ``bg_image_url``), then the images themselves (format sniffed from the
+    bytes, pixels from the header, a full decode). An async door runs the
+    same steps in three parts: ``check_request``, ``adownload_images``,
+    ``finish_request``.
     """
+    checked = check_request(
+        fields=fields,
+        door=door,
+        model_name=model_name,
+        idempotency_key=idempotency_key,
+        webhook_url=webhook_url,
+        default_webhook_url=default_webhook_url,
+        origin=origin,
+        upload_field=upload_field,
+    )
+    source, background = checked.source, checked.background
+    if isinstance(source, str):
+        source = download_image(source)
+    if isinstance(background, str):
+        background = download_image(background, **_background_url_field(checked))
+    return finish_request(checked, source, background)
+
+
+def _background_url_field(checked: CheckedRequest) -> dict:
+    url_field = OPTIONS_BY_NAME["bg_image"].url_field
+    return {"field": url_field, "shown": checked.names.get(url_field, "")}
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A submission that passed every check that needs no download or decode;
+    ``source`` and ``background`` are images, or URLs still to fetch."""
+
+    source: ImageSource | str
+    background: ImageSource | str | None
+    model_name: str
+    options: OutputOptions
+    idempotency_key: str
+    webhook_url: str
+    origin: str
+    # What the door calls its fields in messages, when not their wire names
+    # (field_names): a background URL's refusal names the web page's label.
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_request(
+    *,
+    fields: Fields,
+    door: str,
+    model_name: str | None,
+    idempotency_key: str | None,
+    webhook_url: str | None,
+    default_webhook_url: str = "",
+    origin: str,
+    upload_field: str = "file",
+) -> CheckedRequest:
+    """``build_request``'s steps up to the image sources, without downloading them."""
     key = validate_idempotency_key(idempotency_key)
     name = validate_model_name(model_name)
     options = parse_options(fields, door=door)
@@ -481,21 +380,61 @@ def build_request(
     wants_background = door in background_option.doors and background_given(
         fields, background_option
     )
+    names = field_names(door)
     if wants_background and options.bg_color is not None:
-        raise InvalidOption(background_conflict(field_names(door)), field_name="bg_color")
+        raise InvalidOption(background_conflict(names), field_name="bg_color")
     webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
-    source = read_source(
+    source = read_local_source(
         uploads=fields.file_parts(upload_field),
         image_url=fields.text("image_url"),
         image_file_b64=fields.text("image_file_b64"),
         upload_field=upload_field,
     )
     background = (
-        read_background(fields, background_option, names=field_names(door))
-        if wants_background
-        else None
+        read_local_background(fields, background_option, names=names) if wants_background else None
     )
+    return CheckedRequest(
+        source=source,
+        background=background,
+        model_name=name,
+        options=options,
+        idempotency_key=key,
+        webhook_url=webhook,
+        origin=origin,
+        names=names,
+    )
+
+
+async def adownload_images(checked: CheckedRequest) -> tuple[ImageSource, ImageSource | None]:
+    """The image and the background of ``checked``, each URL fetched on the
+    event loop (both at once): no thread waits for a slow remote."""
+
+    async def image() -> ImageSource:
+        source = checked.source
+        return await adownload_image(source) if isinstance(source, str) else source
+
+    async def background() -> ImageSource | None:
+        source = checked.background
+        if isinstance(source, str):
+            return await adownload_image(source, **_background_url_field(checked))
+        return source
+
+    tasks = [asyncio.ensure_future(image()), asyncio.ensure_future(background())]
+    try:
+        # The first refusal is the answer (as the blocking path raises it).
+        first, second = await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    return first, second
+
+
+def finish_request(
+    checked: CheckedRequest, source: ImageSource, background: ImageSource | None = None
+) -> RemovalRequest:
+    """The last step: the images themselves (format, pixels, a full decode)."""
     image = validate_image(source.data)
+    options = checked.options
     background_image = None
     if background is not None:
         background_image = validate_image(background.data, background=True)
@@ -507,55 +446,14 @@ def build_request(
     return RemovalRequest(
         source=source,
         image=image,
-        model_name=name,
+        model_name=checked.model_name,
         options=options,
-        idempotency_key=key,
-        webhook_url=webhook,
-        origin=origin,
+        idempotency_key=checked.idempotency_key,
+        webhook_url=checked.webhook_url,
+        origin=checked.origin,
         background=background,
         background_image=background_image,
     )
-
-
-def background_given(fields: Fields, option: Option) -> bool:
-    """Whether the request names a background image (a file part or a URL)."""
-    if fields.file_parts(option.wire_name):
-        return True
-    if fields.value(option.wire_name) is not None:
-        raise InvalidField(
-            f"'{option.wire_name}' must be a file part of a multipart body; for a background "
-            f"image by URL, use '{option.url_field}'.",
-            code=f"invalid_{option.wire_name}",
-        )
-    return fields.text(option.url_field) is not None
-
-
-def read_background(
-    fields: Fields, option: Option, *, names: Mapping[str, str] | None = None
-) -> ImageSource:
-    """The background image: one file part (``bg_image_file``) or one URL
-    (``bg_image_url``), with the same limits as the image itself. ``names``:
-    what the door calls the fields (``field_names``)."""
-    names = names or {}
-    file_name = names.get(option.wire_name, option.wire_name)
-    url_name = names.get(option.url_field, option.url_field)
-    uploads = fields.file_parts(option.wire_name)
-    url = fields.text(option.url_field)
-    if len(uploads) + (url is not None) > 1:
-        raise MultipleSources(
-            f"Send one background image: a file in '{file_name}' or a URL in '{url_name}'.",
-            code="multiple_backgrounds",
-        )
-    if uploads:
-        upload = uploads[0]
-        try:
-            data = read_upload(upload)
-        except InvalidImage:
-            raise InvalidImage(
-                f"The background image ({file_name}) is empty.", code="invalid_bg_image"
-            ) from None
-        return ImageSource(data=data, name=(upload.name or "")[:255])
-    return download_image(url, field=option.url_field, shown=names.get(option.url_field, ""))
 
 
 def seed_request(
@@ -570,6 +468,26 @@ def seed_request(
     """A submission to the seed API or the web page (same field names), validated."""
     return build_request(
         account=account,
+        fields=fields,
+        door=door,
+        model_name=fields.text("model"),
+        idempotency_key=idempotency_key,
+        webhook_url=fields.text("webhook_url"),
+        default_webhook_url=default_webhook_url,
+        origin=origin,
+    )
+
+
+def check_seed_request(
+    *,
+    fields: Fields,
+    idempotency_key: str | None,
+    origin: str,
+    door: str = SEED,
+    default_webhook_url: str = "",
+) -> CheckedRequest:
+    """``seed_request``'s checks up to the image sources (async doors fetch URLs themselves)."""
+    return check_request(
         fields=fields,
         door=door,
         model_name=fields.text("model"),

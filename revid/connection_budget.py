@@ -3,10 +3,11 @@
 Each holder keeps its connection between uses (DB_CONN_MAX_AGE), so the
 peak is what every process could hold at once, not what it uses on average:
 
-- a web process: one per thread (WEB_THREADS; a thread keeps the
-  connection of its last request), plus the wait listener's own (one per
-  process: the LISTEN connection with WAIT_BACKEND=postgres, the poll's
-  with poll, none with Redis);
+- a web process (ASGI, revid/serving.py): one per thread running sync
+  work (at most WEB_THREADS at once; a request's connection closes with
+  it), one per thread of the wait sweep (removal.wait_listeners.DB_THREADS,
+  each keeps its own), plus the LISTEN connection with
+  WAIT_BACKEND=postgres;
 - a qcluster: one per worker process (Q_WORKERS, WEBHOOK_WORKERS), plus the
   sentinel's (the scheduler) and the monitor's (saving results), plus the
   pusher's on the ORM broker (no REDIS_URL);
@@ -42,6 +43,7 @@ class Topology:
     webhook_workers: int
     orm_broker: bool
     wait_backend: str
+    wait_threads: int
     deploy_batch: int = 1
 
 
@@ -61,8 +63,8 @@ def cluster_connections(workers: int, *, orm_broker: bool) -> int:
 
 def budget(topology: Topology) -> Budget:
     t = topology
-    listener = 0 if t.wait_backend == "redis" else 1
-    web = t.web_processes * (t.web_threads + listener)
+    listener = 1 if t.wait_backend == "postgres" else 0
+    web = t.web_processes * (t.web_threads + t.wait_threads + listener)
     housekeeping = cluster_connections(1, orm_broker=t.orm_broker)
     worker = cluster_connections(t.q_workers, orm_broker=t.orm_broker) + housekeeping
     webhook = cluster_connections(t.webhook_workers, orm_broker=t.orm_broker) + housekeeping
@@ -75,7 +77,8 @@ def budget(topology: Topology) -> Budget:
         [
             (
                 f"web: {t.web_machines} machine(s) x {t.web_processes} process(es) x "
-                f"({t.web_threads} threads + {listener} wait listener)",
+                f"({t.web_threads} threads + {t.wait_threads} wait sweep threads + "
+                f"{listener} wait listener)",
                 t.web_machines * web,
             ),
             (

@@ -15,6 +15,7 @@ processes that died are removed by the next ring that finds nobody there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
@@ -69,6 +70,23 @@ class Doorbell:
         if not ready:
             return False
         # Rings that piled up are all answered by one look.
+        with contextlib.suppress(BlockingIOError):
+            while bell.recv(64):
+                pass
+        return True
+
+    async def wait_async(self, timeout: float) -> bool:
+        """``wait`` on the running event loop: no thread sleeps on the bell."""
+        bell = self._bell()
+        if bell is None:
+            await asyncio.sleep(timeout)
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.sock_recv(bell, 64)
+        except TimeoutError:
+            return False
         with contextlib.suppress(BlockingIOError):
             while bell.recv(64):
                 pass

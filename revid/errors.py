@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -187,16 +188,11 @@ def _flatten_detail(detail: Any) -> str:
     return str(detail)
 
 
-class ApplicationErrorMiddleware:
+class ApplicationErrorMiddleware(MiddlewareMixin):
     """Turns an ``ApplicationError`` raised in a plain Django view (the web
     page's script endpoints) into the JSON error of the door it came to, in
-    one place. DRF views answer through ``api_exception_handler`` instead."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        return self.get_response(request)
+    one place. DRF views answer through ``api_exception_handler`` instead.
+    Sync and async (``MiddlewareMixin``), so an async view stays on the loop."""
 
     def process_exception(self, request, exception):
         if not isinstance(exception, ApplicationError):

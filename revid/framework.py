@@ -40,7 +40,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body (the CSRF check parses uploads).
     "doors.uploads.ChunkedBodyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # whitenoise, async-capable (revid/static.py).
+    "revid.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

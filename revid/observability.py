@@ -24,6 +24,7 @@ import re
 import time
 import uuid
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from prometheus_client import Gauge, Histogram
 
 logger = logging.getLogger("revid.requests")
@@ -83,35 +84,54 @@ def door_of(path: str) -> str:
 
 class RequestLogMiddleware:
     """One log line per request: method, path, status, duration, request id,
-    door and the API key's public prefix (never the key itself)."""
+    door and the API key's public prefix (never the key itself). Sync and
+    async: under the ASGI server it must not put a waiting request on a thread."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
         token = bind_request_id(request_id_from(request.headers.get("X-Request-Id")))
         started = time.perf_counter()
         try:
-            response = self.get_response(request)
-            response["X-Request-Id"] = current_request_id()
-            logger.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "event": "request",
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    "door": door_of(request.path),
-                    "key_prefix": getattr(request, "api_key_prefix", ""),
-                },
-            )
-            return response
+            return self._log(request, self.get_response(request), started)
         finally:
             reset_request_id(token)
+
+    async def __acall__(self, request):
+        token = bind_request_id(request_id_from(request.headers.get("X-Request-Id")))
+        started = time.perf_counter()
+        try:
+            return self._log(request, await self.get_response(request), started)
+        finally:
+            reset_request_id(token)
+
+    def _log(self, request, response, started: float):
+        response["X-Request-Id"] = current_request_id()
+        logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "event": "request",
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "door": door_of(request.path),
+                "key_prefix": getattr(request, "api_key_prefix", ""),
+            },
+        )
+        return response
 
 
 # --- Metrics kept in processes (prometheus-client, multiprocess mode) ------------

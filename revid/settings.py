@@ -415,6 +415,21 @@ WAIT_RECHECK_SECONDS = env_int("WAIT_RECHECK_SECONDS", 5, minimum=1)
 WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 # The Redis channel / PostgreSQL NOTIFY channel jobs are announced on.
 WAIT_CHANNEL = env_str("WAIT_CHANNEL", "revid_job_finished")
+# Requests that may wait at once (?wait=, /v1.0/removebg) per API key (on
+# the web page: per account) and per client address, counted in Redis when
+# REDIS_URL is set (every web process), else per process
+# (removal/wait_limits.py). Past it a wait answers at once (remove.bg: 429).
+# 0: no limit.
+WAIT_MAX_PER_KEY = env_int("WAIT_MAX_PER_KEY", 100, minimum=0)
+WAIT_MAX_PER_ADDRESS = env_int("WAIT_MAX_PER_ADDRESS", 200, minimum=0)
+
+# --- Web server ----------------------------------------------------------------
+# The ASGI server (revid/asgi.py, revid/server.py) runs one event loop per
+# process; waiting costs no thread. Sync work (sync views: pages, admin,
+# quick API calls; the body parse, decode and charge of a submission) runs
+# on threads, at most this many at once per process; the rest queue on the
+# loop (revid/serving.py).
+WEB_THREADS = env_int("WEB_THREADS", 16, minimum=1)
 
 # --- Webhooks ---------------------------------------------------------------
 # Deliveries run on their own django-q2 cluster (revid/queue_clusters.py).

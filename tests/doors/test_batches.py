@@ -3,15 +3,20 @@
 import base64
 import io
 import json
+import threading
+import time
 import zipfile
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from PIL import Image
 
 from billing.models import LedgerEntry
+from removal import wait_limits
 from removal.models import Batch, RemovalJob
-from removal.services import process_job
+from removal.services import fail_job, process_job
 from tests.images import grey_png, photo_bytes
 from webhooks.models import WebhookEvent
 
@@ -256,3 +261,54 @@ def test_a_json_body_that_is_not_an_object_is_a_400(account, api_client, body):
 
     assert response.status_code == 400
     assert response.json()["code"] == "malformed_request"
+
+
+# --- ?wait= on the event loop, within the wait limits ---------------------------
+
+
+def post_one_item(account, post_batch) -> str:
+    response = post_batch({"files": [upload("a.png", grey_png(64, 48))], "model": "u2netp"})
+    assert response.status_code == 202, response.content
+    return response.json()["batch_id"]
+
+
+@pytest.mark.weights
+def test_a_batch_status_with_wait_answers_as_soon_as_its_last_item_ends(
+    transactional_db, account, post_batch, api_client
+):
+    batch_id = post_one_item(account, post_batch)
+    job = RemovalJob.objects.get(batch_id=batch_id)
+
+    def end() -> None:
+        fail_job(job=job, error="Stopped")
+        connection.close()
+
+    ender = threading.Timer(0.5, end)
+    started = time.monotonic()
+    ender.start()
+    response = api_client.get(f"/api/batch/{batch_id}?wait=30")
+    ender.join()
+    assert response.status_code == 200
+    assert response.json()["status"] == "ended"
+    assert time.monotonic() - started < 15
+    assert "X-Wait-Refused" not in response
+
+
+@pytest.mark.weights
+def test_a_batch_status_over_the_key_limit_answers_at_once_with_its_status(
+    transactional_db, account, post_batch, api_client, settings
+):
+    settings.REDIS_URL = ""
+    settings.WAIT_MAX_PER_KEY, settings.WAIT_MAX_PER_ADDRESS = 1, 0
+    batch_id = post_one_item(account, post_batch)
+    prefix = account.api_keys.get().prefix
+    held = async_to_sync(wait_limits.take)(key=prefix, address=None, seconds=30)
+    try:
+        started = time.monotonic()
+        response = api_client.get(f"/api/batch/{batch_id}?wait=30")
+        assert time.monotonic() - started < 10
+    finally:
+        async_to_sync(held.release)()
+    assert response.status_code == 200
+    assert response.json()["status"] != "ended"
+    assert response["X-Wait-Refused"] == "key"

@@ -1,5 +1,6 @@
-"""The production web server: gunicorn with debug off, static files from
-collectstatic served (compressed) by whitenoise, as `make serve` runs it."""
+"""The production web server: gunicorn's uvicorn worker serving revid.asgi
+with debug off, static files from collectstatic served (compressed) by
+whitenoise, as `make serve` runs it."""
 
 import os
 import signal
@@ -39,8 +40,9 @@ def running_gunicorn(env: dict[str, str], tmp_path, *, workers: int = 1):
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "revid.wsgi:application"]
-            + ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--access-logfile", "-"],
+            [sys.executable, "-m", "gunicorn", "revid.asgi:application"]
+            + ["--worker-class", "revid.server.Worker", "--bind", f"127.0.0.1:{port}"]
+            + ["--workers", str(workers), "--access-logfile", "-"],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -81,7 +83,7 @@ def test_gunicorn_serves_collected_static_files_compressed_through_whitenoise(
         f"{gunicorn}/static/admin/css/base.css", headers={"Accept-Encoding": "gzip"}, timeout=10
     )
     assert response.status_code == 200
-    assert response.headers["Server"] == "gunicorn"
+    assert response.headers["Server"] == "uvicorn"
     assert response.headers["Content-Encoding"] == "gzip"
     assert response.headers["Content-Type"].startswith("text/css")
     assert b"body" in response.content  # requests decompressed real CSS
@@ -168,3 +170,32 @@ def test_gunicorn_accepts_a_chunked_upload_and_refuses_a_chunked_21_mb_one(
     assert refused.json()["code"] == "file_too_large"
     account.refresh_from_db()
     assert account.credit_balance == 1000 - 25
+
+
+def test_the_server_refuses_a_30_mb_upload_from_its_length_and_charges_nothing(
+    gunicorn, account, api_key
+):
+    """The ASGI handler reads no byte of a body whose Content-Length is over the
+    limit (revid/asgi.py): the view still checks the key first, then answers 413."""
+    data = b"\x89PNG\r\n\x1a\n" + b"\0" * (30 * 1024 * 1024)
+    unknown = requests.post(
+        f"{gunicorn}/paid/image/remove/background",
+        headers={"x-api-key": "wrong"},
+        files={"file": ("big.png", data, "image/png")},
+        timeout=60,
+    )
+    assert unknown.status_code == 401
+    response = requests.post(
+        f"{gunicorn}/paid/image/remove/background",
+        headers={"x-api-key": api_key},
+        files={"file": ("big.png", data, "image/png")},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "success": False,
+        "error": "File too large: 30.0 MB; the limit is 20.0 MB.",
+        "code": "file_too_large",
+    }
+    account.refresh_from_db()
+    assert account.credit_balance == 1000

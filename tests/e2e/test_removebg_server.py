@@ -1,8 +1,8 @@
 """The synchronous remove.bg door does not starve the production server.
 
-`make serve` itself (gunicorn, gthread) and real ``qcluster`` workers on the
-test database. Each ``/v1.0/removebg`` call holds a gunicorn thread while
-its job waits in the queue; the server must still answer everything else.
+`make serve` itself (gunicorn, uvicorn workers) and real ``qcluster`` workers
+on the test database. Each ``/v1.0/removebg`` call waits for its job on the
+event loop, holding no thread; the server must still answer everything else.
 Deadlines come from the same calls measured on the same server first.
 
 The hand-off (job completed -> the caller holds its image) is bounded by the
@@ -229,7 +229,8 @@ def test_a_caller_that_hangs_up_when_no_worker_comes_is_refunded_once(
     with make_serve(tmp_path, **MODEL_ENV, REMOVEBG_QUEUE_WAIT_SECONDS="2") as (url, _):
         send_and_hang_up(url, api_key)
         job = removebg_jobs().get()
-        # The request's thread still bounds the queue wait and refunds.
+        # Its wait was dropped with the connection; the queue's deadline
+        # still fails and refunds the job no worker started.
         wait_for(
             lambda: RemovalJob.objects.get(pk=job.pk).is_finished,
             timeout=60,

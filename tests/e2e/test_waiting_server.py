@@ -1,6 +1,6 @@
 """Waiting clients do not starve the production server.
 
-`make serve` itself (gunicorn, gthread) with no worker running, so jobs stay
+`make serve` itself (gunicorn, uvicorn workers) with no worker running, so jobs stay
 pending and every ``?wait=30`` request really waits. Deadlines come from the
 same calls measured on the same server before the waiters arrive.
 

@@ -131,4 +131,5 @@ def test_gunicorns_graceful_stop_is_the_settings_longest_request(settings):
 
     assert gunicorn_conf.graceful_timeout == settings.WEB_GRACEFUL_TIMEOUT
     assert gunicorn_conf.graceful_timeout >= settings.LONGEST_REQUEST_SECONDS
-    assert gunicorn_conf.worker_class == "gthread"
+    assert gunicorn_conf.worker_class == "revid.server.Worker"
+    assert not hasattr(gunicorn_conf, "max_requests")  # recycling would cut waiters

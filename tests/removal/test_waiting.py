@@ -3,9 +3,11 @@
 The backends run against the real services: the poll on whatever database
 the suite uses, Redis pub/sub on the local Redis (a channel of its own per
 test), and PostgreSQL LISTEN/NOTIFY when the suite runs on PostgreSQL (as
-CI does; LISTEN needs the same server as the jobs' table).
+CI does; LISTEN needs the same server as the jobs' table). Waiters run as
+coroutines on one event loop (``server_loop``), as a web process runs them.
 """
 
+import asyncio
 import random
 import statistics
 import subprocess
@@ -16,15 +18,17 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from accounts.services import add_member
-from removal import waiting
+from removal import wait_listeners, waiting
 from removal.models import RemovalJob
 from removal.services import fail_job, process_job
+from revid import serving
 from tests.conftest import ROOT, subprocess_env, wait_for
 from tests.job_factory import completed_job, failed_job, submitted_job
 
@@ -62,53 +66,64 @@ def finish(job: RemovalJob) -> None:
     )
 
 
-class Waiter(threading.Thread):
-    """wait_for_job in a thread of its own, as a web request would run it."""
+class Waiter:
+    """``wait_for_job`` as a coroutine on the server's loop, as a request runs it."""
 
-    def __init__(self, job_id, timeout: float):
-        super().__init__(daemon=True)
-        self.job_id = job_id
-        self.timeout = timeout
+    def __init__(self, server_loop, job_id, timeout: float, until_shutdown: bool = True):
         self.returned_at: float | None = None
-        self.error: BaseException | None = None
+        self.ended: bool | None = None
 
-    def run(self) -> None:
-        try:
-            waiting.wait_for_job(job_id=self.job_id, timeout=self.timeout)
+        async def wait():
+            self.ended = await waiting.wait_for_job(
+                job_id=job_id, timeout=timeout, until_shutdown=until_shutdown
+            )
             self.returned_at = time.monotonic()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
-        finally:
-            connection.close()
+
+        self.future = server_loop.start(wait())
+
+    def join(self, timeout: float) -> None:
+        self.future.result(timeout=timeout)
+
+    def is_waiting(self) -> bool:
+        return not self.future.done()
 
 
-def start_waiter(job_id, *, timeout: float, backend: str) -> Waiter:
-    """Starts a waiter and returns once it is blocked waiting."""
-    waiter = Waiter(job_id, timeout)
-    waiter.start()
-    listener = waiting._listener(backend)
-    wait_for(lambda: len(listener.waiters) >= 1, timeout=10, interval=0.01)
-    wait_for(lambda: listener._listening.is_set(), timeout=10, interval=0.01)
+def listener_of(server_loop, backend: str) -> wait_listeners.Listener:
+    async def get():
+        return waiting._listener(backend)
+
+    return server_loop.run(get())
+
+
+def start_waiter(server_loop, job_id, *, timeout: float, backend: str, **kwargs) -> Waiter:
+    """Starts a waiter and returns once it is waiting (registered, listener up)."""
+    listener = listener_of(server_loop, backend)
+    before = len(listener)
+    waiter = Waiter(server_loop, job_id, timeout, **kwargs)
+    wait_for(lambda: len(listener) > before, timeout=10, interval=0.01)
+    wait_for(lambda: listener.listening.is_set(), timeout=10, interval=0.01)
+    # Past its own first read of the job.
+    time.sleep(0.05)
     if backend == "poll":
         # A random phase, so hand-offs are not measured in step with the poll.
         time.sleep(random.uniform(0, django_settings.WAIT_POLL_MS / 1000))
-    assert waiter.is_alive(), waiter.error
+    assert waiter.is_waiting(), waiter.future
     return waiter
 
 
 @pytest.mark.weights
-def test_wait_returns_at_once_for_a_job_that_already_ended(backend, account):
+def test_wait_returns_at_once_for_a_job_that_already_ended(backend, account, server_loop):
     for job in (completed_job(account), failed_job(account)):
         started = time.monotonic()
-        waiting.wait_for_job(job_id=job.id, timeout=30)
+        assert server_loop.run(waiting.wait_for_job(job_id=job.id, timeout=30)) is True
         assert time.monotonic() - started < 15
 
 
 @pytest.mark.weights
-def test_wait_returns_after_the_timeout_when_the_job_does_not_end(backend, account):
+def test_wait_returns_after_the_timeout_when_the_job_does_not_end(backend, account, server_loop):
     job = submitted_job(account)
     started = time.monotonic()
-    waiting.wait_for_job(job_id=job.id, timeout=0.5)
+    assert server_loop.run(waiting.wait_for_job(job_id=job.id, timeout=0.5)) is False
     elapsed = time.monotonic() - started
     assert 0.5 <= elapsed < 0.5 + 5
     job.refresh_from_db()
@@ -116,20 +131,21 @@ def test_wait_returns_after_the_timeout_when_the_job_does_not_end(backend, accou
 
 
 @pytest.mark.weights
-def test_an_announced_end_wakes_the_waiter_long_before_its_timeout(backend, account, monkeypatch):
+def test_an_announced_end_wakes_the_waiter_long_before_its_timeout(
+    backend, account, monkeypatch, server_loop
+):
     """Measures the hand-off (announce -> waiter returns), median of 20."""
     # Only the announcement (or the poll) can end these waits early.
-    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120)
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     latencies = []
     for _ in range(HANDOFF_RUNS):
         job = submitted_job(account)
-        waiter = start_waiter(job.id, timeout=60, backend=backend)
+        waiter = start_waiter(server_loop, job.id, timeout=60, backend=backend)
         finish(job)
         announced_at = time.monotonic()
         waiting.announce_job_finished(job_id=job.id)
         waiter.join(timeout=60)
-        assert waiter.error is None, waiter.error
-        assert waiter.returned_at is not None
+        assert waiter.ended is True
         latencies.append(waiter.returned_at - announced_at)
     median_ms = statistics.median(latencies) * 1000
     print(
@@ -141,30 +157,38 @@ def test_an_announced_end_wakes_the_waiter_long_before_its_timeout(backend, acco
 
 
 @pytest.mark.weights
-def test_many_waiters_on_many_jobs_are_each_woken_by_their_own_job(backend, account, monkeypatch):
-    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120)
+def test_many_waiters_on_many_jobs_are_each_woken_by_their_own_job(
+    backend, account, monkeypatch, server_loop
+):
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     jobs = [submitted_job(account) for _ in range(4)]
-    waiters = [start_waiter(job.id, timeout=60, backend=backend) for job in jobs for _ in range(3)]
+    waiters = [
+        start_waiter(server_loop, job.id, timeout=60, backend=backend)
+        for job in jobs
+        for _ in range(3)
+    ]
     finish(jobs[0])
     waiting.announce_job_finished(job_id=jobs[0].id)
     for waiter in waiters[:3]:
         waiter.join(timeout=60)
-        assert waiter.returned_at is not None, waiter.error
+        assert waiter.ended is True
     # The other jobs' waiters are still waiting.
-    assert all(waiter.is_alive() for waiter in waiters[3:])
+    assert all(waiter.is_waiting() for waiter in waiters[3:])
     for job in jobs[1:]:
         assert fail_job(job=job, error="Cancelled by the test")  # announces after commit
     for waiter in waiters[3:]:
         waiter.join(timeout=60)
-        assert waiter.returned_at is not None, waiter.error
-    assert len(waiting._listener(backend).waiters) == 0
+        assert waiter.ended is True
+    assert len(listener_of(server_loop, backend)) == 0
 
 
 @pytest.mark.weights
-def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monkeypatch):
-    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120)
+def test_a_job_ended_by_another_process_wakes_the_waiter(
+    backend, account, monkeypatch, server_loop
+):
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     job = submitted_job(account)
-    waiter = start_waiter(job.id, timeout=60, backend=backend)
+    waiter = start_waiter(server_loop, job.id, timeout=60, backend=backend)
     env = subprocess_env(
         WAIT_BACKEND=backend, WAIT_CHANNEL=django_settings.WAIT_CHANNEL, REDIS_URL=""
     )
@@ -186,19 +210,19 @@ def test_a_job_ended_by_another_process_wakes_the_waiter(backend, account, monke
     )
     assert result.returncode == 0, result.stderr
     waiter.join(timeout=60)
-    assert waiter.returned_at is not None, waiter.error
+    assert waiter.ended is True
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.FAILED
 
 
 @pytest.mark.model
-def test_the_worker_announces_a_job_it_completed(backend, account, monkeypatch):
-    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120)
+def test_the_worker_announces_a_job_it_completed(backend, account, monkeypatch, server_loop):
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     job = submitted_job(account, photo_name="coffee", model="u2netp")
-    waiter = start_waiter(job.id, timeout=60, backend=backend)
+    waiter = start_waiter(server_loop, job.id, timeout=60, backend=backend)
     process_job(job_id=job.id)  # the real model; announces after commit
     waiter.join(timeout=60)
-    assert waiter.returned_at is not None, waiter.error
+    assert waiter.ended is True
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.COMPLETED
 
@@ -227,104 +251,81 @@ def kill_listener_connection(backend: str) -> None:
 @pytest.mark.weights
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "poll"], indirect=True)
 def test_a_listener_that_loses_its_connection_reconnects_and_loses_no_job(
-    backend, account, monkeypatch
+    backend, account, monkeypatch, server_loop
 ):
-    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120)
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     first = submitted_job(account)
-    waiter = start_waiter(first.id, timeout=60, backend=backend)
+    waiter = start_waiter(server_loop, first.id, timeout=60, backend=backend)
     kill_listener_connection(backend)
     # Ended while the listener is down or reconnecting: the announcement may
-    # be lost, the waiter must not be.
+    # be lost, the waiter must not be (the sweep finds it).
     finish(first)
     waiting.announce_job_finished(job_id=first.id)
     waiter.join(timeout=60)
-    assert waiter.returned_at is not None, waiter.error
+    assert waiter.ended is True
 
     # And the listener is back: a later job's end still wakes its waiter.
     second = submitted_job(account)
-    waiter = start_waiter(second.id, timeout=60, backend=backend)
+    waiter = start_waiter(server_loop, second.id, timeout=60, backend=backend)
     finish(second)
     waiting.announce_job_finished(job_id=second.id)
     waiter.join(timeout=60)
-    assert waiter.returned_at is not None, waiter.error
+    assert waiter.ended is True
 
 
 @pytest.mark.weights
-def test_a_blocked_waiter_holds_no_database_connection(backend, account, monkeypatch):
+def test_a_job_ended_without_an_announcement_is_found_by_the_sweep(
+    backend, account, monkeypatch, server_loop
+):
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 0.3)
     job = submitted_job(account)
-    seen = []
-
-    class SpyEvent(threading.Event):
-        def wait(self, timeout=None):
-            seen.append(connection.connection is None)
-            return super().wait(timeout)
-
-    class SpyWaiter(waiting._Waiter):
-        def __init__(self, job_id):
-            super().__init__(job_id)
-            self.event = SpyEvent()
-
-    monkeypatch.setattr(waiting, "_Waiter", SpyWaiter)
-    waiter = Waiter(job.id, timeout=0.3)
-    waiter.start()
+    waiter = start_waiter(server_loop, job.id, timeout=60, backend=backend)
+    finish(job)  # no announcement at all
     waiter.join(timeout=30)
-    assert waiter.returned_at is not None, waiter.error
-    # The request thread's connection was closed each time before it blocked.
-    assert seen and all(seen)
-
-
-# --- wait_then_reload: the one way a door waits ------------------------------------
-
-
-def no_wait(**kwargs):
-    pytest.fail(f"waited: {kwargs}")
+    assert waiter.ended is True
 
 
 @pytest.mark.weights
-@pytest.mark.parametrize("timeout", [None, 0])
-def test_without_a_wait_the_job_is_returned_as_it_was_read(account, monkeypatch, timeout):
+def test_two_hundred_waiters_hold_no_thread_and_are_dropped_when_cancelled(
+    backend, account, monkeypatch, server_loop
+):
+    """A waiter is a coroutine: no thread of its own; a client that hangs up
+    cancels it, and it leaves the listener at once."""
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     job = submitted_job(account)
-    RemovalJob.objects.filter(pk=job.pk).update(message="Changed meanwhile")
-    monkeypatch.setattr(waiting, "wait_for_job", no_wait)
-    assert waiting.wait_then_reload(job, timeout=timeout) is job
-    assert job.message == "Background removal started"  # not read again
+    listener = listener_of(server_loop, backend)
+    start_waiter(server_loop, job.id, timeout=60, backend=backend).future.cancel()
+    threads_before = threading.active_count()
+    waiters = [Waiter(server_loop, job.id, timeout=60) for _ in range(200)]
+    wait_for(lambda: len(listener) == 200, timeout=30, interval=0.05)
+    time.sleep(0.2)
+    assert threading.active_count() <= threads_before + 2  # the sweep's thread, at most
+    for waiter in waiters:
+        waiter.future.cancel()
+    wait_for(lambda: len(listener) == 0, timeout=5, interval=0.01)
 
 
 @pytest.mark.weights
-def test_a_job_that_already_ended_is_returned_without_waiting(account, monkeypatch):
-    job = failed_job(account)
-    monkeypatch.setattr(waiting, "wait_for_job", no_wait)
-    assert waiting.wait_then_reload(job, timeout=30) is job
-
-
-@pytest.mark.weights
-def test_after_the_wait_the_job_is_read_again(transactional_db, account):
+def test_a_stopping_server_answers_long_polls_but_lets_synchronous_calls_finish(
+    account, server_loop, transactional_db, monkeypatch
+):
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     job = submitted_job(account)
-    RemovalJob.objects.filter(pk=job.pk).update(message="Changed meanwhile")
-    started = time.monotonic()
-    assert waiting.wait_then_reload(job, timeout=0.3) is job
-    assert time.monotonic() - started >= 0.3
-    assert (job.status, job.message) == (RemovalJob.Status.PENDING, "Changed meanwhile")
-
-
-@pytest.mark.weights
-def test_the_job_is_returned_as_soon_as_it_ends(transactional_db, account):
-    job = submitted_job(account)
-    same_job = RemovalJob.objects.get(pk=job.pk)
-    ender = threading.Timer(
-        0.5, lambda: (fail_job(job=same_job, error="Stopped"), connection.close())
+    long_poll = start_waiter(server_loop, job.id, timeout=60, backend=waiting.backend_name())
+    synchronous = start_waiter(
+        server_loop, job.id, timeout=60, backend=waiting.backend_name(), until_shutdown=False
     )
-    started = time.monotonic()
-    ender.start()
-    waiting.wait_then_reload(job, timeout=30)
-    elapsed = time.monotonic() - started
-    ender.join()
-    assert job.status == RemovalJob.Status.FAILED
-    assert job.error == "Stopped"
-    assert elapsed < 15
+    serving.begin_shutdown(server_loop.loop)
+    long_poll.join(timeout=10)
+    assert long_poll.ended is False  # answered with the current status
+    assert synchronous.is_waiting()
+    finish(job)
+    waiting.announce_job_finished(job_id=job.id)
+    synchronous.join(timeout=30)
+    assert synchronous.ended is True
 
 
-# --- the HTTP endpoints ---------------------------------------------------------
+# --- the HTTP endpoints (Django's test client runs the async views) ---------------
 
 
 @pytest.mark.weights
@@ -363,6 +364,7 @@ def test_the_status_api_answers_after_the_wait_with_the_current_status(
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert response.json()["status"] == "pending"
+    assert "X-Wait-Refused" not in response
     assert elapsed >= 0.5
 
 
@@ -409,19 +411,18 @@ def test_the_web_status_endpoint_waits_too(transactional_db, account):
 
 
 def test_on_one_machine_the_poll_backend_is_rung_not_polled(
-    settings, transactional_db, account, monkeypatch
+    settings, transactional_db, account, monkeypatch, server_loop
 ):
     """SQLite's poll backend: the worker's announcement rings the web's doorbell."""
-    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120)
+    monkeypatch.setattr(django_settings, "WAIT_RECHECK_SECONDS", 120.0)
     settings.WAIT_BACKEND = "poll"
     settings.WAIT_POLL_MS = 120_000  # only the doorbell can end the wait early
     settings.WAIT_WAKE_DIR = settings.DATA_DIR / f"wake-test-{uuid.uuid4().hex[:8]}" / "wait"
     job = submitted_job(account)
-    waiter = Waiter(job.id, timeout=100)
-    waiter.start()
-    listener = waiting._listener("poll")
-    wait_for(lambda: len(listener.waiters) >= 1, timeout=10, interval=0.01)
-    # The listener's first query has run and it now sleeps on its bell.
+    waiter = Waiter(server_loop, job.id, timeout=100)
+    listener = listener_of(server_loop, "poll")
+    wait_for(lambda: len(listener) >= 1, timeout=10, interval=0.01)
+    # The sweep's first query has run and it now sleeps on its bell.
     wait_for(lambda: any(settings.WAIT_WAKE_DIR.glob("*.sock")), timeout=10, interval=0.01)
     time.sleep(0.2)
 
@@ -430,9 +431,56 @@ def test_on_one_machine_the_poll_backend_is_rung_not_polled(
     waiting.announce_job_finished(job_id=job.id)
     waiter.join(timeout=100)
 
-    assert waiter.error is None, waiter.error
+    assert waiter.ended is True
     assert waiter.returned_at - announced_at < 50
-    # Stopping wakes it too: a listener left asleep on its bell for the
-    # 120 s interval kept its database connection past the test database.
-    waiting.stop_listeners()
-    assert not listener._thread.is_alive()
+
+
+# --- wait_then_reload: the one way a door waits ------------------------------------
+
+
+def no_wait(**kwargs):
+    pytest.fail(f"waited: {kwargs}")
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("timeout", [None, 0])
+def test_without_a_wait_the_job_is_returned_as_it_was_read(
+    account, monkeypatch, timeout, server_loop
+):
+    job = submitted_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(message="Changed meanwhile")
+    monkeypatch.setattr(waiting, "wait_for_job", no_wait)
+    assert server_loop.run(waiting.wait_then_reload(job, timeout=timeout)) is job
+    assert job.message == "Background removal started"  # not read again
+
+
+@pytest.mark.weights
+def test_a_job_that_already_ended_is_returned_without_waiting(account, monkeypatch, server_loop):
+    job = failed_job(account)
+    monkeypatch.setattr(waiting, "wait_for_job", no_wait)
+    assert server_loop.run(waiting.wait_then_reload(job, timeout=30)) is job
+
+
+@pytest.mark.weights
+def test_after_the_wait_the_job_is_read_again(transactional_db, account, server_loop):
+    job = submitted_job(account)
+    RemovalJob.objects.filter(pk=job.pk).update(message="Changed meanwhile")
+    started = time.monotonic()
+    assert server_loop.run(waiting.wait_then_reload(job, timeout=0.3)) is job
+    assert time.monotonic() - started >= 0.3
+    assert (job.status, job.message) == (RemovalJob.Status.PENDING, "Changed meanwhile")
+
+
+def test_wait_then_reload_gives_the_job_as_it_ended(transactional_db, account):
+    job = submitted_job(account)
+
+    async def wait_and_end():
+        task = asyncio.ensure_future(waiting.wait_then_reload(job, timeout=30))
+        await asyncio.sleep(0.3)
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(fail_job, thread_sensitive=False)(job=job, error="Stopped")
+        return await task
+
+    ended = async_to_sync(wait_and_end)()
+    assert ended.status == RemovalJob.Status.FAILED

@@ -9,7 +9,6 @@ cross databases), which fails the same way.
 """
 
 import logging
-import threading
 import time
 import uuid
 
@@ -17,7 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from removal import waiting
+from removal import wait_listeners, waiting
 from tests.job_factory import submitted_job
 
 pytestmark = pytest.mark.skipif(
@@ -39,41 +38,39 @@ def other_database_url() -> str:
     return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/postgres"
 
 
+def listener_started(server_loop, timeout: float) -> bool:
+    async def start():
+        return await waiting._listener("postgres").ensure_started(timeout=timeout)
+
+    return server_loop.run(start())
+
+
 def test_a_listener_that_cannot_hear_notify_refuses_with_an_error_and_waiters_still_finish(
-    postgres_wait, account, caplog, monkeypatch
+    postgres_wait, account, caplog, monkeypatch, server_loop
 ):
-    monkeypatch.setattr(waiting, "PROBE_SECONDS", 1.0)
+    monkeypatch.setattr(wait_listeners, "PROBE_SECONDS", 1.0)
     postgres_wait.WAIT_DATABASE_URL = other_database_url()  # hears nothing sent here
     job = submitted_job(account)
-    returned = threading.Event()
-
-    def wait():
-        waiting.wait_for_job(job_id=job.id, timeout=30)
-        returned.set()
-        connection.close()
 
     with caplog.at_level(logging.ERROR, logger="removal.waiting"):
         started = time.monotonic()
-        thread = threading.Thread(target=wait, daemon=True)
-        thread.start()
-        listener = waiting._listener("postgres")
-        assert not listener.ensure_started(timeout=5)  # never counts as listening
+        waiter = server_loop.start(waiting.wait_for_job(job_id=job.id, timeout=30))
+        assert not listener_started(server_loop, timeout=5)  # never counts as listening
         refusal = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert refusal, "the listener degraded without a word"
         message = refusal[0].getMessage()
         assert "transaction pooler" in message and "WAIT_DATABASE_URL" in message
 
-        # Waiters are not lost meanwhile: they poll on their own.
+        # Waiters are not lost meanwhile: the sweep looks for them.
         assert job.mark_processing()
         assert job.mark_completed(output_size=1, elapsed_seconds=0.1, expires_at=job.expires_at)
         waiting.announce_job_finished(job_id=job.id)
-        assert returned.wait(timeout=10)
+        assert waiter.result(timeout=10) is True
         assert time.monotonic() - started < 10
 
 
-def test_a_listener_on_the_jobs_database_passes_its_probe(postgres_wait, account):
-    listener = waiting._listener("postgres")
-    assert listener.ensure_started(timeout=10)
+def test_a_listener_on_the_jobs_database_passes_its_probe(postgres_wait, account, server_loop):
+    assert listener_started(server_loop, timeout=10)
 
 
 def test_auto_never_picks_listen_through_a_transaction_pooler(settings, db):

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from removal.wait_listeners import DB_THREADS
 from revid.connection_budget import Topology, budget
 
 GUIDE_EXAMPLE = Topology(
@@ -19,15 +20,18 @@ GUIDE_EXAMPLE = Topology(
     webhook_workers=2,
     orm_broker=False,
     wait_backend="redis",
+    wait_threads=DB_THREADS,
 )
 
 
-def test_the_guides_example_needs_240_connections():
+def test_the_guides_example_needs_288_connections():
+    assert DB_THREADS == 4  # as the guide counts them
     lines = [count for _, count in budget(GUIDE_EXAMPLE).lines]
-    # web 2 x 4 x 16; workers 4 x (4 + 2 + housekeeping 3); webhooks 2 + 2 + 3;
-    # one web machine's worth during a rolling deploy; 5 for the operator.
-    assert lines == [128, 36, 7, 64, 5]
-    assert budget(GUIDE_EXAMPLE).total == 240
+    # web 2 x 4 x (16 + 4 sweep threads); workers 4 x (4 + 2 + housekeeping 3);
+    # webhooks 2 + 2 + 3; one web machine's worth during a rolling deploy; 5
+    # for the operator.
+    assert lines == [160, 36, 7, 80, 5]
+    assert budget(GUIDE_EXAMPLE).total == 288
 
 
 def test_listeners_and_the_orm_broker_add_their_connections():
@@ -35,7 +39,7 @@ def test_listeners_and_the_orm_broker_add_their_connections():
 
     on_postgres = replace(GUIDE_EXAMPLE, orm_broker=True, wait_backend="postgres")
     lines = [count for _, count in budget(on_postgres).lines]
-    assert lines == [2 * 4 * 17, 4 * (5 + 2 + 4), 2 + 3 + 4, 68, 5]
+    assert lines == [2 * 4 * 21, 4 * (5 + 2 + 4), 2 + 3 + 4, 84, 5]
 
 
 def run(*args: str) -> str:
@@ -51,7 +55,7 @@ def test_the_command_prints_the_sum_for_the_given_machines():
         *("--web-processes", "1", "--web-threads", "4", "--q-workers", "2"),
         *("--webhook-workers", "1"),
     )
-    assert "web: 2 machine(s) x 1 process(es) x (4 threads + 1 wait listener)" in output
+    assert "web: 2 machine(s) x 1 process(es) x (4 threads + 4 wait sweep threads + " in output
     assert "at the peak" in output
 
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from removal import waiting
+from removal import wait_listeners, waiting
 from revid.connection_budget import Topology, budget
 
 
@@ -50,6 +50,7 @@ class Command(BaseCommand):
             webhook_workers=options["webhook_workers"],
             orm_broker=not settings.REDIS_URL,
             wait_backend=waiting.backend_name(),
+            wait_threads=wait_listeners.DB_THREADS,
             deploy_batch=options["deploy_batch"],
         )
         peak = budget(topology)
