@@ -33,7 +33,7 @@ from billing.services import charge_for_jobs
 from removal import signals
 from removal.batch_submissions import BatchRequest
 from removal.models import Batch, RemovalJob
-from removal.services import IdempotencyConflict, enqueue_job
+from removal.services import BATCH_ITEM_TASK, IdempotencyConflict, enqueue_job
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def queue_next_items(*, batch_id: uuid.UUID) -> int:
             queued_at=timezone.now()
         )
         if claimed:
-            enqueue_job(job_id=job_id)
+            enqueue_job(job_id=job_id, task=BATCH_ITEM_TASK)
             queued += 1
     return queued
 
