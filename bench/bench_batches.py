@@ -21,12 +21,14 @@ import argparse
 import io
 import json
 import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +78,8 @@ def model_limit(images: list[bytes]) -> float:
     return len(images) / (time.perf_counter() - started) * 60
 
 
-def batch_door(base: str, key: str, images: list[bytes]) -> tuple[float, dict[int, bytes]]:
-    """Images per minute through the batch door, and its PNGs by index."""
+def batch_door(base: str, key: str, images: list[bytes]) -> tuple[float, dict[int, bytes], str]:
+    """Images per minute through the batch door, its PNGs by index, and its id."""
     http = requests.Session()
     http.headers["x-api-key"] = key
     files = [("files", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(images)]
@@ -104,7 +106,30 @@ def batch_door(base: str, key: str, images: list[bytes]) -> tuple[float, dict[in
         for name in archive.namelist()
         if name != "manifest.json"
     }
-    return len(images) / seconds * 60, outputs
+    return len(images) / seconds * 60, outputs, batch_id
+
+
+def profile(db_path: Path, batch_id: str) -> dict[str, float]:
+    """Where the worker's time went on the batch's items, from their own records:
+    seconds per item in each stage, and the share of the items' span the model ran."""
+    with sqlite3.connect(db_path, timeout=30) as db:
+        rows = db.execute(
+            "SELECT stage_seconds, started_at, completed_at FROM removal_removaljob "
+            "WHERE batch_id = ? AND status = 'completed'",
+            (batch_id.replace("-", ""),),
+        ).fetchall()
+    if not rows:
+        return {}
+    stages: dict[str, float] = {}
+    for stage_json, _, _ in rows:
+        for stage, seconds in json.loads(stage_json or "{}").items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
+    times = [datetime.fromisoformat(t) for _, a, b in rows for t in (a, b)]
+    span = (max(times) - min(times)).total_seconds()
+    result = {f"{stage}_ms": 1000 * seconds / len(rows) for stage, seconds in stages.items()}
+    result["span_ms"] = 1000 * span / len(rows)
+    result["model_share"] = stages.get("model", 0.0) / span if span else 0.0
+    return result
 
 
 def clients_rate(send, images: list[bytes], clients: int) -> float:
@@ -126,15 +151,22 @@ def iou(a: bytes, b: bytes) -> float:
     return float(np.logical_and(mask_a, mask_b).sum() / union) if union else 1.0
 
 
-def measure(name: str, images: list[bytes], service_base: str, key: str, peer) -> dict:
+def measure(name: str, images: list[bytes], service, key: str, peer) -> dict:
     from bench import peer as peers
 
+    service_base = service.base
     ours = peers.Ours(service_base, key, Path())
     log(f"[{name}] {len(images)} photos")
     row = {"photos": len(images), "model_limit": model_limit(images)}
     log(f"  model alone: {row['model_limit']:.1f}/min")
-    row["batch"], outputs = batch_door(service_base, key, images)
+    row["batch"], outputs, batch_id = batch_door(service_base, key, images)
     log(f"  our batch door: {row['batch']:.1f}/min")
+    row["profile"] = profile(service.workdir / "data" / "db.sqlite3", batch_id)
+    log(
+        "  per item (ms): "
+        + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in row["profile"].items() if k.endswith("_ms"))
+        + f"; the model ran {row['profile'].get('model_share', 0):.0%} of the batch's span"
+    )
     row["single_8"] = clients_rate(
         lambda data, local: ours.remove_waiting(
             data, MODEL, http=local.__dict__.setdefault("http", ours.session())
@@ -183,9 +215,7 @@ def main() -> int:
     try:
         key = service.start()
         rival.start((MODEL,))
-        rows = {
-            name: measure(name, images, service.base, key, rival) for name, images in sets.items()
-        }
+        rows = {name: measure(name, images, service, key, rival) for name, images in sets.items()}
     finally:
         rival.stop()
         service.stop()

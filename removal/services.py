@@ -55,15 +55,25 @@ class IdempotencyConflict(ApplicationError):
     code = "idempotency_conflict"
 
 
+def replay(model, *, account: Account, key: str, fingerprint: str, conflict: str):
+    """The row (a job, a batch) already accepted under this Idempotency-Key, if the
+    request is the same one; None if the key is new. A different request with
+    a used key is refused (409, ``conflict`` says why)."""
+    found = model.objects.filter(account=account, idempotency_key=key).first()
+    if found is not None and found.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(conflict)
+    return found
+
+
 def _replay(*, account: Account, idempotency_key: str, fingerprint: str) -> RemovalJob | None:
-    """The job already accepted under this key, if the request is the same one."""
-    job = RemovalJob.objects.filter(account=account, idempotency_key=idempotency_key).first()
-    if job is not None and job.request_fingerprint != fingerprint:
-        raise IdempotencyConflict(
-            "This Idempotency-Key was already used for a different request (another file, "
-            "model or options); use a new key for a new request."
-        )
-    return job
+    return replay(
+        RemovalJob,
+        account=account,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        conflict="This Idempotency-Key was already used for a different request (another "
+        "file, model or options); use a new key for a new request.",
+    )
 
 
 def submit_job(

@@ -343,9 +343,17 @@ def read_source(
     image_url: str | None,
     image_file_b64: str | None,
     upload_field: str = "file",
+    one_of: str | None = None,
 ) -> ImageSource:
-    """Exactly one of an uploaded file, a base64 string or a URL."""
+    """Exactly one of an uploaded file, a base64 string or a URL, read with its limits.
+
+    Every image source is read here: the single-image doors' and each batch
+    item's (an upload, or a JSON item's URL or base64). ``one_of``, when
+    given, is the one message for none or several sources (a JSON item).
+    """
     given = sum((bool(uploads), image_url is not None, image_file_b64 is not None))
+    if one_of is not None and given != 1:
+        raise FileRequired(one_of)
     if given == 0:
         raise FileRequired(
             f"No image: send it in the multipart field '{upload_field}', or give "

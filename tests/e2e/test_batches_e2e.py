@@ -121,7 +121,7 @@ def test_a_worker_killed_mid_batch_leaves_every_item_ended_the_ledger_exact_and_
         "BATCH_CONCURRENCY": "1",
     }
     balance = account.credit_balance
-    files = [SimpleUploadedFile(f"shop/{n}.jpg", data) for n in range(ITEMS)]
+    files = [SimpleUploadedFile(f"{n}.jpg", data) for n in range(ITEMS)]
     response = api_client.post(URL, {"files": files, "model": "u2netp"})
     assert response.status_code == 202, response.content
     batch_id = response.json()["batch_id"]
@@ -189,11 +189,11 @@ def test_a_worker_killed_mid_batch_leaves_every_item_ended_the_ledger_exact_and_
     assert zipped.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content)))
     assert sorted(archive.namelist()) == sorted(
-        [f"shop/{job.batch_index}.png" for job in completed] + ["manifest.json"]
+        [f"{job.batch_index}.png" for job in completed] + ["manifest.json"]
     )
     for job in completed:
         with job.output_file.open("rb") as handle:
-            assert archive.read(f"shop/{job.batch_index}.png") == handle.read()
+            assert archive.read(f"{job.batch_index}.png") == handle.read()
     manifest = json.loads(archive.read("manifest.json"))["items"]
     assert [entry["index"] for entry in manifest] == list(range(ITEMS))
     for entry, job in zip(manifest, jobs, strict=True):
@@ -202,6 +202,6 @@ def test_a_worker_killed_mid_batch_leaves_every_item_ended_the_ledger_exact_and_
         assert entry["credits_charged"] == 25
         assert entry["credits_refunded"] == (25 if refunded else 0)
         assert entry["output_name"] == (
-            f"shop/{job.batch_index}.png" if job.status == "completed" else None
+            f"{job.batch_index}.png" if job.status == "completed" else None
         )
         assert (entry["error"] is None) == (job.status == "completed")
