@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER_VERSION = "2.0.86"
 PEER_VENV = ROOT / "bench" / "out" / "rembg-venv"
 WAIT_SECONDS = 30
+# `rembg s` starting and using no CPU at all for this long is stuck.
+STARTUP_STALL_SECONDS = 60
 
 
 def ensure_peer_venv(log) -> Path:
@@ -93,19 +95,54 @@ class Peer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                # Any answer will do (/api/remove without a URL is a 4xx).
-                if self.http.get(f"{self.base}/api/remove", timeout=10).status_code < 500:
-                    break
-            except requests.RequestException:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("rembg s did not start; see rembg-s.log")
+        seconds = self._wait_until_listening()
+        self.log(f"  rembg s listening after {seconds:.0f}s")
         # Its sessions load on first use: one request per model, untimed.
         for model in models:
             self.remove(_tiny_jpeg(), model)
+
+    def _wait_until_listening(self) -> float:
+        """Seconds until ``rembg s`` answers, waited for as long as it works.
+
+        Before it listens it imports rembg and its dependencies (onnxruntime,
+        scipy, opencv, numba through pymatting) and builds its app: seconds on
+        an idle machine, minutes on a loaded one, so no fixed deadline fits.
+        Its deadline moves with what it does: while its processes use CPU it
+        is starting; it is given up on when it exits, or when it has used no
+        CPU for STARTUP_STALL_SECONDS without answering (stuck, not slow).
+        """
+        started = time.monotonic()
+        last_cpu, last_progress, next_report = -1.0, started, started + 30
+        log_path = self.workdir / "rembg-s.log"
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"rembg s exited (status {self.process.returncode}) after "
+                    f"{time.monotonic() - started:.0f}s, before it listened on {self.base}; "
+                    f"the end of {log_path}:\n{_tail(log_path)}"
+                )
+            try:
+                # Any answer will do (/api/remove without a URL is a 4xx).
+                if self.http.get(f"{self.base}/api/remove", timeout=10).status_code < 500:
+                    return time.monotonic() - started
+            except requests.RequestException:
+                pass
+            now, cpu = time.monotonic(), _cpu_seconds(self.pids())
+            if cpu > last_cpu + 0.05:
+                last_cpu, last_progress = cpu, now
+            elif now - last_progress > STARTUP_STALL_SECONDS:
+                raise RuntimeError(
+                    f"rembg s is not listening on {self.base} after {now - started:.0f}s and "
+                    f"has used no CPU for {STARTUP_STALL_SECONDS}s ({cpu:.0f}s of CPU in all): "
+                    f"stuck, not slow; the end of {log_path}:\n{_tail(log_path)}"
+                )
+            if now > next_report:
+                self.log(
+                    f"  rembg s still starting after {now - started:.0f}s "
+                    f"({cpu:.0f}s of CPU so far, still working)"
+                )
+                next_report += 30
+            time.sleep(0.3)
 
     def remove(self, data: bytes, model: str, http: requests.Session | None = None) -> bytes:
         response = (http or self.http).post(
@@ -128,6 +165,25 @@ class Peer:
 
             _stop(self.process)
             self.process = None
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _tiny_jpeg() -> bytes:

@@ -95,20 +95,41 @@ def predict_mask(img: Image.Image, session) -> Image.Image:
     rembg's u2net_cloth_seg returns one mask per garment class; they are
     merged so the output keeps the input's size like every other model.
     """
+    tensor = prepare_input(img, session)
+    if tensor is None:
+        return _predict_with_rembg(img, session)
+    return mask_from_prediction(run_model(tensor, session), img.size)
+
+
+def prepare_input(img: Image.Image, session) -> np.ndarray | None:
+    """The model's input tensor (None for a session that keeps its own ``predict``).
+
+    Split from ``predict_mask`` so a batch prepares one image while the
+    model runs on another; the three steps together are ``predict_mask``.
+    """
     preprocessing = _preprocessing_for(session)
     if preprocessing is None:
-        return _predict_with_rembg(img, session)
+        return None
     mean, std, side = preprocessing
+    return model_input(img, mean, std, side)
+
+
+def run_model(tensor: np.ndarray, session) -> np.ndarray:
+    """The model's raw prediction; onnxruntime releases the GIL while it runs."""
     inner = session.inner_session
-    feed = {inner.get_inputs()[0].name: model_input(img, mean, std, side)}
-    pred = inner.run([inner.get_outputs()[0].name], feed)[0][0, 0]
+    feed = {inner.get_inputs()[0].name: tensor}
+    return inner.run([inner.get_outputs()[0].name], feed)[0][0, 0]
+
+
+def mask_from_prediction(pred: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """The raw prediction min-max normalised and resized to the image, as rembg does."""
     low, high = float(pred.min()), float(pred.max())
     if not np.isfinite(low) or not np.isfinite(high):
         raise PipelineError("The model returned an invalid mask.")
     # A constant prediction would divide by zero (rembg returns garbage).
     pred = (pred - low) / (high - low) if high > low else np.zeros_like(pred)
     small = Image.fromarray((pred.clip(0, 1) * 255).astype(np.uint8), "L")
-    return small.resize(img.size, Image.Resampling.LANCZOS)
+    return small.resize(size, Image.Resampling.LANCZOS)
 
 
 def _predict_with_rembg(img: Image.Image, session) -> Image.Image:

@@ -3,16 +3,24 @@
 decode (``reading``) -> mask (``model``) -> finish (``finishing``: matting,
 compositing, geometry, encoding), reporting progress and honouring a
 deadline. No Django: settings arrive as arguments.
+
+A batch runs the same steps in three calls (``prepare``, ``predict``,
+``finish_prediction``) so that one image is prepared and another finished
+while the model runs: the same functions in the same order, the same bytes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
 
 from imaging.errors import DeadlineExceeded
 from imaging.finishing import Finished, finish_taking
-from imaging.model import predict_mask
+from imaging.model import mask_from_prediction, predict_mask, prepare_input, run_model
 from imaging.options import DEFAULT_OPTIONS, OutputOptions
 from imaging.reading import decode_for_model
 
@@ -82,3 +90,47 @@ def remove_background(
     finished = finish_taking(parts, options, background=backdrop, on_step=step, check=check)
     step(95, "Saving result...")
     return finished
+
+
+@dataclass
+class Prepared:
+    """One image decoded and turned into the model's input, ready to run."""
+
+    img: Image.Image
+    tensor: np.ndarray | None  # None: the session keeps its own ``predict``
+    backdrop: Image.Image | None = None
+
+
+def prepare(data: bytes, session, *, max_pixels: int, background: bytes | None = None) -> Prepared:
+    """Decodes the image (and background) and builds the model's input: ``remove_background``'s
+    decode stage and the model stage's preprocessing."""
+    img = decode_for_model(data, max_pixels=max_pixels)
+    backdrop = None
+    if background is not None:
+        backdrop = decode_for_model(background, max_pixels=max_pixels)
+    return Prepared(img=img, tensor=prepare_input(img, session), backdrop=backdrop)
+
+
+def predict(prepared: Prepared, session) -> np.ndarray | Image.Image:
+    """The model run alone (onnxruntime releases the GIL): the raw prediction,
+    or the finished mask from a session that keeps its own ``predict``."""
+    if prepared.tensor is None:
+        return predict_mask(prepared.img, session)
+    return run_model(prepared.tensor, session)
+
+
+def finish_prediction(
+    prepared: Prepared,
+    prediction: np.ndarray | Image.Image,
+    options: OutputOptions = DEFAULT_OPTIONS,
+    *,
+    check: Callable[[], None] | None = None,
+) -> Finished:
+    """The mask from the prediction, then the file the options ask for; consumes ``prepared``."""
+    if isinstance(prediction, Image.Image):
+        mask = prediction
+    else:
+        mask = mask_from_prediction(prediction, prepared.img.size)
+    parts = [prepared.img, mask]
+    prepared.img = prepared.tensor = None
+    return finish_taking(parts, options, background=prepared.backdrop, check=check)

@@ -31,15 +31,13 @@ from removal.submissions import (
     InvalidOption,
     background_given,
     field_names,
+    read_source,
     validate_idempotency_key,
     validate_image,
     validate_model_name,
     validate_webhook_url,
 )
-from removal.submissions import decode_base64_image as _decode_base64
-from removal.submissions import download_image as _download
 from removal.submissions import parse_options as _parse_options
-from removal.submissions import read_upload as _read_upload
 from revid.errors import ApplicationError
 
 
@@ -108,8 +106,8 @@ def items_from_uploads(uploads: Iterable) -> list[BatchItem]:
     return [
         BatchItem(
             filename=(upload.name or "")[:255],
-            read=lambda upload=upload: ImageSource(
-                data=_read_upload(upload), name=(upload.name or "")[:255]
+            read=lambda upload=upload: read_source(
+                uploads=[upload], image_url=None, image_file_b64=None, upload_field="files"
             ),
         )
         for upload in uploads
@@ -155,36 +153,30 @@ def items_from_archive(upload) -> list[BatchItem]:
     return [BatchItem(filename=info.filename[:255], read=reader(info)) for info in entries]
 
 
+ITEM_SOURCES = 'Each item must have exactly one of "image_url" and "image_file_b64".'
+
+
 def items_from_json(items: Any) -> list[BatchItem]:
-    """``[{"image_url": ...} | {"image_file_b64": ...}, ...]``; anything else is
-    an item refused for its own reason, not the whole batch."""
+    """``[{"image_url": ...} | {"image_file_b64": ...}, ...]``, each read as a single
+    image's source is; anything else is an item refused for its own reason,
+    not the whole batch."""
     if not isinstance(items, list):
         raise FileRequired('items must be a JSON list of {"image_url"} or {"image_file_b64"}.')
     result = []
     for number, item in enumerate(items):
-        url = item.get("image_url") if isinstance(item, dict) else None
-        b64 = item.get("image_file_b64") if isinstance(item, dict) else None
-        name = str(item.get("filename") or "")[:255] if isinstance(item, dict) else ""
-        if isinstance(url, str) and b64 is None:
-            result.append(
-                BatchItem(filename=name or url[:255], read=lambda url=url: _download(url))
-            )
-        elif isinstance(b64, str) and url is None:
-            result.append(
-                BatchItem(
-                    filename=name or f"item-{number}",
-                    read=lambda b64=b64, name=name: ImageSource(
-                        data=_decode_base64(b64), name=name
-                    ),
-                )
-            )
-        else:
-            result.append(BatchItem(filename=name or f"item-{number}", read=_bad_item))
+        fields = item if isinstance(item, dict) else {}
+        url, b64 = fields.get("image_url"), fields.get("image_file_b64")
+        name = str(fields.get("filename") or "")[:255]
+        shown = name or (url[:255] if isinstance(url, str) and b64 is None else f"item-{number}")
+        read = lambda url=url, b64=b64: _json_source(url, b64)  # noqa: E731
+        result.append(BatchItem(filename=shown, read=read))
     return result
 
 
-def _bad_item() -> ImageSource:
-    raise FileRequired('Each item must have exactly one of "image_url" and "image_file_b64".')
+def _json_source(url: Any, b64: Any) -> ImageSource:
+    if not all(value is None or isinstance(value, str) for value in (url, b64)):
+        raise FileRequired(ITEM_SOURCES)
+    return read_source(uploads=[], image_url=url, image_file_b64=b64, one_of=ITEM_SOURCES)
 
 
 def _too_many(count: int) -> str:

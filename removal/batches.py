@@ -33,7 +33,7 @@ from billing.services import charge_for_jobs
 from removal import signals
 from removal.batch_submissions import BatchRequest
 from removal.models import Batch, RemovalJob
-from removal.services import IdempotencyConflict, enqueue_job
+from removal.services import BATCH_ITEM_TASK, enqueue_job, replay
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,13 @@ FINISHED = (RemovalJob.Status.COMPLETED, RemovalJob.Status.FAILED)
 
 
 def _replay(*, account: Account, key: str, fingerprint: str) -> Batch | None:
-    batch = Batch.objects.filter(account=account, idempotency_key=key).first()
-    if batch is not None and batch.request_fingerprint != fingerprint:
-        raise IdempotencyConflict(
-            "This Idempotency-Key was already used for a different batch; use a new key."
-        )
-    return batch
+    return replay(
+        Batch,
+        account=account,
+        key=key,
+        fingerprint=fingerprint,
+        conflict="This Idempotency-Key was already used for a different batch; use a new key.",
+    )
 
 
 def submit_batch(
@@ -151,7 +152,7 @@ def queue_next_items(*, batch_id: uuid.UUID) -> int:
             queued_at=timezone.now()
         )
         if claimed:
-            enqueue_job(job_id=job_id)
+            enqueue_job(job_id=job_id, task=BATCH_ITEM_TASK)
             queued += 1
     return queued
 

@@ -194,13 +194,20 @@ def read_source(
     image_url: str | None,
     image_file_b64: str | None,
     upload_field: str = "file",
+    one_of: str | None = None,
 ) -> ImageSource:
-    """Exactly one of an uploaded file, a base64 string or a URL."""
+    """Exactly one of an uploaded file, a base64 string or a URL, read with its limits.
+
+    Every image source is read here: the single-image doors' and each batch
+    item's (an upload, or a JSON item's URL or base64). ``one_of``, when
+    given, is the one message for none or several sources (a JSON item).
+    """
     source = read_local_source(
         uploads=uploads,
         image_url=image_url,
         image_file_b64=image_file_b64,
         upload_field=upload_field,
+        one_of=one_of,
     )
     return source if isinstance(source, ImageSource) else download_image(source)
 
@@ -211,9 +218,12 @@ def read_local_source(
     image_url: str | None,
     image_file_b64: str | None,
     upload_field: str = "file",
+    one_of: str | None = None,
 ) -> ImageSource | str:
     """Exactly one source: the image when it came with the request, else the URL to fetch."""
     given = sum((bool(uploads), image_url is not None, image_file_b64 is not None))
+    if one_of is not None and given != 1:
+        raise FileRequired(one_of)
     if given == 0:
         raise FileRequired(
             f"No image: send it in the multipart field '{upload_field}', or give "

@@ -55,15 +55,25 @@ class IdempotencyConflict(ApplicationError):
     code = "idempotency_conflict"
 
 
+def replay(model, *, account: Account, key: str, fingerprint: str, conflict: str):
+    """The row (a job, a batch) already accepted under this Idempotency-Key, if the
+    request is the same one; None if the key is new. A different request with
+    a used key is refused (409, ``conflict`` says why)."""
+    found = model.objects.filter(account=account, idempotency_key=key).first()
+    if found is not None and found.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(conflict)
+    return found
+
+
 def _replay(*, account: Account, idempotency_key: str, fingerprint: str) -> RemovalJob | None:
-    """The job already accepted under this key, if the request is the same one."""
-    job = RemovalJob.objects.filter(account=account, idempotency_key=idempotency_key).first()
-    if job is not None and job.request_fingerprint != fingerprint:
-        raise IdempotencyConflict(
-            "This Idempotency-Key was already used for a different request (another file, "
-            "model or options); use a new key for a new request."
-        )
-    return job
+    return replay(
+        RemovalJob,
+        account=account,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        conflict="This Idempotency-Key was already used for a different request (another "
+        "file, model or options); use a new key for a new request.",
+    )
 
 
 def submit_job(
@@ -145,13 +155,20 @@ def _delete_stored(stored: list) -> None:
         storage.delete(name)
 
 
-def enqueue_job(*, job_id: uuid.UUID, request_id: str | None = None) -> None:
+PROCESS_TASK = "removal.tasks.process_removal_job"
+# A batch's item: runs it, then the batch's next ones in the same task (removal.batch_runner).
+BATCH_ITEM_TASK = "removal.tasks.process_batch_item"
+
+
+def enqueue_job(
+    *, job_id: uuid.UUID, request_id: str | None = None, task: str = PROCESS_TASK
+) -> None:
     from django_q.tasks import async_task
 
     # The submitting request's id goes with the job, so the worker's log
     # lines for it carry the same id (revid.observability).
     async_task(
-        "removal.tasks.process_removal_job",
+        task,
         str(job_id),
         request_id=observability.current_request_id() if request_id is None else request_id,
         task_name=f"removal-{job_id}",
@@ -166,10 +183,10 @@ def requeue_job(*, job_id: uuid.UUID | str) -> bool:
     started. Only a job still waiting (or stuck in processing, which a
     redelivery may claim) goes back; the claim keeps a copy from running twice.
     """
-    job = RemovalJob.objects.filter(pk=job_id).only("status").first()
+    job = RemovalJob.objects.filter(pk=job_id).only("status", "batch_id").first()
     if job is None or job.is_finished:
         return False
-    enqueue_job(job_id=job.pk)
+    enqueue_job(job_id=job.pk, task=BATCH_ITEM_TASK if job.batch_id else PROCESS_TASK)
     return True
 
 
@@ -189,7 +206,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
         logger.warning("Job %s does not exist; nothing to do", job_id)
         return None
     timeout = settings.REMOVAL_JOB_TIMEOUT
-    stale_before = _stale_cutoff()
+    stale_before = stale_cutoff()
     if not job.mark_processing(stale_before=stale_before):
         logger.info("Job %s is %s; not processing it again", job.id, job.status)
         return job
@@ -198,13 +215,13 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
     deadline = started + timeout
     stages: dict[str, float] = {}
     try:
-        with _timed(stages, "read_input"), job.input_file.open("rb") as handle:
+        with timed(stages, "read_input"), job.input_file.open("rb") as handle:
             data = handle.read()
         background = None
         if job.background_file.name:
-            with _timed(stages, "read_input"), job.background_file.open("rb") as handle:
+            with timed(stages, "read_input"), job.background_file.open("rb") as handle:
                 background = handle.read()
-        with _timed(stages, "session"):
+        with timed(stages, "session"):
             session = registry.get_session(job.model_name)
         cutout = remove_background(
             data,
@@ -218,24 +235,7 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
         )
         if time.monotonic() > deadline:
             raise DeadlineExceeded()
-        with _timed(stages, "write_output"):
-            job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
-        elapsed = time.monotonic() - started
-        completed = job.mark_completed(
-            output_size=len(cutout.data),
-            elapsed_seconds=elapsed,
-            expires_at=timezone.now() + timedelta(hours=settings.OUTPUT_TTL_HOURS),
-            output_width=cutout.width,
-            output_height=cutout.height,
-            foreground=cutout.foreground,
-            stage_seconds={name: round(seconds, 4) for name, seconds in stages.items()},
-        )
-        if completed:
-            announce_job_end(job=job)
-        else:
-            # The reaper failed (and refunded) this job while we worked.
-            job.output_file.storage.delete(job.output_file.name)
-            job.refresh_from_db()
+        complete_job(job=job, cutout=cutout, started=started, stages=stages)
         return job
     except BaseException as exc:
         fail_job(job=job, error=describe_failure(exc, timeout=timeout))
@@ -244,8 +244,34 @@ def process_job(*, job_id: uuid.UUID | str) -> RemovalJob | None:
         return job
 
 
+def complete_job(*, job: RemovalJob, cutout, started: float, stages: dict[str, float]) -> bool:
+    """Stores the job's output and marks it completed, then announces its end.
+
+    If the reaper failed (and refunded) the job while it ran, the stored
+    file is deleted and the job reloaded instead; returns whether it completed.
+    ``started`` is the ``time.monotonic()`` of its claim.
+    """
+    with timed(stages, "write_output"):
+        job.output_file.save(job.output_filename, ContentFile(cutout.data), save=False)
+    completed = job.mark_completed(
+        output_size=len(cutout.data),
+        elapsed_seconds=time.monotonic() - started,
+        expires_at=timezone.now() + timedelta(hours=settings.OUTPUT_TTL_HOURS),
+        output_width=cutout.width,
+        output_height=cutout.height,
+        foreground=cutout.foreground,
+        stage_seconds={name: round(seconds, 4) for name, seconds in stages.items()},
+    )
+    if completed:
+        announce_job_end(job=job)
+    else:
+        job.output_file.storage.delete(job.output_file.name)
+        job.refresh_from_db()
+    return completed
+
+
 @contextmanager
-def _timed(stages: dict[str, float], name: str):
+def timed(stages: dict[str, float], name: str):
     started = time.perf_counter()
     try:
         yield
@@ -309,7 +335,7 @@ def announce_job_end(*, job: RemovalJob) -> None:
     transaction.on_commit(announce)
 
 
-def _stale_cutoff():
+def stale_cutoff():
     """Jobs started before this, still processing, have lost their worker."""
     return timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT) - stale_grace()
 
@@ -342,7 +368,7 @@ def fail_stale_jobs() -> int:
     """
     count = 0
     for job in RemovalJob.objects.filter(
-        status=RemovalJob.Status.PROCESSING, started_at__lt=_stale_cutoff()
+        status=RemovalJob.Status.PROCESSING, started_at__lt=stale_cutoff()
     ).select_related("account"):
         if fail_job(
             job=job, error="The worker processing this image stopped; the charge was refunded"

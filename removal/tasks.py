@@ -8,7 +8,7 @@ housekeeping run waits for its next turn.
 import logging
 import time
 
-from removal import batches, registry, services
+from removal import batch_runner, batches, registry, services
 from revid import observability
 from revid.run_worker import draining
 
@@ -26,6 +26,24 @@ def process_removal_job(job_id: str, request_id: str = "") -> str | None:
         job = services.process_job(job_id=job_id)
         if job is not None and job.is_finished:
             _log_job_end(job, seconds=time.monotonic() - started)
+    finally:
+        registry.release_free_memory()
+        observability.reset_request_id(token)
+    return job.status if job is not None else None
+
+
+def process_batch_item(job_id: str, request_id: str = "") -> str | None:
+    """Runs a batch's item, then its next ones while nobody else waits
+    (``removal.batch_runner``); each item's log line and metrics as a job's."""
+    if draining():
+        return "requeued" if services.requeue_job(job_id=job_id) else None
+    token = observability.bind_request_id(request_id)
+    try:
+        job = batch_runner.run_items(
+            job_id=job_id,
+            should_stop=draining,
+            on_end=lambda job, seconds: _log_job_end(job, seconds=seconds),
+        )
     finally:
         registry.release_free_memory()
         observability.reset_request_id(token)

@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from imaging.options import BATCH
 from removal.models import RemovalJob
 from removal.services import fail_job, process_job, submit_job
 from removal.submissions import Fields, RemovalRequest, seed_request
@@ -68,3 +69,19 @@ def processed_job(account, **kwargs) -> RemovalJob:
     job.refresh_from_db()
     assert job.status == RemovalJob.Status.COMPLETED, job.error
     return job
+
+
+def submitted_batch(account, photos: list[bytes], *, model: str = "u2netp", **fields):
+    """A pending, charged batch of ``photos`` (named 0.jpg, 1.jpg, ...) through the
+    real checks and submit service; nothing queued (the test runs the items)."""
+    from removal import batch_submissions, batches
+
+    uploads = [SimpleUploadedFile(f"{n}.jpg", data) for n, data in enumerate(photos)]
+    request = batch_submissions.build_batch_request(
+        fields=Fields({"model": model, **fields}),
+        items=batch_submissions.items_from_uploads(uploads),
+        door=BATCH,
+        idempotency_key=None,
+    )
+    with mock.patch("removal.batches.queue_next_items"):
+        return batches.submit_batch(account=account, request=request)

@@ -3,21 +3,28 @@
 A batch hands its items to the queue a few at a time (BATCH_CONCURRENCY),
 so another customer's single image, submitted while a batch runs, starts
 after at most that many more batch items, never after the whole batch.
+A worker killed mid-batch loses nothing: every item still ends.
 """
 
 import io
+import json
+import math
+import signal
+import time
 import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django_q.tasks import async_task
 
 from accounts.services import create_api_key
 from billing.models import LedgerEntry
+from billing.selectors import ledger_sum
 from billing.services import open_account
 from removal.models import Batch, RemovalJob
 from tests.conftest import wait_for
 from tests.images import photo_bytes
-from tests.speed import job_seconds, model_load_seconds
+from tests.speed import job_seconds, model_load_seconds, photo_taking_at_least
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -93,3 +100,108 @@ def test_a_batch_runs_to_its_end_with_one_event_and_an_exact_ledger(
     account.refresh_from_db()
     assert account.credit_balance == balance - 3 * 25
     assert LedgerEntry.objects.filter(account=account, kind="charge").count() == 3
+
+
+POLL = 0.05  # how often the test looks at the batch's items
+# Each item (model loaded) lasts at least this many polls, so the kill lands
+# while one runs.
+POLLS_PER_ITEM = 20
+STALE_GRACE = 1
+
+
+def test_a_worker_killed_mid_batch_leaves_every_item_ended_the_ledger_exact_and_the_zip_whole(
+    start_worker, api_client, account
+):
+    data, run_seconds = photo_taking_at_least(POLL * POLLS_PER_ITEM, model="u2netp")
+    item_seconds = model_load_seconds("u2netp") + run_seconds
+    job_timeout = max(8, math.ceil(3 * item_seconds))
+    env = {
+        "REMOVAL_JOB_TIMEOUT": str(job_timeout),
+        "REMOVAL_STALE_GRACE": str(STALE_GRACE),
+        "BATCH_CONCURRENCY": "1",
+    }
+    balance = account.credit_balance
+    files = [SimpleUploadedFile(f"{n}.jpg", data) for n in range(ITEMS)]
+    response = api_client.post(URL, {"files": files, "model": "u2netp"})
+    assert response.status_code == 202, response.content
+    batch_id = response.json()["batch_id"]
+    items = RemovalJob.objects.filter(batch_id=batch_id)
+
+    started = time.monotonic()
+    first = start_worker(**env)
+
+    def mid_batch() -> bool:
+        statuses = list(items.values_list("status", flat=True))
+        return "completed" in statuses and "processing" in statuses and "pending" in statuses
+
+    wait_for(
+        mid_batch,
+        timeout=deadline_for(ITEMS),
+        interval=POLL,
+        message=f"never caught the batch mid-way:\n{first.log()[-3000:]}",
+    )
+    startup = time.monotonic() - started
+    first.kill(signal.SIGKILL)
+    first.process.wait(timeout=10)
+    at_kill = dict(items.values_list("batch_index", "status"))
+    assert "processing" in at_kill.values() and "pending" in at_kill.values(), at_kill
+
+    start_worker(**env)
+
+    def batch_ended() -> bool:
+        if Batch.objects.get(pk=batch_id).ended_at is not None:
+            return True
+        # The reaper's schedule fires every minute (in the housekeeping
+        # cluster); here it goes through the queue to the new worker sooner.
+        async_task("removal.tasks.fail_stale_jobs", task_name=f"reaper-{time.monotonic()}")
+        return False
+
+    # The killed items are reaped after the job timeout and grace (or
+    # redelivered after django-q2's retry), then the rest run.
+    retry = job_timeout + STALE_GRACE + 5
+    bound = 2 * startup + retry + job_timeout + deadline_for(ITEMS)
+    wait_for(
+        batch_ended,
+        timeout=bound,
+        interval=3,
+        message=f"the batch did not end within {bound:.0f}s",
+    )
+
+    jobs = list(items.order_by("batch_index"))
+    assert {job.status for job in jobs} <= {"completed", "failed"}
+    for job in jobs:
+        kinds = sorted(LedgerEntry.objects.filter(job=job).values_list("kind", flat=True))
+        assert kinds == (["charge"] if job.status == "completed" else ["charge", "refund"]), (
+            job.batch_index,
+            job.status,
+            kinds,
+        )
+        if at_kill[job.batch_index] == "processing" and job.status == "completed":
+            assert job.attempts >= 2  # redone after the kill
+    # The items killed mid-run ended (failed and refunded, or redone); the rest ran.
+    assert all(job.status == "completed" for job in jobs if at_kill[job.batch_index] == "pending")
+    completed = [job for job in jobs if job.status == "completed"]
+    account.refresh_from_db()
+    assert account.credit_balance == ledger_sum(account=account)
+    assert account.credit_balance == balance - 25 * len(completed)
+
+    zipped = api_client.get(f"/api/batch/{batch_id}/download")
+    assert zipped.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content)))
+    assert sorted(archive.namelist()) == sorted(
+        [f"{job.batch_index}.png" for job in completed] + ["manifest.json"]
+    )
+    for job in completed:
+        with job.output_file.open("rb") as handle:
+            assert archive.read(f"{job.batch_index}.png") == handle.read()
+    manifest = json.loads(archive.read("manifest.json"))["items"]
+    assert [entry["index"] for entry in manifest] == list(range(ITEMS))
+    for entry, job in zip(manifest, jobs, strict=True):
+        refunded = LedgerEntry.objects.filter(job=job, kind="refund").exists()
+        assert entry["status"] == job.status
+        assert entry["credits_charged"] == 25
+        assert entry["credits_refunded"] == (25 if refunded else 0)
+        assert entry["output_name"] == (
+            f"{job.batch_index}.png" if job.status == "completed" else None
+        )
+        assert (entry["error"] is None) == (job.status == "completed")

@@ -1,0 +1,124 @@
+"""A batch's items back to back in one task, the work around the model overlapped:
+the same bytes as one job per task, each item ended (and refunded) on its own,
+and nobody else's image left waiting behind the batch."""
+
+from unittest import mock
+
+import pytest
+from django.conf import settings
+
+from billing.models import LedgerEntry
+from billing.selectors import ledger_sum
+from imaging import pipeline
+from imaging.options import OutputOptions
+from removal import batch_runner, registry
+from removal.models import Batch, RemovalJob
+from tests.images import photo_bytes
+from tests.job_factory import submitted_batch, submitted_job
+
+pytestmark = pytest.mark.model
+
+PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+def run(job_id, on_commit, **kwargs):
+    with mock.patch("removal.batches.enqueue_job") as enqueued, on_commit(execute=True):
+        batch_runner.run_items(job_id=job_id, **kwargs)
+    return enqueued
+
+
+def items_of(batch) -> list[RemovalJob]:
+    return list(RemovalJob.objects.filter(batch=batch).order_by("batch_index"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"format": "webp", "bg_color": "#3366ff", "crop": "true", "max_width": "200"}],
+    ids=["default", "options"],
+)
+def test_every_item_runs_in_one_task_with_the_bytes_a_single_job_gives(
+    account, django_capture_on_commit_callbacks, fields
+):
+    photos = [photo_bytes(name) for name in PHOTOS]
+    batch = submitted_batch(account, photos, **fields)
+    first = items_of(batch)[0]
+
+    enqueued = run(first.id, django_capture_on_commit_callbacks)
+
+    session = registry.get_session("u2netp")
+    jobs = items_of(batch)
+    assert [job.status for job in jobs] == ["completed"] * 3, [job.error for job in jobs]
+    for job, data in zip(jobs, photos, strict=True):
+        alone = pipeline.remove_background(
+            data,
+            session,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            options=OutputOptions.from_json(job.options),
+        )
+        with job.output_file.open("rb") as handle:
+            assert handle.read() == alone.data
+        assert (job.output_width, job.output_height) == (alone.width, alone.height)
+        assert job.stage_seconds["model"] > 0 and job.attempts == 1
+    enqueued.assert_not_called()  # no queue trip between items
+    assert Batch.objects.get(pk=batch.pk).ended_at is not None
+
+
+def test_it_hands_over_when_another_customers_image_waits(
+    account, other_account, django_capture_on_commit_callbacks
+):
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS])
+    with mock.patch("removal.services.enqueue_job"):
+        single = submitted_job(other_account)
+    first = items_of(batch)[0]
+
+    enqueued = run(first.id, django_capture_on_commit_callbacks)
+
+    assert [job.status for job in items_of(batch)] == ["completed", "pending", "pending"]
+    # The batch's next item goes to the queue, behind the single image.
+    enqueued.assert_called_once()
+    assert enqueued.call_args.kwargs["job_id"] == items_of(batch)[1].id
+    assert RemovalJob.objects.get(pk=single.pk).status == "pending"
+
+
+def test_a_stopping_worker_claims_no_further_item(account, django_capture_on_commit_callbacks):
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS[:2]])
+
+    run(items_of(batch)[0].id, django_capture_on_commit_callbacks, should_stop=lambda: True)
+
+    assert [job.status for job in items_of(batch)] == ["completed", "pending"]
+
+
+def test_an_item_that_fails_is_refunded_once_and_the_others_complete(
+    account, django_capture_on_commit_callbacks
+):
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS])
+    broken = items_of(batch)[1]
+    # Damaged in storage after its checks: it fails in the worker, as a single job would.
+    with broken.input_file.storage.open(broken.input_file.name, "wb") as handle:
+        handle.write(b"\xff\xd8\xff\xe0 not a jpeg any more")
+
+    run(items_of(batch)[0].id, django_capture_on_commit_callbacks)
+
+    jobs = items_of(batch)
+    assert [job.status for job in jobs] == ["completed", "failed", "completed"]
+    assert jobs[1].error
+    kinds = sorted(LedgerEntry.objects.filter(job=jobs[1]).values_list("kind", flat=True))
+    assert kinds == ["charge", "refund"]
+    account.refresh_from_db()
+    assert account.credit_balance == ledger_sum(account=account)
+    assert Batch.objects.get(pk=batch.pk).ended_at is not None
+
+
+def test_items_are_claimed_only_in_the_first_half_of_the_task_timeout(
+    account, django_capture_on_commit_callbacks, settings, monkeypatch
+):
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS[:2]])
+    settings.REMOVAL_JOB_TIMEOUT = 60
+    clock = iter([0.0] + [31.0] * 1000)  # the runner starts at 0; every later look says 31 s
+    real = batch_runner.time.monotonic
+    base = real()
+    monkeypatch.setattr(batch_runner.time, "monotonic", lambda: base + next(clock))
+
+    run(items_of(batch)[0].id, django_capture_on_commit_callbacks)
+
+    assert [job.status for job in items_of(batch)] == ["completed", "pending"]
