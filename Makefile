@@ -168,10 +168,10 @@ clean:
 
 # A benchmark, not a test: rembg.remove() and `rembg s` vs our pipeline and
 # the whole service, on this machine; prints PASS/FAIL per target and writes
-# docs/benchmarks.md (about 15 minutes on 2 cores; BENCH_ARGS=--no-options
+# docs/benchmarks.md (about 25 minutes on 2 cores; BENCH_ARGS=--no-options
 # skips the output options' rows, BENCH_ARGS=--no-engines the MODEL_ENGINE
-# comparison; BENCH_ARGS=--quick runs only the side by side with `rembg s`
-# on small photos).
+# comparison, BENCH_ARGS=--no-edges the edges on photos with known answers;
+# BENCH_ARGS=--quick runs only the side by side with `rembg s` on small photos).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
