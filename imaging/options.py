@@ -385,7 +385,7 @@ OPTIONS: tuple[Option, ...] = (
         summary=lambda value, options: "edges refined" if value == "edges" else None,
         web=WebField(
             widget="checkbox",
-            label="Refine edges to the photo's (full size)",
+            label="Refine edges to follow the photo (full size)",
             id="opt-refine",
             checked_value="edges",
             advanced=True,
