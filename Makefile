@@ -142,7 +142,8 @@ test: setup chromium container-tools redis
 # this refreshes the README's copies in docs/screenshots on purpose.
 screenshots: setup chromium
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/e2e/test_browser.py \
-		-k test_a_customer_removes_a_background_and_downloads_a_transparent_png
+		tests/e2e/test_browser_batches.py \
+		-k "test_a_customer_removes_a_background_and_downloads_a_transparent_png or 1280"
 
 lint: venv-dev
 	$(PY) -m ruff check .

@@ -37,3 +37,14 @@ def email_verification_pending(*, user) -> bool:
 
     addresses = EmailAddress.objects.filter(user=user)
     return addresses.exists() and not addresses.filter(verified=True).exists()
+
+
+def unverified_email_address(*, user) -> str:
+    """The address a new verification link goes to: the user's primary one
+    when unverified, else any unverified one; "" when there is none."""
+    from allauth.account.models import EmailAddress
+
+    address = (
+        EmailAddress.objects.filter(user=user, verified=False).order_by("-primary", "pk").first()
+    )
+    return address.email if address else ""

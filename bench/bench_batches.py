@@ -36,7 +36,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Service, free_port, make_photo  # noqa: E402
+from bench.common import make_photo  # noqa: E402
+from bench.service import Service, free_port  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 MODEL = "u2net"

@@ -242,7 +242,7 @@ def run(
         del truth
 
     if timing_runs:
-        from bench.run_bench import make_photo
+        from bench.common import make_photo
 
         photo = make_photo("astronaut", timing_size)
         results.timing_photo = f"astronaut {timing_size[0]}×{timing_size[1]}"

@@ -47,7 +47,7 @@ def measure(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -
     """Pipeline time and mask agreement per engine, model and photo; small subjects too."""
     from rembg import new_session, remove
 
-    from bench.run_bench import agreement
+    from bench.common import agreement
     from imaging import pipeline
     from tests.images import SMALL_SUBJECTS, small_subject_jpeg
 
@@ -107,7 +107,7 @@ def measure(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -
 def side_by_side(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -> list:
     """``SERVICE_ENGINE`` as a service against `rembg s`: single requests, as in (h)."""
     from bench import peer as peers
-    from bench.run_bench import Service, free_port
+    from bench.service import Service, free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="revid-bench-engine-"))
     service = Service(workdir, {"WARM_MODELS": ",".join(models), "MODEL_ENGINE": SERVICE_ENGINE})
@@ -185,7 +185,8 @@ def report_section(result: dict, service_rows: list) -> str:
 
 
 def main() -> int:
-    from bench.run_bench import MODELS, PEER_IMAGES, make_photo
+    from bench.common import MODELS, make_photo
+    from bench.side_by_side import PEER_IMAGES
 
     photos = {name: make_photo(photo, size) for name, photo, size in PEER_IMAGES}
     result = measure(photos, MODELS, runs=3, log=lambda line: print(line, flush=True))

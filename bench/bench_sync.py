@@ -182,8 +182,9 @@ def sync_targets(rows: list[SyncRow]) -> list[tuple[str, str, bool]]:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from bench.run_bench import IMAGES as PHOTOS
-    from bench.run_bench import MODELS, Service, make_photo
+    from bench.common import IMAGES as PHOTOS
+    from bench.common import MODELS, make_photo
+    from bench.service import Service
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (default 3)")

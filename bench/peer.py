@@ -118,13 +118,13 @@ class Peer:
         return response.content
 
     def pids(self) -> list[int]:
-        from bench.run_bench import _descendants
+        from bench.service import _descendants
 
         return [self.process.pid, *_descendants(self.process.pid)] if self.process else []
 
     def stop(self) -> None:
         if self.process is not None:
-            from bench.run_bench import _stop
+            from bench.service import _stop
 
             _stop(self.process)
             self.process = None
@@ -224,7 +224,7 @@ class Ours:
 
 def pss_mib(pid: int) -> float:
     """Proportional set size: shared pages (forked workers, libraries) counted once overall."""
-    from bench.run_bench import proc_mib
+    from bench.service import proc_mib
 
     return proc_mib(pid, "Pss", "smaps_rollup")
 
@@ -276,7 +276,7 @@ class RssSampler:
 
 def hwm_mib(pid: int) -> float:
     """The process's peak resident set size so far (``VmHWM``)."""
-    from bench.run_bench import proc_mib
+    from bench.service import proc_mib
 
     return proc_mib(pid, "VmHWM")
 
@@ -294,7 +294,7 @@ def single_requests(
     log,
 ) -> list[dict]:
     """Each size and model: peer, ours waiting, ours sync, alternated; medians."""
-    from bench.run_bench import agreement
+    from bench.common import agreement
 
     rows = []
     for model in models:

@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Client, Service, make_photo, run_many  # noqa: E402
+from bench.common import make_photo  # noqa: E402
+from bench.service import Client, Service, run_many  # noqa: E402
 
 # (Q_WORKERS, ORT_INTRA_OP_THREADS (0: ONNX Runtime's choice), ORT_ALLOW_SPINNING)
 CONFIGS = ((1, 0, 1), (1, 0, 0), (1, 1, 0), (2, 1, 0), (2, 0, 0), (2, 0, 1))

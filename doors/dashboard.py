@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
@@ -21,7 +22,11 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.guards import account_required
 from accounts.models import Account, ApiKey
-from accounts.selectors import api_keys_for_account, email_verification_pending
+from accounts.selectors import (
+    api_keys_for_account,
+    email_verification_pending,
+    unverified_email_address,
+)
 from accounts.services import create_api_key, revoke_api_key
 from doors.throttling import take_submission_slot
 from removal.selectors import jobs_for_account
@@ -29,8 +34,8 @@ from removal.selectors import jobs_for_account
 RECENT_JOBS = 20
 KEY_NAME_MAX_LENGTH = 50
 VERIFY_EMAIL_MESSAGE = (
-    "Verify your email address before creating an API key: open the link we emailed you "
-    "(or send it again from your email settings)."
+    "Verify your email address before creating an API key: open the link we emailed you, "
+    "or send a new link with the button under API keys."
 )
 
 
@@ -60,6 +65,7 @@ def _render_dashboard(
     context = {
         "account": account,
         "email_unverified": email_verification_pending(user=request.user),
+        "unverified_email": unverified_email_address(user=request.user),
         "price": price,
         "images_left": account.credit_balance // price if price else "Unlimited",
         "jobs": jobs,
@@ -87,7 +93,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def create_key(request: HttpRequest) -> HttpResponse:
     account = request.account
     if email_verification_pending(user=request.user):
-        return _render_dashboard(request, account, key_error=VERIFY_EMAIL_MESSAGE, status=403)
+        # The page shows no form then; a stale tab or a second window still
+        # gets the dashboard back with what to do, not a refusal page.
+        messages.info(request, VERIFY_EMAIL_MESSAGE)
+        return redirect(reverse("dashboard") + "#api-keys")
     name = request.POST.get("name", "").strip()
     if len(name) > KEY_NAME_MAX_LENGTH:
         return _render_dashboard(

@@ -21,15 +21,15 @@ import hmac
 import ipaddress
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from billing.models import LedgerEntry, Purchase
 from removal.models import RemovalJob
+from removal.selectors import pending_jobs
 from revid.errors import error_response
 from webhooks.models import WebhookDelivery
 
@@ -48,18 +48,14 @@ class DatabaseCollector:
             jobs.add_metric([row["status"], row["model_name"], row["origin"]], row["n"])
         yield jobs
 
-        pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING).aggregate(
-            n=Count("id"), oldest=Min("created_at")
-        )
+        queue = pending_jobs()
         yield GaugeMetricFamily(
-            "revid_queue_depth", "Jobs accepted and not yet started.", value=pending["n"]
+            "revid_queue_depth", "Jobs accepted and not yet started.", value=queue["pending"]
         )
-        oldest = pending["oldest"]
-        age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily(
             "revid_queue_oldest_pending_seconds",
             "Age of the oldest job no worker has started (0: none waiting).",
-            value=age,
+            value=queue["oldest_pending_seconds"],
         )
 
         sums = LedgerEntry.objects.aggregate(

@@ -33,6 +33,9 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 REFUSAL_ATTRIBUTE = "upload_refused_message"
 # The batch door's path: its body and its archive part have the batch's limit.
 BATCH_PATH = "/paid/image/remove/background/batch"
+# The upload page's several photos at once: the body has the batch's limit
+# (each photo still MAX_UPLOAD_BYTES; no archive part).
+WEB_BATCH_PATH = "/jobs/batch/"
 
 
 class MaxUploadSizeHandler(FileUploadHandler):
@@ -51,7 +54,7 @@ class MaxUploadSizeHandler(FileUploadHandler):
         # A batch's body holds many images: it may reach BATCH_MAX_BYTES, each
         # file part still at most MAX_UPLOAD_BYTES (an archive, the batch's).
         limit = self.limit
-        if self.request is not None and self.request.path == BATCH_PATH:
+        if self.request is not None and self.request.path in (BATCH_PATH, WEB_BATCH_PATH):
             limit = max(self.limit, settings.BATCH_MAX_BYTES)
         body_limit = limit + MULTIPART_OVERHEAD_BYTES
         # An API door's body may carry a base64 image in a text field: its

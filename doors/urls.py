@@ -38,6 +38,7 @@ urlpatterns = [
     # The web page (session login).
     path("", web.upload_page, name="upload"),
     path("jobs/", web.submit_upload, name="web-submit"),
+    path("jobs/batch/", web.submit_batch_upload, name="web-submit-batch"),
     path("jobs/<uuid:task_id>/", web.job_page, name="web-job"),
     path("jobs/<uuid:task_id>/status", web.job_status, name="web-job-status"),
     path("jobs/<uuid:task_id>/input", web.job_input, name="web-job-input"),

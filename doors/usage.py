@@ -31,7 +31,7 @@ from billing.selectors import (
     usage_row,
     usage_summary,
 )
-from removal.selectors import daily_usage
+from removal.selectors import batch_usage, daily_usage
 from revid.errors import ApplicationError
 
 PAGE_SIZE = 50
@@ -47,9 +47,15 @@ CSV_COLUMNS = [
     "note",
 ]
 
-# The chart's drawing area, in SVG user units (it scales to the page).
-CHART_WIDTH, CHART_HEIGHT = 720, 180
-CHART_LEFT, CHART_BOTTOM, CHART_TOP = 44, 22, 8
+# The chart's plot, in SVG user units. The SVG stretches to the page's width
+# (preserveAspectRatio="none"), so it holds shapes only; its words (the day
+# labels and the axis values) are HTML placed by percentage, so they keep a
+# legible size at any width instead of shrinking with the drawing.
+CHART_WIDTH, CHART_HEIGHT = 720, 160
+CHART_TOP = 8
+# A day label every week, counted back from the last day (always labelled):
+# never two labels a day or two apart, at month ends or anywhere.
+LABEL_EVERY_DAYS = 7
 
 
 def _query(request: HttpRequest, account) -> UsageQuery:
@@ -83,21 +89,27 @@ def _day_label(day: date) -> str:
     return f"{day:%b} {day.day}"
 
 
+def _percent(value: float, whole: float) -> float:
+    return round(value / whole * 100, 3)
+
+
 def bar_chart(*, days: list[dict], series: list[tuple[str, str, str]]) -> dict:
     """Geometry of a stacked bar chart, one bar per day.
 
     ``series``: (key in the day dict, label, colour), stacked bottom-up. The
-    template only places the shapes computed here.
+    template only places the shapes computed here: bars in SVG units, the
+    day labels (``left``, % of the width) and the axis values (``top``, % of
+    the height) as HTML.
     """
-    plot_width = CHART_WIDTH - CHART_LEFT
-    plot_height = CHART_HEIGHT - CHART_BOTTOM - CHART_TOP
+    plot_height = CHART_HEIGHT - CHART_TOP
     top = _nice_ceiling(max((sum(day[key] for key, _, _ in series) for day in days), default=0))
-    slot = plot_width / max(len(days), 1)
+    slot = CHART_WIDTH / max(len(days), 1)
     bar_width = round(slot * 0.7, 2)
-    baseline = CHART_TOP + plot_height
+    baseline = CHART_HEIGHT
     bars, labels = [], []
+    last = len(days) - 1
     for index, day in enumerate(days):
-        x = round(CHART_LEFT + index * slot + (slot - bar_width) / 2, 2)
+        x = round(index * slot + (slot - bar_width) / 2, 2)
         y = baseline
         parts = ", ".join(f"{day[key]} {label.lower()}" for key, label, _ in series)
         for key, _, colour in series:
@@ -115,20 +127,25 @@ def bar_chart(*, days: list[dict], series: list[tuple[str, str, str]]) -> dict:
                         "title": f"{_day_label(day['date'])}: {parts}",
                     }
                 )
-        if index % 7 == 0 or index == len(days) - 1:
-            labels.append({"x": round(x + bar_width / 2, 2), "text": _day_label(day["date"])})
+        if (last - index) % LABEL_EVERY_DAYS == 0:
+            # Centred under their bars, so always a week's width apart (the
+            # end ones reach into the card's margin, never into each other).
+            labels.append(
+                {"left": _percent(x + bar_width / 2, CHART_WIDTH), "text": _day_label(day["date"])}
+            )
     ticks = [
-        {"y": round(baseline - fraction * plot_height, 2), "value": round(top * fraction)}
+        {
+            "y": round(baseline - fraction * plot_height, 2),
+            "top": _percent(baseline - fraction * plot_height, CHART_HEIGHT),
+            "value": round(top * fraction),
+        }
         for fraction in (0, 0.5, 1)
         if fraction == 0 or top * fraction == int(top * fraction)
     ]
     return {
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
-        "left": CHART_LEFT,
-        "right": CHART_WIDTH,
         "baseline": baseline,
-        "label_y": CHART_HEIGHT - 6,
         "bars": bars,
         "labels": labels,
         "ticks": ticks,
@@ -159,6 +176,7 @@ def usage(request: HttpRequest) -> HttpResponse:
         "summary": usage_summary(query=query),
         "kinds": LedgerEntry.Kind.choices,
         "page": page,
+        "batches": batch_usage(query=query),
         "api_keys": api_keys_for_account(account=account),
         "filter_params": _filter_params(query),
         "chart_days": CHART_DAYS,

@@ -2,8 +2,12 @@
 
 These views parse and format only: accepting an upload is
 ``services.submit_job`` (the same validation, charge and refund as the
-API). The JSON endpoints authenticate with the login session and Django's
-CSRF check instead of an API key, and only ever show the owner's jobs.
+API); several photos at once are a batch, checked by
+``batch_submissions.build_web_batch_request`` and charged in one
+transaction by ``batches.submit_batch``, like the batch API's. The JSON
+endpoints authenticate with the login session and Django's CSRF check
+instead of an API key, and only ever show the owner's jobs (a batch's
+status and ZIP are the batch API's, found by the batch's unguessable id).
 An ``ApplicationError`` raised here becomes the JSON error in one place
 (``revid.errors.ApplicationErrorMiddleware``).
 """
@@ -20,7 +24,16 @@ from doors.option_fields import web_panel
 from doors.uploads import raise_if_upload_refused
 from imaging.formats import INPUT_CONTENT_TYPES, SUPPORTED_NAMES
 from imaging.options import WEB, summarize
-from removal import downloads, selectors, serializers, services, submissions, waiting
+from removal import (
+    batch_submissions,
+    batches,
+    downloads,
+    selectors,
+    serializers,
+    services,
+    submissions,
+    waiting,
+)
 from removal.models import RemovalJob
 from removal.submissions import Fields
 from revid.errors import ApplicationError
@@ -56,6 +69,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "default_model": default_model_choice(catalogue),
             "price": settings.REMOVAL_PRICE_CREDITS,
             "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1048576),
+            "batch_max_items": settings.BATCH_MAX_ITEMS,
             "accepted_types": ",".join(INPUT_CONTENT_TYPES.values()),
             "supported_names": SUPPORTED_NAMES.upper(),
             "options_panel": web_panel(),
@@ -90,6 +104,36 @@ def submit_upload(request: HttpRequest) -> JsonResponse:
     job = services.submit_job(account=account, request=submission)
     account.refresh_from_db(fields=["credit_balance"])
     return JsonResponse(job_payload(job, request=request, account=account), status=202)
+
+
+@require_POST
+@account_required(answer="json")
+def submit_batch_upload(request: HttpRequest) -> JsonResponse:
+    """Several photos from the upload form (repeated ``files`` parts and the
+    same option fields): one batch, charged once; answers 202 with the batch's
+    status (each item's task id or refusal, the status and ZIP endpoints of the
+    batch API, which the page then polls) and the balance."""
+    account = request.account
+    # Parse the body first (the CSRF check usually has), so a photo the size
+    # guard cut off is known before anything else is read.
+    uploads = request.FILES.getlist("files")
+    raise_if_upload_refused(request)
+    batch_request = batch_submissions.build_web_batch_request(
+        fields=Fields(request.POST, request.FILES),
+        uploads=uploads,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        default_webhook_url=webhook_url_for(account=account),
+    )
+    batch = batches.submit_batch(account=account, request=batch_request)
+    account.refresh_from_db(fields=["credit_balance"])
+    payload = serializers.batch_status_payload(
+        batch, counts=batches.batch_counts(batch=batch), request=request
+    )
+    payload.update(
+        charged_credits=batch.item_count * settings.REMOVAL_PRICE_CREDITS,
+        balance=account.credit_balance,
+    )
+    return JsonResponse(payload, status=202)
 
 
 @require_GET

@@ -3,7 +3,7 @@ words the rows of the option table (``imaging.options``) point to."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from imaging.errors import OptionError
@@ -100,9 +100,16 @@ def with_field(parser: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
 # --- What OutputOptions adds to the table's values ---------------------------------
 
 BACKGROUND_CONFLICT = (
-    "bg_color and a background image (bg_image_url or bg_image_file) cannot both be given: "
-    "send one background."
+    "{bg_color} and a background image ({bg_image_url} or {bg_image_file}) cannot both be "
+    "given: send one background."
 )
+
+
+def background_conflict(names: Mapping[str, str] | None = None) -> str:
+    """BACKGROUND_CONFLICT naming the fields as a door does (``names``: wire name ->
+    what the door calls it; the wire names themselves by default)."""
+    fields = ("bg_color", "bg_image_url", "bg_image_file")
+    return BACKGROUND_CONFLICT.format(**{name: (names or {}).get(name, name) for name in fields})
 
 
 class OutputBehaviour(OptionsBehaviour):
@@ -111,7 +118,7 @@ class OutputBehaviour(OptionsBehaviour):
     def __post_init__(self) -> None:
         super().__post_init__()
         if getattr(self, "bg_color", None) is not None and getattr(self, "bg_image", None):
-            raise OptionError("bg_color", BACKGROUND_CONFLICT)
+            raise OptionError("bg_color", background_conflict())
 
     @property
     def shadow(self) -> str:

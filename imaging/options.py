@@ -41,6 +41,7 @@ from imaging.option_values import (
     BACKGROUND_CONFLICT,
     SHADOW_OPACITY,
     OutputBehaviour,
+    background_conflict,
     box_words,
     colour_json,
     crop_words,
@@ -587,6 +588,7 @@ def resolve_auto_format(options, *, opaque_background: bool = False):
 __all__ = [
     "ALL_DOORS",
     "BACKGROUND_CONFLICT",
+    "background_conflict",
     "BATCH",
     "DEFAULT_OPTIONS",
     "DOORS",

@@ -21,13 +21,16 @@ from typing import Any
 
 from django.conf import settings
 
-from imaging.options import OutputOptions, resolve_auto_format
+from imaging.options import WEB, OutputOptions, options_for, resolve_auto_format
 from imaging.reading import ImageInfo
 from removal.submissions import (
     Fields,
     FileRequired,
     FileTooLarge,
     ImageSource,
+    InvalidOption,
+    background_given,
+    field_names,
     validate_idempotency_key,
     validate_image,
     validate_model_name,
@@ -262,6 +265,32 @@ def build_batch_request(
     )
 
 
+def build_web_batch_request(
+    *, fields: Fields, uploads: list, idempotency_key: str | None, default_webhook_url: str = ""
+) -> BatchRequest:
+    """The upload page's many photos at once: the batch door's checks, with
+    the options read as the web door takes them (messages name the page's
+    labels). An option the page offers that a batch cannot honour (a
+    background image, which travels with a single job) is refused, not dropped.
+    """
+    names = field_names(WEB)
+    for option in options_for(WEB):
+        if option.kind == "image" and background_given(fields, option):
+            label = names.get(option.wire_name, option.wire_name)
+            raise InvalidOption(
+                f"{label} works with one photo at a time: remove it, or upload the photos "
+                "one by one.",
+                field_name=option.wire_name,
+            )
+    return build_batch_request(
+        fields=fields,
+        items=items_from_uploads(uploads),
+        door=WEB,
+        idempotency_key=idempotency_key,
+        default_webhook_url=default_webhook_url,
+    )
+
+
 def _fingerprint(model: str, options: OutputOptions, items: list[CheckedItem]) -> str:
     digest = hashlib.sha256()
     digest.update(model.encode() + b"\0")
@@ -272,4 +301,4 @@ def _fingerprint(model: str, options: OutputOptions, items: list[CheckedItem]) -
     return digest.hexdigest()
 
 
-__all__ = ["BatchRequest", "CheckedItem", "build_batch_request"]
+__all__ = ["BatchRequest", "CheckedItem", "build_batch_request", "build_web_batch_request"]

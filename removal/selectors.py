@@ -84,33 +84,38 @@ def get_batch(*, batch_id: str, account: Account | None = None) -> Batch | None:
     return batches.first()
 
 
+def pending_jobs(*, now=None) -> dict:
+    """Removal jobs waiting for a worker and running, and the age in seconds
+    of the oldest waiting one (0.0: none): the number to scale workers on,
+    since it grows when they fall behind, whatever the job sizes."""
+    from django.db.models import Count, Min
+
+    now = now or timezone.now()
+    pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING).aggregate(
+        n=Count("id"), oldest=Min("created_at")
+    )
+    oldest = pending["oldest"]
+    return {
+        "pending": pending["n"],
+        "processing": RemovalJob.objects.filter(status=RemovalJob.Status.PROCESSING).count(),
+        "oldest_pending_seconds": (
+            round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0
+        ),
+    }
+
+
 def queue_stats(*, now=None) -> dict:
     """What an autoscaler needs: how much work waits and for how long.
 
-    ``jobs``: removal jobs waiting for a worker and running, and the age of
-    the oldest waiting one (the number to scale workers on: it grows when
-    they fall behind, whatever the job sizes). ``queues``: tasks waiting in
-    each cluster's broker queue, not yet taken by any cluster.
+    ``jobs``: ``pending_jobs()``. ``queues``: tasks waiting in each
+    cluster's broker queue, not yet taken by any cluster.
     """
-    from django.db.models import Min
     from django_q.brokers import get_broker
 
-    now = now or timezone.now()
-    pending = RemovalJob.objects.filter(status=RemovalJob.Status.PENDING)
-    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
     queues = {}
     for name in (settings.Q_CLUSTER["name"], *settings.Q_CLUSTER.get("ALT_CLUSTERS", {})):
         queues[name] = get_broker(list_key=name).queue_size()
-    return {
-        "jobs": {
-            "pending": pending.count(),
-            "processing": RemovalJob.objects.filter(status=RemovalJob.Status.PROCESSING).count(),
-            "oldest_pending_seconds": (
-                round((now - oldest).total_seconds(), 1) if oldest is not None else 0.0
-            ),
-        },
-        "queues": queues,
-    }
+    return {"jobs": pending_jobs(now=now), "queues": queues}
 
 
 def daily_usage(*, query: UsageQuery) -> list[dict]:
@@ -146,3 +151,45 @@ def daily_usage(*, query: UsageQuery) -> list[dict]:
             }
         )
     return days
+
+
+def batch_usage(*, query: UsageQuery, limit: int = 20) -> dict:
+    """The period's batches (one API key's, when the query names one):
+    how many, their items (accepted and refused), the credits they spent
+    (charges less refunds, from the ledger) and the latest ``limit`` rows."""
+    batches = Batch.objects.filter(
+        account=query.account,
+        created_at__date__gte=query.start,
+        created_at__date__lte=query.end,
+    )
+    if query.api_key is not None:
+        batches = batches.filter(api_key=query.api_key)
+    spending = Q(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND])
+    spent_by_batch = dict(
+        LedgerEntry.objects.filter(spending, job__batch__in=batches)
+        .order_by()
+        .values("job__batch")
+        .annotate(total=Sum("amount"))
+        .values_list("job__batch", "total")
+    )
+    rows = list(
+        batches.select_related("api_key")
+        .order_by("-created_at")
+        .annotate(
+            completed=Count("jobs", filter=Q(jobs__status=RemovalJob.Status.COMPLETED)),
+            failed=Count("jobs", filter=Q(jobs__status=RemovalJob.Status.FAILED)),
+        )[:limit]
+    )
+    for batch in rows:
+        batch.refused_count = len(batch.refused)
+        batch.credits_spent = -(spent_by_batch.get(batch.id) or 0)
+    accepted = sum(batches.values_list("item_count", flat=True))
+    refused = sum(len(refused) for refused in batches.values_list("refused", flat=True))
+    return {
+        "count": batches.count(),
+        "items": accepted + refused,
+        "accepted": accepted,
+        "refused": refused,
+        "credits_spent": -sum(spent_by_batch.values()),
+        "rows": rows,
+    }

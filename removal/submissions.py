@@ -28,7 +28,6 @@ from django.core.files.uploadedfile import UploadedFile
 from imaging import errors as image_errors
 from imaging import parsers
 from imaging.options import (
-    BACKGROUND_CONFLICT,
     OPTIONS,
     OPTIONS_BY_NAME,
     SEED,
@@ -36,6 +35,7 @@ from imaging.options import (
     Option,
     OptionError,
     OutputOptions,
+    background_conflict,
     options_class,
     options_for,
     resolve_auto_format,
@@ -308,24 +308,30 @@ def decode_base64_image(text: str) -> bytes:
     return data
 
 
-def download_image(url: str, *, field: str = "image_url") -> ImageSource:
-    """Fetches ``image_url`` (or ``bg_image_url``) through the safe fetcher (the only way out)."""
+def download_image(url: str, *, field: str = "image_url", shown: str = "") -> ImageSource:
+    """Fetches ``image_url`` (or ``bg_image_url``) through the safe fetcher (the only way out).
+
+    ``shown``: what the door calls the field, when not its wire name (the
+    web page's label); the fetcher's own sentences then say which field.
+    """
     codes = _URL_CODES[field]
+    name = shown or field
+    about = f"{shown}: " if shown else ""
     if len(url) > 2048:
-        raise InvalidImageUrl(f"{field} is longer than 2048 characters.", code=codes[0])
+        raise InvalidImageUrl(f"{name} is longer than 2048 characters.", code=codes[0])
     try:
         fetched = fetcher.fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES)
     except fetcher.OutboundRefused as exc:
         if exc.code == "too_large":
             raise FileTooLarge(
-                f"The image at {field} is too large: the limit is "
+                f"The image at {name} is too large: the limit is "
                 f"{settings.MAX_UPLOAD_BYTES / 1048576:.1f} MB."
             ) from None
         if exc.code in ("invalid_url", "forbidden_address", "unresolvable"):
-            raise InvalidImageUrl(exc.message, code=codes[0]) from None
-        raise ImageDownloadFailed(exc.message, code=codes[1]) from None
+            raise InvalidImageUrl(about + exc.message, code=codes[0]) from None
+        raise ImageDownloadFailed(about + exc.message, code=codes[1]) from None
     if not fetched.body:
-        raise ImageDownloadFailed(f"The image at {field} is empty.", code=codes[1])
+        raise ImageDownloadFailed(f"The image at {name} is empty.", code=codes[1])
     name = unquote(urlsplit(fetched.url).path.rsplit("/", 1)[-1])[:255]
     return ImageSource(data=fetched.body, name=name)
 
@@ -401,20 +407,41 @@ def flag(fields: Fields, name: str) -> bool:
 # --- the options, from the table ------------------------------------------------
 
 
+def field_names(door: str, table=OPTIONS) -> dict[str, str]:
+    """What ``door``'s messages call its option fields, when not their wire names.
+
+    The web page names a field by the label its form shows (the option
+    table's ``WebField``; a URL beside a file field is that label plus
+    " URL", as the form's ``aria-label`` says); the API doors by the field
+    names they read, so this is empty for them.
+    """
+    if door != WEB:
+        return {}
+    names = {}
+    for option in options_for(door, table):
+        if option.web is None:
+            continue
+        names[option.wire_name] = option.web.label
+        if option.url_field:
+            names[option.url_field] = f"{option.web.label} URL"
+    return names
+
+
 def parse_options(fields: Fields, *, door: str, table=OPTIONS) -> OutputOptions:
     """The output options ``door`` takes, read from its fields by the option table.
 
-    A bad value is refused naming the field (on the web page by its label)
-    with the option's error code; an absent one takes the door's default.
+    A bad value is refused naming the field as the door does (on the web
+    page by its label: ``field_names``) with the option's error code; an
+    absent one takes the door's default.
     """
     values = {}
+    names = field_names(door, table)
     for option in options_for(door, table):
         if option.kind == "image":
             continue  # an image, not a value: read_background
-        label = option.web.label if door == WEB and option.web is not None else None
         try:
             values[option.name] = option.read_wire(
-                fields.value(option.wire_name), door=door, field_label=label
+                fields.value(option.wire_name), door=door, field_label=names.get(option.wire_name)
             )
         except OptionError as exc:
             raise InvalidOption(str(exc), field_name=option.wire_name) from None
@@ -422,7 +449,10 @@ def parse_options(fields: Fields, *, door: str, table=OPTIONS) -> OutputOptions:
     try:
         return cls(**values)
     except OptionError as exc:
-        raise InvalidOption(str(exc), field_name=exc.field) from None
+        message = str(exc)
+        if message == background_conflict():
+            message = background_conflict(names)
+        raise InvalidOption(message, field_name=exc.field) from None
 
 
 def build_request(
@@ -452,7 +482,7 @@ def build_request(
         fields, background_option
     )
     if wants_background and options.bg_color is not None:
-        raise InvalidOption(BACKGROUND_CONFLICT, field_name="bg_color")
+        raise InvalidOption(background_conflict(field_names(door)), field_name="bg_color")
     webhook = validate_webhook_url(url=webhook_url) if webhook_url else default_webhook_url
     source = read_source(
         uploads=fields.file_parts(upload_field),
@@ -460,7 +490,11 @@ def build_request(
         image_file_b64=fields.text("image_file_b64"),
         upload_field=upload_field,
     )
-    background = read_background(fields, background_option) if wants_background else None
+    background = (
+        read_background(fields, background_option, names=field_names(door))
+        if wants_background
+        else None
+    )
     image = validate_image(source.data)
     background_image = None
     if background is not None:
@@ -496,15 +530,20 @@ def background_given(fields: Fields, option: Option) -> bool:
     return fields.text(option.url_field) is not None
 
 
-def read_background(fields: Fields, option: Option) -> ImageSource:
+def read_background(
+    fields: Fields, option: Option, *, names: Mapping[str, str] | None = None
+) -> ImageSource:
     """The background image: one file part (``bg_image_file``) or one URL
-    (``bg_image_url``), with the same limits as the image itself."""
+    (``bg_image_url``), with the same limits as the image itself. ``names``:
+    what the door calls the fields (``field_names``)."""
+    names = names or {}
+    file_name = names.get(option.wire_name, option.wire_name)
+    url_name = names.get(option.url_field, option.url_field)
     uploads = fields.file_parts(option.wire_name)
     url = fields.text(option.url_field)
     if len(uploads) + (url is not None) > 1:
         raise MultipleSources(
-            f"Send one background image: a file in '{option.wire_name}' or a URL in "
-            f"'{option.url_field}'.",
+            f"Send one background image: a file in '{file_name}' or a URL in '{url_name}'.",
             code="multiple_backgrounds",
         )
     if uploads:
@@ -513,10 +552,10 @@ def read_background(fields: Fields, option: Option) -> ImageSource:
             data = read_upload(upload)
         except InvalidImage:
             raise InvalidImage(
-                f"The background image ({option.wire_name}) is empty.", code="invalid_bg_image"
+                f"The background image ({file_name}) is empty.", code="invalid_bg_image"
             ) from None
         return ImageSource(data=data, name=(upload.name or "")[:255])
-    return download_image(url, field=option.url_field)
+    return download_image(url, field=option.url_field, shown=names.get(option.url_field, ""))
 
 
 def seed_request(

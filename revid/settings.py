@@ -2,7 +2,9 @@
 
 Every knob is an environment variable with a safe default (listed in the
 README). The helpers below fail loudly on a malformed value instead of
-silently falling back, as healthchecks.io's settings do.
+silently falling back, as healthchecks.io's settings do. What no variable
+changes (apps, middleware, DRF, logging's shape) is in revid/framework.py,
+and django-q2's clusters are built in revid/queue_clusters.py.
 """
 
 import os
@@ -17,6 +19,23 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from revid.env import env_bool, env_int, env_list, env_networks, env_str, s3_storage  # noqa: F401
+from revid.framework import (  # noqa: F401 (Django reads them from here)
+    API_KEY_CUSTOM_HEADER,
+    AUTH_PASSWORD_VALIDATORS,
+    FILE_UPLOAD_HANDLERS,
+    INSTALLED_APPS,
+    MIDDLEWARE,
+    REST_FRAMEWORK,
+    SPECTACULAR_SETTINGS,
+    TEMPLATES,
+    logging_config,
+)
+from revid.queue_clusters import (  # noqa: F401
+    HOUSEKEEPING_CLUSTER,
+    HOUSEKEEPING_RUN_SECONDS,
+    WEBHOOK_CLUSTER,
+    queue_clusters,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -94,65 +113,7 @@ if PUBLIC_BASE_URL:
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "whitenoise.runserver_nostatic",
-    "django.contrib.staticfiles",
-    "rest_framework",
-    "rest_framework_api_key",
-    "drf_spectacular",
-    # Swagger UI's own files, served from here: /api/docs/ works offline.
-    "drf_spectacular_sidecar",
-    "django_q",
-    "allauth",
-    "allauth.account",
-    "accounts",
-    "billing",
-    "removal",
-    "webhooks",
-    "doors",
-]
-
-MIDDLEWARE = [
-    # First: every request gets its id and one log line (revid.observability).
-    "revid.observability.RequestLogMiddleware",
-    # Before the checks that read the scheme and host: PUBLIC_BASE_URL's.
-    "revid.middleware.PublicBaseUrlMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    # Before anything reads a body (the CSRF check parses uploads).
-    "doors.uploads.ChunkedBodyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "allauth.account.middleware.AccountMiddleware",
-    # Last: an ApplicationError from a plain view becomes its JSON error.
-    "revid.errors.ApplicationErrorMiddleware",
-]
-
 ROOT_URLCONF = "revid.urls"
-
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ],
-        },
-    },
-]
 
 WSGI_APPLICATION = "revid.wsgi.application"
 
@@ -192,13 +153,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -394,11 +348,6 @@ WARM_MODELS = env_list("WARM_MODELS", "u2net")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 CSRF_FAILURE_VIEW = "doors.uploads.csrf_failure"
-FILE_UPLOAD_HANDLERS = [
-    "doors.uploads.MaxUploadSizeHandler",  # first: it stops the read at MAX_UPLOAD_BYTES
-    "django.core.files.uploadhandler.MemoryFileUploadHandler",
-    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
-]
 
 
 # --- Outbound requests ---------------------------------------------------------
@@ -420,29 +369,6 @@ Q_POLL_MS = env_int("Q_POLL_MS", 50, minimum=1)
 # Tasks each removal cluster holds beyond those its workers are running.
 Q_QUEUE_LIMIT = env_int("Q_QUEUE_LIMIT", Q_WORKERS, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
-Q_CLUSTER = {
-    "name": "revid",
-    "workers": Q_WORKERS,
-    # The worker enforces REMOVAL_JOB_TIMEOUT itself; django-q2's hard
-    # timeout is a backstop a little later, and retry (redelivery of a task
-    # whose worker died) must be longer than it and than the stale grace,
-    # so a redelivered job can be claimed again.
-    "timeout": REMOVAL_JOB_TIMEOUT + max(1, REMOVAL_STALE_GRACE // 2),
-    "retry": REMOVAL_JOB_TIMEOUT + REMOVAL_STALE_GRACE + 5,
-    "max_attempts": 2,
-    # Tasks a cluster takes off the broker ahead of its workers (django-q2's
-    # default is workers squared). Held tasks are lost with a crashed
-    # machine on Redis (the reaper refunds them REMOVAL_QUEUE_TIMEOUT
-    # later), wait behind a slow job while another machine idles, and a
-    # stopping worker hands them back (revid/run_worker.py): keep it small.
-    "queue_limit": Q_QUEUE_LIMIT,
-    "recycle": 500,
-    "save_limit": 1000,
-    "ack_failures": True,
-    "catch_up": False,
-    "poll": Q_POLL_MS / 1000,
-    "label": "Task queue",
-}
 # Without Redis, web and worker on one machine ring each other's doorbells
 # (Unix sockets in LOCAL_WAKE_DIR, revid/doorbell.py) instead of waiting
 # for the next poll: the worker's queue reader when a job is enqueued
@@ -452,12 +378,6 @@ LOCAL_WAKE = env_bool("LOCAL_WAKE", True)
 LOCAL_WAKE_DIR = Path(env_str("LOCAL_WAKE_DIR", str(DATA_DIR / "wake"))).resolve()
 QUEUE_WAKE_DIR = LOCAL_WAKE_DIR / "queue"
 WAIT_WAKE_DIR = LOCAL_WAKE_DIR / "wait"
-if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
-else:
-    Q_CLUSTER["orm"] = "default"
-    if LOCAL_WAKE:
-        Q_CLUSTER["broker_class"] = "revid.broker.WakingORM"
 
 # --- Waiting -----------------------------------------------------------------
 # How a web request learns that a job ended (removal/waiting.py, used by
@@ -497,10 +417,7 @@ WAIT_MAX_SECONDS = env_int("WAIT_MAX_SECONDS", 30, minimum=1)
 WAIT_CHANNEL = env_str("WAIT_CHANNEL", "revid_job_finished")
 
 # --- Webhooks ---------------------------------------------------------------
-# Deliveries run on their own django-q2 cluster (`Q_CLUSTER_NAME=webhooks
-# python manage.py qcluster`), so a slow or dead receiver never holds the
-# worker that removes backgrounds.
-WEBHOOK_CLUSTER = "webhooks"
+# Deliveries run on their own django-q2 cluster (revid/queue_clusters.py).
 WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 2, minimum=1)
 # Bounded time per attempt (connect + answer), in seconds.
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
@@ -527,34 +444,17 @@ WEBHOOK_SWEEP_GRACE_SECONDS = env_int("WEBHOOK_SWEEP_GRACE_SECONDS", 30, minimum
 # Absolute URLs made outside a request (webhook payloads, emails): the
 # public address when set, else SITE_URL (`make run` sets it from its PORT).
 SITE_URL = PUBLIC_BASE_URL or env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
-Q_CLUSTER["ALT_CLUSTERS"] = {
-    WEBHOOK_CLUSTER: {
-        "workers": WEBHOOK_WORKERS,
-        # deliver() bounds each attempt itself; this is the backstop. A task
-        # lost with its worker is found again by the sweep schedule, so
-        # django-q2 need not redeliver it.
-        "timeout": WEBHOOK_TIMEOUT_SECONDS + 20,
-        "retry": WEBHOOK_TIMEOUT_SECONDS + 40,
-        "max_attempts": 1,
-        "queue_limit": WEBHOOK_WORKERS,
-    }
-}
-# The reaper (fail_stale_jobs) and the expiry run on a queue of their own,
-# so a backlog of removals never delays them: `make worker` and `make
-# webhook-worker` each run this one-process cluster beside their own
-# (revid/run_worker.py --housekeeping); their schedules name it.
-HOUSEKEEPING_CLUSTER = "housekeeping"
-# The most one expiry or orphan sweep run may take: it stops between
-# batches past it and the next run carries on.
-HOUSEKEEPING_RUN_SECONDS = 240
-Q_CLUSTER["ALT_CLUSTERS"][HOUSEKEEPING_CLUSTER] = {
-    "workers": 1,
-    "queue_limit": 1,
-    "timeout": HOUSEKEEPING_RUN_SECONDS + 60,
-    "retry": HOUSEKEEPING_RUN_SECONDS + 90,
-    # Every task here runs again on its schedule; never redeliver one.
-    "max_attempts": 1,
-}
+Q_CLUSTER = queue_clusters(
+    workers=Q_WORKERS,
+    queue_limit=Q_QUEUE_LIMIT,
+    poll_ms=Q_POLL_MS,
+    job_timeout=REMOVAL_JOB_TIMEOUT,
+    stale_grace=REMOVAL_STALE_GRACE,
+    redis_url=REDIS_URL,
+    local_wake=LOCAL_WAKE,
+    webhook_workers=WEBHOOK_WORKERS,
+    webhook_timeout=WEBHOOK_TIMEOUT_SECONDS,
+)
 if env_str("Q_CLUSTER_NAME") in (WEBHOOK_CLUSTER, HOUSEKEEPING_CLUSTER):
     # These workers never run a model: do not load one in each.
     WARM_MODELS = []
@@ -608,39 +508,6 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- API ------------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasApiKey"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
-    ],
-    "EXCEPTION_HANDLER": "revid.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": [],
-    "UNAUTHENTICATED_USER": None,
-}
-API_KEY_CUSTOM_HEADER = "HTTP_X_API_KEY"
-
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Remove Background API",
-    "DESCRIPTION": "Remove the background of an image with rembg's U2-Net models.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    # The seed API's output formats; remove.bg's (with "auto") keep their own enum.
-    "ENUM_NAME_OVERRIDES": {
-        "OutputFormatEnum": "imaging.formats.FORMATS",
-        "RequestedFormatEnum": "imaging.options.REQUESTED_FORMATS",
-        "SeedSizeEnum": "imaging.options.SEED_SIZES",
-    },
-}
-
 # --- Error reporting (optional) ---------------------------------------------
 # Unhandled errors of web requests and worker tasks go to Sentry (or a
 # compatible service) when SENTRY_DSN is set; nothing is sent otherwise.
@@ -675,28 +542,7 @@ BATCH_CONCURRENCY = env_int("BATCH_CONCURRENCY", 1, minimum=1)
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "revid.observability.RequestIdFilter"}},
-    "formatters": {
-        "text": {"format": "%(levelname)s %(name)s %(message)s"},
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "filters": ["request_id"],
-            "formatter": LOG_FORMAT,
-        }
-    },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+LOGGING = logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO"))
 
 # Prometheus: GET /metrics. Without METRICS_TOKEN it answers loopback clients
 # only, and only with DJANGO_DEBUG on (make run); otherwise it needs

@@ -225,6 +225,143 @@
     showProgress(0, "Uploading…");
   }
 
+  // --- several photos at once: a batch, a row per photo, one ZIP ---------
+  var ROW_WORDS = {
+    pending: "Waiting for a worker…",
+    processing: "Removing the background…",
+    completed: "Done",
+  };
+
+  function setRow(row, status, pct, words, error) {
+    pct = Math.max(0, Math.min(100, pct | 0));
+    row.setAttribute("data-status", status);
+    row.querySelector(".progress-fill").style.width = pct + "%";
+    row.querySelector(".progress").setAttribute("aria-valuenow", String(pct));
+    row.querySelector(".batch-state").textContent = words;
+    var box = row.querySelector(".batch-error");
+    box.hidden = !error;
+    box.textContent = error || "";
+  }
+
+  function batchRows(files) {
+    var panel = $("batch-panel");
+    var list = $("batch-items");
+    list.textContent = "";
+    panel.hidden = false;
+    $("job-panel").hidden = true;
+    $("batch-actions").hidden = true;
+    $("batch-note").hidden = true;
+    $("batch-failed").hidden = true;
+    $("batch-message").textContent = "Uploading " + files.length + " photos…";
+    $("batch-percent").textContent = "0 %";
+    return files.map(function (file) {
+      var row = $("batch-row").content.firstElementChild.cloneNode(true);
+      row.querySelector(".batch-name").textContent = file.name;
+      row.querySelector(".progress").setAttribute("aria-label", file.name);
+      list.appendChild(row);
+      setRow(row, "uploading", 0, "Uploading…");
+      return row;
+    });
+  }
+
+  // Each item of the batch's status JSON onto its row (items keep the
+  // order the photos were sent in: index = row).
+  function renderBatch(batch, rows) {
+    batch.items.forEach(function (item) {
+      var row = rows[item.index];
+      if (!row) return;
+      if (item.status === "refused") {
+        setRow(row, "refused", 0, "Not accepted", sentence(item.error) + " Not charged.");
+      } else if (item.status === "failed") {
+        setRow(row, "failed", 100, "Failed", sentence(item.error) + " Refunded.");
+      } else {
+        setRow(row, item.status, item.status === "completed" ? 100 : item.progress,
+          ROW_WORDS[item.status] || item.status);
+      }
+    });
+    var counts = batch.counts || {};
+    var ended = (counts.completed || 0) + (counts.failed || 0);
+    var total = ended + (counts.pending || 0) + (counts.processing || 0);
+    $("batch-percent").textContent = batch.progress + " %";
+    $("batch-message").textContent = ended + " of " + total + " done" +
+      (counts.failed ? " (" + counts.failed + " failed, refunded)" : "") +
+      (counts.refused ? ", " + counts.refused + " not accepted" : "");
+    if (batch.status === "ended") {
+      var link = $("batch-download");
+      link.href = batch.endpoints.download_zip;
+      link.setAttribute("download", "batch-" + batch.batch_id + ".zip");
+      $("batch-actions").hidden = false;
+      $("batch-note").hidden = false;
+      return true;
+    }
+    return false;
+  }
+
+  function pollBatch(statusUrl, rows) {
+    var url = statusUrl + "?wait=" + WAIT_SECONDS;
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (reply) {
+        if (!reply.ok) {
+          var box = $("batch-failed");
+          box.textContent = sentence(reply.body.error);
+          box.hidden = false;
+          return;
+        }
+        if (!renderBatch(reply.body, rows)) pollBatch(statusUrl, rows);
+      })
+      .catch(function () {
+        setTimeout(function () { pollBatch(statusUrl, rows); }, RETRY_MS);
+      });
+  }
+
+  // One request with every photo; while it uploads, each row shows how
+  // much of its own bytes went (the photos travel in order).
+  function submitBatch(form, files, done, showError) {
+    var data = new FormData(form);
+    data.delete("file");
+    files.forEach(function (file) { data.append("files", file, file.name); });
+    var rows = batchRows(files);
+    var request = new XMLHttpRequest();
+    request.open("POST", form.getAttribute("data-batch-action"));
+    request.setRequestHeader("Accept", "application/json");
+    request.upload.addEventListener("progress", function (event) {
+      if (!event.lengthComputable) return;
+      var sent = event.loaded / event.total * files.reduce(function (sum, f) { return sum + f.size; }, 0);
+      files.forEach(function (file, index) {
+        var pct = file.size ? Math.min(100, Math.max(0, sent / file.size * 100)) : 100;
+        sent -= file.size;
+        setRow(rows[index], "uploading", pct, pct >= 100 ? "Uploaded" : "Uploading…");
+      });
+    });
+    request.addEventListener("load", function () {
+      done();
+      var body;
+      try { body = JSON.parse(request.responseText); } catch (e) {
+        body = { error: request.status === 403
+          ? "Your session has expired; reload the page and try again"
+          : "The server could not take the upload (status " + request.status + ")" };
+      }
+      if (request.status !== 202) {
+        $("batch-panel").hidden = true;
+        showError(sentence(body.error) + " Nothing was charged.");
+        return;
+      }
+      setBalance(body.balance);
+      renderBatch(body, rows);
+      $("batch-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+      pollBatch(body.endpoints.check_status, rows);
+    });
+    request.addEventListener("error", function () {
+      done();
+      $("batch-panel").hidden = true;
+      showError("The upload did not reach the server; check your connection and try again. Nothing was charged.");
+    });
+    request.send(data);
+  }
+
   // --- options panel: remembered between visits -----------------------
   var OPTIONS_KEY = "revid.upload-options";
 
@@ -323,11 +460,32 @@
       errorBox.scrollIntoView({ block: "nearest" });
     }
 
+    var price = Number(form.getAttribute("data-price")) || 0;
+    var maxItems = Number(form.getAttribute("data-max-items")) || 100;
+
+    function chosenFiles() {
+      return Array.prototype.slice.call(input.files || []);
+    }
+
     function describeChoice() {
       chosen.textContent = "";
       errorBox.hidden = true;
       if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
-      var file = input.files && input.files[0];
+      var files = chosenFiles();
+      var many = files.length > 1;
+      button.textContent = many ? "Remove " + files.length + " backgrounds" : "Remove background";
+      $("price-total").textContent = many
+        ? files.length * price + " credits (" + files.length + " × " + price + ")"
+        : price + " credits";
+      if (many) {
+        var total = files.reduce(function (sum, f) { return sum + f.size; }, 0);
+        var summary = document.createElement("span");
+        summary.textContent = files.length + " photos (" + formatBytes(total) + "): " +
+          files.map(function (f) { return f.name; }).join(", ");
+        chosen.appendChild(summary);
+        return;
+      }
+      var file = files[0];
       if (!file) return;
       if (/^image\//.test(file.type)) {
         previewUrl = URL.createObjectURL(file);
@@ -369,13 +527,28 @@
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       errorBox.hidden = true;
-      var file = input.files && input.files[0];
+      var files = chosenFiles();
+      var file = files[0];
       if (!file) {
         showError("Choose a photo first: drop it on the box or use the file picker.");
         input.focus();
         return;
       }
+      if (files.length > maxItems) {
+        showError("Choose at most " + maxItems + " photos at once; you chose " + files.length + ".");
+        return;
+      }
       saveOptions();
+      if (files.length > 1) {
+        button.disabled = true;
+        button.textContent = "Uploading…";
+        submitBatch(form, files, function () {
+          button.disabled = false;
+          button.textContent = "Remove " + files.length + " backgrounds";
+        }, showError);
+        return;
+      }
+      $("batch-panel").hidden = true;
       button.disabled = true;
       button.textContent = "Uploading…";
       fetch(form.action, {

@@ -187,11 +187,17 @@ def test_the_first_api_key_and_the_credits_wait_for_the_verified_email(
     )
     dashboard = client.get("/dashboard/")
     assert b"Verify your email address" in dashboard.content
+    # No key form to fill in vain: what to do instead, and a button to resend the link.
+    assert b'action="/dashboard/keys/"' not in dashboard.content
+    assert b"Resend the verification link" in dashboard.content
 
-    # ... but there is no key to make and no credit to spend on the web page.
+    # ... no key to make (a stale form gets the dashboard back, saying why) and
+    # no credit to spend on the web page.
     refused = client.post("/dashboard/keys/", {"name": "laptop"})
-    assert refused.status_code == 403
-    assert b"Verify your email address before creating an API key" in refused.content
+    assert refused.status_code == 302
+    assert refused["Location"] == "/dashboard/#api-keys"
+    shown = client.get(refused["Location"])
+    assert b"Verify your email address before creating an API key" in shown.content
     assert not ApiKey.objects.exists()
     upload = client.post(
         "/jobs/", {"file": SimpleUploadedFile("a.png", solid_png()), "model": "u2netp"}

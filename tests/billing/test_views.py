@@ -6,6 +6,7 @@ import re
 from datetime import date
 
 import pytest
+from PIL import Image
 
 from billing.selectors import FIRST_DAY, LAST_DAY, ledger_sum
 from billing.services import grant_credits
@@ -188,3 +189,59 @@ def test_the_tallest_bar_fills_the_chart_and_others_scale():
     assert heights == [plot_height / 2, plot_height]
     assert [tick["value"] for tick in chart["ticks"]] == [0, 5, 10]
     assert chart["totals"] == {"images_completed": 15}
+
+
+@pytest.mark.parametrize("last_day", [date(2025, 1, 31), date(2025, 3, 1), date(2024, 12, 2)])
+def test_day_labels_are_a_week_apart_ending_on_the_last_day(last_day):
+    """Month ends included: never two labels a day or two apart (they overlapped)."""
+    from datetime import timedelta
+
+    days = [
+        {"date": last_day - timedelta(days=n), "images_completed": n % 3} for n in range(29, -1, -1)
+    ]
+    chart = bar_chart(days=days, series=[("images_completed", "Completed", "#000")])
+    lefts = [label["left"] for label in chart["labels"]]
+    assert chart["labels"][-1]["text"] == f"{last_day:%b} {last_day.day}"
+    assert lefts == sorted(lefts)
+    gaps = {round(b - a, 2) for a, b in zip(lefts, lefts[1:], strict=False)}
+    assert gaps == {round(7 / 30 * 100, 2)}, gaps
+
+
+@pytest.mark.weights
+def test_it_lists_the_periods_batches_with_their_items_and_credits(customer, history):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from removal import batch_submissions, batches
+    from removal.services import fail_job
+    from removal.submissions import Fields
+    from tests.images import encode, solid_png
+
+    gif = encode(Image.new("RGB", (8, 8)), "GIF")
+    uploads = [SimpleUploadedFile(f"{n}.png", solid_png()) for n in range(3)]
+    uploads.append(SimpleUploadedFile("x.gif", gif))
+    request = batch_submissions.build_web_batch_request(
+        fields=Fields({"model": "u2netp"}, {}), uploads=uploads, idempotency_key=None
+    )
+    batch = batches.submit_batch(account=history.account, request=request)
+    first, second, third = batch.jobs.order_by("batch_index")
+    for job in (first, second):
+        assert job.mark_processing()
+    assert first.mark_completed(output_size=1, elapsed_seconds=0.1, expires_at=first.expires_at)
+    assert fail_job(job=second, error="The image could not be processed")
+
+    html = customer.get("/usage/").content.decode()
+    assert 'data-testid="batch-count">1<' in html
+    assert 'data-testid="batch-items">4<' in html
+    assert 'data-testid="batch-refused">1<' in html
+    # Three charged, one refunded.
+    assert 'data-testid="batch-credits">50<' in html
+    row = html.split(f'data-batch="{batch.id}"')[1].split("</tr>")[0]
+    assert re.findall(r'data-label="(?:Completed|Failed \(refunded\)|Credits)">(\d+)<', row) == [
+        "1",
+        "1",
+        "50",
+    ]
+    assert "web page" in row and "Running" in row
+    # Another key's view of the period has no batch.
+    html = customer.get(f"/usage/?api_key={history.key.prefix}").content.decode()
+    assert 'data-testid="batch-count">0<' in html

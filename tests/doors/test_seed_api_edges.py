@@ -2,7 +2,7 @@
 
 ``decontaminate`` (edge colours cleaned, on by default) and ``refine=edges``,
 with the real u2netp on a real photo, run by ``inline_worker`` and downloaded
-as a customer would (helpers shared with test_seed_api_options.py).
+as a customer would (helpers shared from seed_requests.py).
 """
 
 import io
@@ -15,7 +15,7 @@ from PIL import Image
 from imaging import pipeline
 from imaging.options import OutputOptions
 from removal import registry
-from tests.doors.test_seed_api_options import (
+from tests.doors.seed_requests import (
     MODEL,
     PHOTO,
     assert_refused,

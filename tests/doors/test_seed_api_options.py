@@ -7,14 +7,8 @@ from ``/output/<file>`` as a customer would. Refusals are checked to come
 before the charge; ``image_url`` refusals also before any connection.
 """
 
-import base64
 import io
-import ipaddress
-import socket
-import threading
 import zipfile
-from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -23,19 +17,24 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from scipy import ndimage
 
-from imaging import formats, parsers, pipeline, subject
+from imaging import formats, parsers
 from imaging.options import SEED, SEED_SIZES, options_for
-from removal import registry
 from removal.models import RemovalJob
 from tests.conftest import ACCOUNT_CREDITS
-from tests.images import encode, photo, photo_bytes
-from tests.removal.helpers import assert_json_error, assert_nothing_charged
+from tests.doors.seed_requests import (
+    PHOTO,
+    URL,
+    assert_refused,
+    default_alpha,
+    default_png,
+    post,
+    run,
+    subject_box,
+)
+from tests.images import encode, photo
 
 pytestmark = [pytest.mark.model]
 
-URL = "/paid/image/remove/background"
-MODEL = "u2netp"
-PHOTO = photo_bytes("astronaut")  # 512x512, a person against a plain background
 WIDE = encode(photo("coffee").resize((1600, 1066)), "JPEG")  # 1.7 MP, 3:2
 
 
@@ -43,66 +42,6 @@ WIDE = encode(photo("coffee").resize((1600, 1066)), "JPEG")  # 1.7 MP, 3:2
 def client(api_client, inline_worker):
     """The API client, with jobs run at once in this process."""
     return api_client
-
-
-@cache
-def default_png() -> bytes:
-    """What the pipeline gives PHOTO with no options: the seed's PNG."""
-    session = registry.get_session(MODEL)
-    return pipeline.remove_background(PHOTO, session, max_pixels=settings.MAX_IMAGE_PIXELS).data
-
-
-def default_alpha() -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(default_png())).getchannel("A"))
-
-
-def subject_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of alpha >= FOREGROUND_MIN_ALPHA, counted here in numpy."""
-    ys, xs = np.nonzero(alpha >= subject.FOREGROUND_MIN_ALPHA)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def post(client, data=None, *, image=PHOTO, **extra):
-    data = dict(data or {})
-    data.setdefault("model", MODEL)
-    if image is not None:
-        data["file"] = SimpleUploadedFile("photo.jpg", image)
-    return client.post(URL, data, format="multipart", **extra)
-
-
-class Result:
-    def __init__(self, status: dict, download):
-        self.status = status
-        self.result = status["result"]
-        self.download = download
-        self.data = b"".join(download.streaming_content)
-
-    @property
-    def image(self) -> Image.Image:
-        img = Image.open(io.BytesIO(self.data))
-        img.load()
-        return img
-
-
-def run(client, data=None, *, image=PHOTO, **extra) -> Result:
-    """Submits, reads the finished task's status, downloads its file."""
-    response = post(client, data, image=image, **extra)
-    assert response.status_code == 202, response.content[:400]
-    task_id = response.json()["task_id"]
-    status = client.get(f"/api/get/{task_id}").json()
-    assert status["status"] == "completed", status
-    download = client.get(f"/output/{status['result']['image_filename']}")
-    assert download.status_code == 200
-    return Result(status, download)
-
-
-def assert_refused(response, status: int, code: str, account, *, names: str | None = None):
-    """A JSON error with this status and code (naming ``names``); nothing charged, no job."""
-    body = assert_json_error(response, status, code)
-    if names:
-        assert names in body["error"], body
-    assert_nothing_charged(account)
-    return body
 
 
 # --- Leaving the options out ------------------------------------------------------
@@ -412,196 +351,6 @@ def test_the_idempotency_fingerprint_covers_the_options(client, account):
     account.refresh_from_db()
     assert account.credit_balance == ACCOUNT_CREDITS - settings.REMOVAL_PRICE_CREDITS
     assert RemovalJob.objects.count() == 1
-
-
-# --- Other sources: image_file_b64 ---------------------------------------------------
-
-
-def test_image_file_b64_is_accepted(client):
-    """Each form of base64 a client may send is decoded in test_submissions.py."""
-    encoded = "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode()
-    got = run(client, {"image_file_b64": encoded}, image=None)
-    assert got.data == default_png()
-
-
-@pytest.mark.parametrize(
-    "encoded",
-    ["not base64 at all!", "data:image/png,abc", "data:image/png;base64,@@@@", "QUJD*"],
-)
-def test_malformed_base64_is_refused(client, account, encoded):
-    assert_refused(
-        post(client, {"image_file_b64": encoded}, image=None),
-        400,
-        "invalid_image_file_b64",
-        account,
-        names="image_file_b64",
-    )
-
-
-def test_base64_of_something_not_an_image_is_refused(client, account):
-    encoded = base64.b64encode(b"hello, world").decode()
-    assert_refused(
-        post(client, {"image_file_b64": encoded}, image=None), 415, "unsupported_format", account
-    )
-
-
-def test_two_sources_are_refused(client, account):
-    both = post(client, {"image_file_b64": base64.b64encode(PHOTO).decode()})
-    assert_refused(both, 400, "multiple_sources", account)
-
-
-# --- Other sources: image_url and its SSRF battery ------------------------------------
-
-
-class RedirectHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.server.requests.append(self.path)
-        if self.path.startswith("/to?"):
-            self.send_response(302)
-            self.send_header("Location", self.path[len("/to?") :])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif self.path == "/endless":
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            chunk = b"\xff" * 65536
-            try:
-                for _ in range(10_000):  # 640 MB at most, if nobody hangs up
-                    self.wfile.write(chunk)
-            except OSError:
-                pass
-            self.close_connection = True
-        else:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(PHOTO)))
-            self.end_headers()
-            self.wfile.write(PHOTO)
-
-
-class Redirector(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), RedirectHandler)
-        self.requests: list[str] = []
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-@pytest.fixture
-def redirector(allow_loopback):
-    """A loopback server the fetcher may reach: it serves PHOTO, redirects
-    where asked (/to?<url>) and sends an endless body (/endless)."""
-    server = Redirector()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def connected_to_internal(connections, *, allowed_port: int | None = None) -> list[tuple]:
-    """Connections to non-public addresses, other than our loopback server's
-    (a PostgreSQL test database on 127.0.0.1:5432 is not an outbound request)."""
-    internal = []
-    for host, port in connections:
-        if port in (allowed_port, 5432, 6379):
-            continue
-        try:
-            if not ipaddress.ip_address(host).is_global:
-                internal.append((host, port))
-        except ValueError:
-            internal.append((host, port))
-    return internal
-
-
-def test_image_url_is_fetched_from_an_allowed_loopback_server(client, loopback_files):
-    url = loopback_files.serve("/people/astronaut.jpg", PHOTO)
-    got = run(client, {"image_url": url, "format": "webp", "max_width": "256"}, image=None)
-    assert got.image.size == (256, 256)
-    assert got.result["format"] == "webp"
-    assert RemovalJob.objects.get().original_filename == "astronaut.jpg"
-
-
-SSRF_URLS = [
-    "http://127.0.0.1/",
-    "http://10.0.0.1/",
-    "http://172.16.0.1/",
-    "http://192.168.1.1/",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://[::1]/",
-    "http://[::ffff:127.0.0.1]/",
-    "http://0.0.0.0/",
-    "http://2130706433/",  # 127.0.0.1 in decimal
-    "http://0177.0.0.1/",  # 127.0.0.1 in octal
-    "http://localhost/",
-    "http://loopback.example/",  # resolves to 127.0.0.1 (fake DNS)
-    "http://mixed.example/",  # one public address and one internal one
-    "file:///etc/passwd",
-    "gopher://127.0.0.1/",
-    "ftp://10.0.0.1/image.jpg",
-]
-
-
-@pytest.mark.parametrize("url", SSRF_URLS)
-def test_internal_addresses_are_refused_before_any_charge_or_connection(
-    client, account, settings, fake_dns, connections, url
-):
-    settings.OUTBOUND_ALLOWED_NETWORKS = []
-    fake_dns.answer("loopback.example", ["127.0.0.1"])
-    fake_dns.answer("mixed.example", ["93.184.216.34", "10.0.0.1"])
-    response = post(client, {"image_url": url}, image=None)
-    assert_refused(response, 400, "invalid_image_url", account)
-    assert connected_to_internal(connections) == []
-
-
-def test_a_redirect_to_an_internal_address_is_refused(client, account, redirector, connections):
-    for target in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/a.jpg"):
-        url = redirector.url(f"/to?{target}")
-        response = post(client, {"image_url": url}, image=None)
-        assert_refused(response, 400, "invalid_image_url", account)
-    port = redirector.server_address[1]
-    assert connected_to_internal(connections, allowed_port=port) == []
-    assert len(redirector.requests) == 2  # the allowed hop was made, the next was not
-
-
-def test_an_endless_body_is_cut_at_the_upload_limit(client, account, redirector, settings):
-    settings.MAX_UPLOAD_BYTES = 1024 * 1024
-    response = post(client, {"image_url": redirector.url("/endless")}, image=None)
-    assert_refused(response, 413, "file_too_large", account, names="image_url")
-
-
-def test_a_server_that_never_answers_is_given_up_on(client, account, settings):
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
-    settings.OUTBOUND_TIMEOUT_SECONDS = 1
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)  # the kernel accepts; nobody ever answers
-    try:
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/photo.jpg"
-        response = post(client, {"image_url": url}, image=None)
-    finally:
-        listener.close()
-    body = assert_refused(response, 400, "failed_image_download", account)
-    assert "1 second" in body["error"]
-
-
-def test_a_remote_error_is_reported(client, account, loopback_files):
-    url = loopback_files.url + "/missing.jpg"
-    body = assert_refused(
-        post(client, {"image_url": url}, image=None), 400, "failed_image_download", account
-    )
-    assert "404" in body["error"]
 
 
 # --- The schema -------------------------------------------------------------------------

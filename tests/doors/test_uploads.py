@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from doors.uploads import REFUSAL_ATTRIBUTE, ChunkedBodyMiddleware, MaxUploadSizeHandler
-from tests.images import solid_png
+from tests.images import photo_bytes, solid_png
 from tests.removal.helpers import assert_json_error, assert_nothing_charged, multipart_body
 
 URL = "/paid/image/remove/background"
@@ -164,3 +164,29 @@ def test_the_web_page_refuses_an_oversized_upload_with_413_not_a_csrf_error(
     assert_json_error(response, 413, "file_too_large")
     assert sum(stored) <= 100_000  # never more than the limit was kept
     assert_nothing_charged(account)
+
+
+@pytest.mark.weights
+def test_the_web_pages_batch_body_has_the_batchs_limit_and_each_photo_its_own(
+    customer_client, account, settings
+):
+    """Several photos at once add up past MAX_UPLOAD_BYTES (the batch's
+    limit holds for the body), but each one is still held to it."""
+    photo = photo_bytes("coffee")
+    settings.MAX_UPLOAD_BYTES = len(photo) + 100
+    settings.BATCH_MAX_BYTES = 10 * len(photo)
+
+    def send(*photos: bytes):
+        files = [SimpleUploadedFile(f"{n}.jpg", data) for n, data in enumerate(photos)]
+        return customer_client.post(
+            "/jobs/batch/", {"files": files, "model": "u2netp"}, HTTP_ACCEPT="application/json"
+        )
+
+    accepted = send(photo, photo, photo)
+    assert accepted.status_code == 202, accepted.content
+    assert accepted.json()["charged_credits"] == 75
+
+    refused = send(photo, photo + b"\0" * 200)
+    assert_json_error(refused, 413, "file_too_large")
+    account.refresh_from_db()
+    assert account.credit_balance == 925

@@ -5,9 +5,11 @@ import re
 import pytest
 from PIL import Image
 
+from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
+from imaging.options import OPTIONS_BY_NAME, WEB, options_for
 from removal import registry
-from removal.models import RemovalJob
+from removal.models import Batch, RemovalJob
 from tests.images import encode, photo_bytes, solid_png
 from tests.job_factory import completed_job, failed_job, submitted_job
 from tests.removal.helpers import assert_nothing_charged
@@ -208,3 +210,130 @@ def test_the_job_page_polls_its_own_status(customer_client, account):
     html = customer_client.get(f"/jobs/{job.id}/").content.decode()
     assert f'data-status-url="/jobs/{job.id}/status"' in html
     assert 'role="progressbar"' in html
+
+
+# --- the page's errors name the fields as the page labels them ---------------------
+
+
+def wire_names() -> set[str]:
+    """Every field name the option table's web door reads (its API spelling)."""
+    names = set()
+    for option in options_for(WEB):
+        names.add(option.wire_name)
+        if option.url_field:
+            names.add(option.url_field)
+    return names
+
+
+def label(name: str) -> str:
+    return OPTIONS_BY_NAME[name].web.label
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize(
+    ("extra", "labels"),
+    [
+        # A background colour and a background image: one background only.
+        (
+            {"bg_color": "#ff0000", "bg_image_file": ("bg.png", solid_png())},
+            [label("bg_color"), label("bg_image")],
+        ),
+        # Two backgrounds.
+        (
+            {"bg_image_file": ("bg.png", solid_png()), "bg_image_url": "https://example.com/b.png"},
+            [label("bg_image"), f"{label('bg_image')} URL"],
+        ),
+        ({"bg_image_file": ("bg.png", b"")}, [label("bg_image")]),
+        ({"bg_image_url": "ftp://example.com/b.png"}, [f"{label('bg_image')} URL"]),
+        ({"crop": "true", "crop_margin": "wide"}, [label("crop_margin")]),
+    ],
+)
+def test_its_errors_name_the_pages_labels_not_the_api_fields(
+    customer_client, account, extra, labels
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = {"file": SimpleUploadedFile("photo.png", solid_png()), "model": "u2netp"}
+    for name, value in extra.items():
+        data[name] = SimpleUploadedFile(*value) if isinstance(value, tuple) else value
+    response = customer_client.post("/jobs/", data, HTTP_ACCEPT="application/json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    for shown in labels:
+        assert shown in error, error
+    leaked = [name for name in wire_names() if re.search(rf"\b{name}\b", error)]
+    assert leaked == [], error
+    assert_nothing_charged(account)
+
+
+# --- several photos at once: a batch --------------------------------------------------
+
+
+def upload_many(client, photos: list[tuple[str, bytes]], **fields):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post(
+        "/jobs/batch/",
+        {"files": [SimpleUploadedFile(name, data) for name, data in photos], **fields},
+        HTTP_ACCEPT="application/json",
+    )
+
+
+@pytest.mark.weights
+def test_several_photos_are_one_batch_charged_once_with_refusals_free(customer_client, account):
+    photos = [("a.jpg", photo_bytes("astronaut")), ("b.gif", GIF), ("c.png", solid_png())]
+    response = upload_many(customer_client, photos, model="u2netp", format="jpg")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    batch = Batch.objects.get()
+    assert body["batch_id"] == str(batch.id)
+    assert body["charged_credits"] == 50
+    assert body["balance"] == 950
+    assert body["endpoints"] == {
+        "check_status": f"/api/batch/{batch.id}",
+        "download_zip": f"/api/batch/{batch.id}/download",
+    }
+    assert [(item["index"], item["filename"], item["status"]) for item in body["items"]] == [
+        (0, "a.jpg", "pending"),
+        (1, "b.gif", "refused"),
+        (2, "c.png", "pending"),
+    ]
+    assert body["items"][1]["error"].startswith("Unsupported image format: gif")
+    # The same batch as the API makes: no key, the web's options, one charge transaction.
+    assert batch.api_key is None
+    assert batch.options == {"format": "jpg"}
+    charges = LedgerEntry.objects.filter(kind="charge")
+    assert sorted(charges.values_list("amount", flat=True)) == [-25, -25]
+    assert {job.batch_id for job in RemovalJob.objects.all()} == {batch.id}
+    account.refresh_from_db()
+    assert account.credit_balance == 950 == ledger_sum(account=account)
+
+
+@pytest.mark.weights
+def test_a_batch_refuses_a_background_image_by_its_label_and_charges_nothing(
+    customer_client, account
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    photos = [("a.png", solid_png()), ("b.png", solid_png())]
+    response = upload_many(
+        customer_client,
+        photos,
+        model="u2netp",
+        bg_image_file=SimpleUploadedFile("bg.png", solid_png()),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"{label('bg_image')} works with one photo")
+    assert not Batch.objects.exists()
+    assert_nothing_charged(account)
+
+
+@pytest.mark.weights
+def test_a_batch_the_balance_cannot_pay_for_charges_nothing(customer_client, account):
+    from billing.services import adjust_credits
+
+    adjust_credits(account=account, amount=-960, note="Leave 40 credits")
+    response = upload_many(customer_client, [("a.png", solid_png()), ("b.png", solid_png())])
+    assert response.status_code == 402
+    assert not Batch.objects.exists()
+    assert_nothing_charged(account, balance=40)
