@@ -174,12 +174,13 @@ clean:
 
 # A benchmark, not a test: rembg.remove() and `rembg s` vs our pipeline and
 # the whole service, on this machine; prints PASS/FAIL per target and writes
-# docs/benchmarks.md (about 15 minutes on 2 cores; BENCH_ARGS=--no-options
+# docs/benchmarks.md (about 25 minutes on 2 cores; BENCH_ARGS=--no-options
 # skips the output options' rows, BENCH_ARGS=--no-engines the MODEL_ENGINE
-# comparison; BENCH_ARGS=--quick runs only the side by side with `rembg s`
-# on small photos). Then bench/bench_waiters.py adds the waiting clients'
-# rows: 10, 100 and 1,000 waiters under `make run`'s and `make serve`'s
-# servers (a few more minutes).
+# comparison, BENCH_ARGS=--no-edges the edges on photos with known answers;
+# BENCH_ARGS=--quick runs only the side by side with `rembg s` on small
+# photos). Then bench/bench_waiters.py adds the waiting clients' rows: 10,
+# 100 and 1,000 waiters under `make run`'s and `make serve`'s servers (a
+# few more minutes).
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 	$(PY) bench/bench_waiters.py

@@ -21,7 +21,11 @@ benchmark into bench/out/rembg-venv (bench/peer.py): single requests as a
 user waits, throughput with 8 clients, peak RSS, PNG bytes, our stage split;
 and (i) the opt-in engines of ``MODEL_ENGINE`` (``bench/bench_engines.py``;
 ``--no-engines`` skips it): speed and mask drift, and the fastest one as a
-service against `rembg s`.
+service against `rembg s`; (j) edges on photos with known answers
+(``bench/bench_edges.py``; ``--no-edges`` skips it): colour in the soft band
+and the alpha's error against the truth, ours against rembg's default, its
+``decontaminate=True`` and alpha matting, and what edge cleaning costs a
+12 MP job.
 ``--quick`` runs (h) alone on small images with few runs (a few minutes).
 It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
 and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
@@ -187,6 +191,11 @@ def main() -> int:
         action="store_true",
         help="skip (i), the opt-in MODEL_ENGINE engines against onnxruntime (a few minutes)",
     )
+    parser.add_argument(
+        "--no-edges",
+        action="store_true",
+        help="skip (j), edges on photos with known answers (about 10 minutes)",
+    )
     parser.add_argument("--options-runs", type=int, default=3, help="timed runs at 1 MP for (g)")
     parser.add_argument(
         "--quick",
@@ -323,8 +332,17 @@ def main() -> int:
         print(f"  {bench_engines.SERVICE_ENGINE} as a service vs rembg s", flush=True)
         engine_service_rows = bench_engines.side_by_side(engine_photos, MODELS, args.runs, log=_log)
 
+    edge_results = None
+    if not args.no_edges:
+        from bench import bench_edges
+
+        print("(j) edges with known answers", flush=True)
+        edge_results = bench_edges.run(log=_log)
+
     targets = evaluate(rows, throughput, memory, parity) + peer_targets(side)
     targets += [Target(*target) for target in sync_targets(sync_rows)]
+    if edge_results is not None:
+        targets += [Target(*target) for target in bench_edges.targets(edge_results)]
     print()
     print("\n".join(table_lines(rows)))
     print()
@@ -369,6 +387,10 @@ def main() -> int:
                 docs / "benchmarks.md",
                 bench_engines.report_section(engines_result, engine_service_rows),
             )
+        if edge_results is not None:
+            from bench.bench_options import insert_before_notes
+
+            insert_before_notes(docs / "benchmarks.md", bench_edges.report_section(edge_results))
         print(f"Wrote {docs / 'benchmarks.md'} and {docs / 'benchmarks.png'}")
     saved = record.save(
         {
@@ -385,6 +407,7 @@ def main() -> int:
             "options": option_rows,
             "engines": engines_result,
             "engines_as_a_service": engine_service_rows,
+            "edges": edge_results,
         },
         docs=None if args.no_docs else Path(args.docs),
     )

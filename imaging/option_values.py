@@ -3,9 +3,11 @@ words the rows of the option table (``imaging.options``) point to."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from imaging.errors import OptionError
+from imaging.option_spec import OptionsBehaviour
 from imaging.parsers import SIZES
 
 
@@ -93,3 +95,41 @@ def words_if_set(template: str) -> Callable[[Any, dict], str | None]:
 def with_field(parser: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
     """A parser called as ``parse(value, field=...)``, with fixed arguments."""
     return lambda value, *, field, **more: parser(value, field=field, **fixed, **more)
+
+
+# --- What OutputOptions adds to the table's values ---------------------------------
+
+BACKGROUND_CONFLICT = (
+    "{bg_color} and a background image ({bg_image_url} or {bg_image_file}) cannot both be "
+    "given: send one background."
+)
+
+
+def background_conflict(names: Mapping[str, str] | None = None) -> str:
+    """BACKGROUND_CONFLICT naming the fields as a door does (``names``: wire name ->
+    what the door calls it; the wire names themselves by default)."""
+    fields = ("bg_color", "bg_image_url", "bg_image_file")
+    return BACKGROUND_CONFLICT.format(**{name: (names or {}).get(name, name) for name in fields})
+
+
+class OutputBehaviour(OptionsBehaviour):
+    """What the service's own table adds: one background, and the shadow to draw."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if getattr(self, "bg_color", None) is not None and getattr(self, "bg_image", None):
+            raise OptionError("bg_color", background_conflict())
+
+    @property
+    def shadow(self) -> str:
+        """The shadow to draw: shadow_type, or remove.bg's add_shadow=true as "car"."""
+        kind = getattr(self, "shadow_type", "none")
+        if kind == "none" and getattr(self, "add_shadow", False):
+            return "car"
+        return kind
+
+    @property
+    def shadow_strength(self) -> float:
+        """The shadow's opacity, 0-1 (shadow_opacity, else the type's own)."""
+        opacity = getattr(self, "shadow_opacity", None)
+        return (SHADOW_OPACITY.get(self.shadow, 0) if opacity is None else opacity) / 100.0

@@ -20,7 +20,7 @@ and its tests (docs/architecture.md walks through one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from types import MappingProxyType
 
 from imaging import parsers
@@ -34,12 +34,14 @@ from imaging.option_spec import (
     WEB,
     Option,
     OptionError,
-    OptionsBehaviour,
     WebField,
     options_class,
 )
 from imaging.option_values import (
+    BACKGROUND_CONFLICT,
     SHADOW_OPACITY,
+    OutputBehaviour,
+    background_conflict,
     box_words,
     colour_json,
     crop_words,
@@ -342,6 +344,54 @@ OPTIONS: tuple[Option, ...] = (
             widget="checkbox", label="Smooth the mask", id="opt-post-process", advanced=True
         ),
     ),
+    # --- Edges (imaging.edges) ---
+    Option(
+        name="decontaminate",
+        values="`true`, `false`",
+        parse=parsers.parse_bool_on,
+        default=True,
+        kind="flag",
+        doors=ALL_DOORS,
+        removebg_name="decontaminate",
+        help=(
+            "true (default): clean the soft edge's colours: where the mask is partly "
+            "transparent the subject's own colour is estimated, so the old background does "
+            "not show through (no halo in hair, no green fringe); the alpha stays the model's. "
+            "false: the photo's colours (rembg's default). Alpha matting estimates colours "
+            "itself; a mask alone has none."
+        ),
+        summary=lambda value, options: None if value else "edge colours as photographed",
+        web=WebField(
+            widget="checkbox",
+            label="Keep edge colours as photographed (no cleaning)",
+            id="opt-decontaminate",
+            checked_value="false",
+            advanced=True,
+        ),
+    ),
+    Option(
+        name="refine",
+        values="`none`, `edges`",
+        parse=parsers.parse_refine,
+        default="none",
+        kind="choice",
+        choices=parsers.REFINE,
+        doors=ALL_DOORS,
+        removebg_name="refine",
+        help=(
+            "none (default): the model's mask, scaled up from 320x320; edges: its soft edge "
+            "refined at full size with the photo as a guide (a guided filter), so it follows "
+            "the photo's real edges; a little slower."
+        ),
+        summary=lambda value, options: "edges refined" if value == "edges" else None,
+        web=WebField(
+            widget="checkbox",
+            label="Refine edges to follow the photo (full size)",
+            id="opt-refine",
+            checked_value="edges",
+            advanced=True,
+        ),
+    ),
     Option(
         name="roi",
         values="`x1 y1 x2 y2` in px or % of the input",
@@ -502,43 +552,7 @@ def options_for(door: str, table: Iterable[Option] = OPTIONS) -> list[Option]:
     return [option for option in table if door in option.doors]
 
 
-BACKGROUND_CONFLICT = (
-    "{bg_color} and a background image ({bg_image_url} or {bg_image_file}) cannot both be "
-    "given: send one background."
-)
-
-
-def background_conflict(names: Mapping[str, str] | None = None) -> str:
-    """BACKGROUND_CONFLICT naming the fields as a door does (``names``: wire name ->
-    what the door calls it; the wire names themselves by default)."""
-    fields = ("bg_color", "bg_image_url", "bg_image_file")
-    return BACKGROUND_CONFLICT.format(**{name: (names or {}).get(name, name) for name in fields})
-
-
-class _OutputBehaviour(OptionsBehaviour):
-    """What the service's own table adds: one background, and the shadow to draw."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if getattr(self, "bg_color", None) is not None and getattr(self, "bg_image", None):
-            raise OptionError("bg_color", background_conflict())
-
-    @property
-    def shadow(self) -> str:
-        """The shadow to draw: shadow_type, or remove.bg's add_shadow=true as "car"."""
-        kind = getattr(self, "shadow_type", "none")
-        if kind == "none" and getattr(self, "add_shadow", False):
-            return "car"
-        return kind
-
-    @property
-    def shadow_strength(self) -> float:
-        """The shadow's opacity, 0-1 (shadow_opacity, else the type's own)."""
-        opacity = getattr(self, "shadow_opacity", None)
-        return (SHADOW_OPACITY.get(self.shadow, 0) if opacity is None else opacity) / 100.0
-
-
-OutputOptions = options_class(OPTIONS, module=__name__, base=_OutputBehaviour)
+OutputOptions = options_class(OPTIONS, module=__name__, base=OutputBehaviour)
 DEFAULT_OPTIONS = OutputOptions()
 
 
@@ -573,6 +587,8 @@ def resolve_auto_format(options, *, opaque_background: bool = False):
 
 __all__ = [
     "ALL_DOORS",
+    "BACKGROUND_CONFLICT",
+    "background_conflict",
     "BATCH",
     "DEFAULT_OPTIONS",
     "DOORS",

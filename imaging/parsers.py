@@ -389,3 +389,28 @@ def parse_image_digest(value: Any, *, field: str) -> str | None:
     if not _DIGEST.match(text.lower()):
         raise OptionError(field, f"{field} must be an image, not {_echo(value)}.")
     return text.lower()
+
+
+# --- Edges (imaging.edges) ------------------------------------------------------
+
+REFINE = ("none", "edges")
+
+
+def parse_bool_on(value: Any, *, field: str) -> bool:
+    """``parse_bool`` for a flag that is on by default: blank leaves it on."""
+    if not isinstance(value, bool) and _text(value) is None:
+        return True
+    return parse_bool(value, field=field)
+
+
+def parse_refine(value: Any, *, field: str = "refine") -> str:
+    text = _text(value)
+    if text is None:
+        return "none"
+    if text.lower() not in REFINE:
+        raise OptionError(
+            field,
+            f"{field} must be none (the model's mask) or edges (the mask's edge refined "
+            f"to follow the photo's); got {_echo(value)}.",
+        )
+    return text.lower()

@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from imaging import engines
+from imaging.edges import warm_up_edges
 from imaging.model import predict_mask
 from imaging.png import warm_up_encoder
 
@@ -223,6 +224,8 @@ def warm_models(names: list[str], config: EngineConfig) -> dict[str, float]:
     """
     # The PNG encoder's compiled filter too (numba: seconds on first compile).
     logger.info("PNG encoder warm in %.2fs", warm_up_encoder())
+    # And the edge kernels every cut-out runs (numba as well).
+    logger.info("Edge kernels warm in %.2fs", warm_up_edges())
     timings: dict[str, float] = {}
     for name in names:
         if name not in MODELS or not is_available(name, config.models_dir):

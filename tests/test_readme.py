@@ -162,6 +162,11 @@ EXEMPT = {
         "a production host's command (it asks PostgreSQL); tests/revid/test_connection_budget.py "
         "runs it"
     ),
+    ("benchmarks.md", "python bench/bench_edges.py --docs"): (
+        "a benchmark: about 20 minutes of every core, which would skew the suite's measured "
+        "deadlines; it rewrites docs/benchmarks.md (`make bench` runs the same code as its "
+        "part (j))"
+    ),
     ("README.md", "manage.py install_models --from DIR"): (
         "`DIR` is a placeholder for the operator's folder of weights; "
         "tests/removal/test_commands.py runs install_models --from on a folder of its own"

@@ -71,6 +71,105 @@
     if (job.options_summary) $("job-options").textContent = job.options_summary;
     $("job-elapsed").textContent = job.elapsed_seconds != null ? job.elapsed_seconds.toFixed(2) + " s" : "–";
     $("job-model").textContent = job.model;
+    showZoom(job);
+  }
+
+  // --- edge close-up: a small piece of the edge, before and after ------
+  // The spot is where the result has the most partly transparent pixels
+  // (hair, fur), found on a small copy of the result; both pictures are
+  // then cropped there at full resolution and drawn magnified.
+  var ZOOM_SCAN = 160;  // the small copy's longer side, in pixels
+  var ZOOM_CELLS = 12;  // the small copy is searched in cells this many times across
+
+  function imageReady(img) {
+    return new Promise(function (resolve, reject) {
+      if (img.complete && img.naturalWidth) { resolve(img); return; }
+      img.addEventListener("load", function () { resolve(img); }, { once: true });
+      img.addEventListener("error", reject, { once: true });
+    });
+  }
+
+  function edgeSpot(img) {
+    var scale = ZOOM_SCAN / Math.max(img.naturalWidth, img.naturalHeight);
+    var width = Math.max(1, Math.round(img.naturalWidth * scale));
+    var height = Math.max(1, Math.round(img.naturalHeight * scale));
+    var canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    var context = canvas.getContext("2d");
+    context.drawImage(img, 0, 0, width, height);
+    var pixels = context.getImageData(0, 0, width, height).data;  // throws if cross-origin
+    var cell = Math.max(1, Math.ceil(Math.max(width, height) / ZOOM_CELLS));
+    var columns = Math.ceil(width / cell);
+    var cells = [];
+    for (var y = 0; y < height; y++) {
+      for (var x = 0; x < width; x++) {
+        var alpha = pixels[(y * width + x) * 4 + 3];
+        var index = Math.floor(y / cell) * columns + Math.floor(x / cell);
+        var counts = cells[index] || (cells[index] = { soft: 0, solid: 0, clear: 0 });
+        if (alpha < 24) counts.clear++;
+        else if (alpha > 232) counts.solid++;
+        else counts.soft++;
+      }
+    }
+    // The subject's edge: a cell that is at least a fifth subject and a
+    // fifth background, with the most soft pixels between them (a soft
+    // patch alone is more often a shadow the model half kept), higher up
+    // counting more (hair); else the most soft pixels anywhere (a subject
+    // that fills the frame).
+    var best = -1;
+    var bestScore = 0;
+    var fifth = (cell * cell) / 5;
+    var rows = Math.ceil(height / cell);
+    cells.forEach(function (counts, index) {
+      if (!counts || !counts.soft) return;
+      var edge = counts.solid >= fifth && counts.clear >= fifth;
+      var upper = 1.5 - Math.floor(index / columns) / rows;
+      var score = edge ? cell * cell + counts.soft * upper : counts.soft;
+      if (score > bestScore) { best = index; bestScore = score; }
+    });
+    if (best < 0) return null;
+    return {
+      x: ((best % columns) + 0.5) * cell / scale,
+      y: (Math.floor(best / columns) + 0.5) * cell / scale,
+    };
+  }
+
+  function drawPiece(canvas, img, spot, side) {
+    var left = Math.min(Math.max(0, Math.round(spot.x - side / 2)), img.naturalWidth - side);
+    var top = Math.min(Math.max(0, Math.round(spot.y - side / 2)), img.naturalHeight - side);
+    var context = canvas.getContext("2d");
+    context.imageSmoothingEnabled = false;
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(img, left, top, side, side, 0, 0, canvas.width, canvas.height);
+    canvas.setAttribute("data-piece", left + "," + top + "," + side);
+  }
+
+  function showZoom(job) {
+    var zoom = $("job-zoom");
+    if (!zoom) return;
+    zoom.hidden = true;
+    // A zip cannot be shown; a JPG, a mask or an opaque background has no
+    // partly transparent pixel, so no spot is found and nothing is shown.
+    if (!job.input_url || !job.output_url || job.output_format === "zip") return;
+    var before = $("job-before");
+    var after = $("job-after");
+    Promise.all([imageReady(before), imageReady(after)]).then(function () {
+      // A smaller result (size, max_width) lines up once scaled; a crop does not.
+      var ratio = before.naturalWidth / after.naturalWidth;
+      if (Math.abs(before.naturalHeight / after.naturalHeight - ratio) > 0.01 * ratio) return;
+      var spot = edgeSpot(after);
+      if (!spot) return;
+      var side = Math.max(16, Math.min(96, Math.round(Math.min(after.naturalWidth, after.naturalHeight) / 16)));
+      side = Math.min(side, after.naturalWidth, after.naturalHeight);
+      drawPiece($("job-zoom-after"), after, spot, side);
+      drawPiece($("job-zoom-before"), before, { x: spot.x * ratio, y: spot.y * ratio },
+        Math.max(1, Math.round(side * ratio)));
+      var canvas = $("job-zoom-after");
+      $("job-zoom-note").textContent = "A " + side + " × " + side + " pixel piece of the edge, " +
+        (canvas.width / side).toFixed(1) + "× magnified.";
+      zoom.hidden = false;
+    }).catch(function () { /* an image that cannot be read: no close-up */ });
   }
 
   function showFailure(job) {
@@ -122,6 +221,7 @@
     $("job-failed").hidden = true;
     $("job-result").hidden = true;
     $("job-expired").hidden = true;
+    if ($("job-zoom")) $("job-zoom").hidden = true;
     showProgress(0, "Uploading…");
   }
 

@@ -172,6 +172,16 @@ def test_format_zip_holds_the_colour_jpg_and_the_alpha_png(client):
     assert alpha.mode == "L"
 
 
+def test_edge_cleaning_and_refinement_are_taken_under_the_same_names(client):
+    cleaned = image_of(post(client, {"size": "full"}))
+    plain = image_of(post(client, {"size": "full", "decontaminate": "false"}))
+    refined = image_of(post(client, {"size": "full", "refine": "edges"}))
+    assert cleaned.size == plain.size == refined.size == (512, 512)
+    assert cleaned.getchannel("A").tobytes() == plain.getchannel("A").tobytes()
+    assert cleaned.tobytes() != plain.tobytes()
+    assert refined.getchannel("A").tobytes() != cleaned.getchannel("A").tobytes()
+
+
 def test_channels_alpha_is_the_mask_of_the_rgba_result(client):
     rgba = image_of(post(client, {"size": "full"}))
     mask = image_of(post(client, {"size": "full", "channels": "alpha"}))

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from imaging import (
+    edges,
     errors,
     finishing,
     matting,
@@ -66,10 +67,23 @@ def box_of(alpha: np.ndarray):
 # --- finish() on a known mask ---------------------------------------------------
 
 
-def test_default_options_give_todays_png_byte_for_byte(img, mask):
+def test_without_edge_cleaning_the_plain_png_is_byte_for_byte_the_old_one(img, mask):
     expected = png.encode_png(finishing.cutout_pixels(img, mask))
+    assert finish(img, mask, OutputOptions(decontaminate=False)).data == expected
+
+
+def test_default_options_give_the_edge_cleaned_png(img, mask):
+    # Edge cleaning is on by default (issue 20): the default PNG is the
+    # cleaned cut-out, its alpha exactly the mask's, its colours the photo's
+    # wherever the mask is not soft.
+    expected = png.encode_png(edges.clean_cutout(img, mask))
     finished = finish(img, mask)
     assert finished.data == expected
+    plain = finishing.cutout_pixels(img, mask)
+    cleaned = pixels(finished.data)
+    assert np.array_equal(cleaned[..., 3], plain[..., 3])
+    solid = np.asarray(mask) > edges.BAND_MAX
+    assert np.array_equal(cleaned[solid], plain[solid])
     assert (finished.format, finished.content_type, finished.extension) == (
         "png",
         "image/png",
@@ -413,13 +427,19 @@ def coffee(u2netp):
 
 
 @pytest.mark.model
-def test_default_options_give_the_old_pipelines_png(u2netp):
+def test_default_options_give_the_cleaned_cutout_and_without_cleaning_the_old_png(u2netp):
     data = encode(photo("astronaut"), "JPEG", quality=90)
     img = reading.decode_for_model(data, max_pixels=10**9)
     mask = model.predict_mask(img, u2netp)
     old = png.encode_png(finishing.cutout_pixels(img, mask))
+    plain = pipeline.remove_background(
+        data, u2netp, max_pixels=10**9, options=OutputOptions(decontaminate=False)
+    )
+    assert plain.data == old
+    # The default (issue 20): the same mask, the soft band's colours cleaned.
     cutout = pipeline.remove_background(data, u2netp, max_pixels=10**9)
-    assert cutout.data == old
+    assert cutout.data == png.encode_png(edges.clean_cutout(img, mask))
+    assert np.array_equal(alpha_of(cutout.data), alpha_of(old))
     assert (cutout.format, cutout.content_type, cutout.extension) == ("png", "image/png", "png")
     assert (cutout.width, cutout.height) == (512, 512)
     assert cutout.foreground is not None

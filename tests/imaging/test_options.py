@@ -24,6 +24,8 @@ EVERY_OPTION = OutputOptions(
     alpha_matting_background_threshold=20,
     alpha_matting_erode_size=5,
     post_process_mask=True,
+    decontaminate=False,
+    refine="edges",
 )
 
 
@@ -40,7 +42,7 @@ def test_options_survive_a_round_trip_through_json():
     assert data["roi"] == ["0px", "0px", "50%", "100%"]
     assert data["position"] == [10.0, 90.0]
     assert OutputOptions.from_json(data) == EVERY_OPTION
-    assert len(data) == 15  # all but channels, left at its default
+    assert len(data) == 17  # all but channels, left at its default
     assert len(EVERY_OPTION.to_json(full=True)) == len(OPTIONS)
 
 

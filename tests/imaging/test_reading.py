@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from imaging import errors, pipeline, reading
+from imaging import edges, errors, pipeline, reading
 from tests.images import (
     encode,
     grey_png,
@@ -167,9 +167,10 @@ def rgba(img: Image.Image) -> np.ndarray:
 
 
 def visible_colour_error(out: Image.Image, expected_rgb: np.ndarray) -> float:
-    """Mean colour difference where the cut-out is opaque enough to see."""
+    """Mean colour difference where the cut-out keeps the photo's colours:
+    above the soft band, whose colours are cleaned (estimated) by default."""
     arr = rgba(out)
-    seen = arr[..., 3] > 128
+    seen = arr[..., 3] > edges.BAND_MAX
     assert seen.sum() > 0.05 * seen.size, "the model kept almost nothing"
     return float(np.abs(arr[..., :3][seen] - expected_rgb.astype(np.int16)[seen]).mean())
 
