@@ -133,3 +133,17 @@ class OutputBehaviour(OptionsBehaviour):
         """The shadow's opacity, 0-1 (shadow_opacity, else the type's own)."""
         opacity = getattr(self, "shadow_opacity", None)
         return (SHADOW_OPACITY.get(self.shadow, 0) if opacity is None else opacity) / 100.0
+
+
+def resolve_auto_format(options, *, opaque_background: bool = False):
+    """remove.bg's ``format=auto``: JPG when an opaque ``bg_color`` or an
+    opaque background image (``opaque_background``) leaves no transparency,
+    else PNG (a mask alone is always PNG). Resolved before the job is
+    stored, so the file name carries the real extension."""
+    if options.format != "auto":
+        return options
+    opaque = (options.bg_color is not None and options.bg_color[3] == 255) or (
+        options.bg_image is not None and opaque_background
+    )
+    fmt = "jpg" if opaque and options.channels == "rgba" else "png"
+    return options.replace(format=fmt)

@@ -50,6 +50,7 @@ from imaging.option_values import (
     pixels_words,
     position_json,
     position_words,
+    resolve_auto_format,
     shadow_words,
     shown_colour,
     with_field,
@@ -569,20 +570,6 @@ def summarize(*, options: dict, output_format: str, table: Iterable[Option] = OP
     if len(parts) == 1:
         parts.append("full size, transparent")
     return " · ".join(parts)
-
-
-def resolve_auto_format(options, *, opaque_background: bool = False):
-    """remove.bg's ``format=auto``: JPG when an opaque ``bg_color`` or an
-    opaque background image (``opaque_background``) leaves no transparency,
-    else PNG (a mask alone is always PNG). Resolved before the job is
-    stored, so the file name carries the real extension."""
-    if options.format != "auto":
-        return options
-    opaque = (options.bg_color is not None and options.bg_color[3] == 255) or (
-        options.bg_image is not None and opaque_background
-    )
-    fmt = "jpg" if opaque and options.channels == "rgba" else "png"
-    return options.replace(format=fmt)
 
 
 __all__ = [
