@@ -71,8 +71,12 @@ def log_in(page, live_server, username: str, path: str = "/"):
 
 
 @contextmanager
-def make_serve(tmp_path, **extra_env: str):
-    """`make serve` on a free port, against the test database; yields its URL."""
+def serve_process(
+    tmp_path, *, path: str = "/healthz", headers: dict | None = None, **extra_env: str
+):
+    """`make serve` on a free port, against the test database, once ``path``
+    answers 200; yields (its process, its URL, its log) and stops the whole
+    process group at the end if the test has not."""
     port = free_port()
     env = subprocess_env(
         STATIC_ROOT=str(tmp_path / "static"),
@@ -96,16 +100,29 @@ def make_serve(tmp_path, **extra_env: str):
     def up():
         assert process.poll() is None, log_path.read_text()
         try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+            return requests.get(f"{url}{path}", headers=headers, timeout=5).status_code == 200
         except requests.RequestException:
             return False
 
     try:
-        wait_for(up, timeout=120, message="make serve never answered")
-        yield url, log_path
+        wait_for(up, timeout=120, message=f"make serve never answered {path}")
+        yield process, url, log_path
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # a request the test left hanging
+            process.wait(timeout=30)
+
+
+@contextmanager
+def make_serve(tmp_path, **extra_env: str):
+    """`make serve` (``serve_process``); yields its URL and log, and checks
+    at the end that the log has no traceback and no 500."""
+    with serve_process(tmp_path, **extra_env) as (_process, url, log_path):
+        yield url, log_path
     log = log_path.read_text(errors="replace")
     assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
 

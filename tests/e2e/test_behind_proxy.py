@@ -2,16 +2,13 @@
 them: `make serve` with SECURE_HTTPS=1 receives plain http from the proxy
 with ``X-Forwarded-Proto: https``, and everything it hands out is https."""
 
-import contextlib
-import os
 import re
-import signal
-import subprocess
 
 import pytest
 import requests
 
-from tests.conftest import CUSTOMER_PASSWORD, ROOT, free_port, subprocess_env, wait_for
+from tests.conftest import CUSTOMER_PASSWORD
+from tests.e2e.conftest import serve_process
 from tests.job_factory import completed_job
 
 pytestmark = [pytest.mark.e2e]
@@ -22,41 +19,16 @@ FROM_PROXY = {"Host": HOST, "X-Forwarded-Proto": "https"}
 
 @pytest.fixture
 def server(transactional_db, tmp_path):
-    port = free_port()
-    env = subprocess_env(
-        STATIC_ROOT=str(tmp_path / "static"),
-        HOST="127.0.0.1",
-        PORT=str(port),
+    with serve_process(
+        tmp_path,
+        headers={"Host": HOST},  # the only host it serves
         WEB_CONCURRENCY="1",
         SECURE_HTTPS="1",
         ALLOWED_HOSTS=HOST,
         CSRF_TRUSTED_ORIGINS=f"https://{HOST}",
         SITE_URL=f"https://{HOST}",
-    )
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", "venv", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert process.poll() is None, log_path.read_text()
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(f"{url}/healthz", headers={"Host": HOST}, timeout=2).ok
-        return False
-
-    try:
-        wait_for(up, timeout=120, message="make serve never answered")
+    ) as (_process, url, _log):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def test_results_links_and_headers_are_https_behind_the_proxy(server, account):

@@ -7,10 +7,8 @@ waits for a worker (none runs, so the door gives up after
 REMOVEBG_QUEUE_WAIT_SECONDS, fails and refunds the job, and answers 429).
 """
 
-import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -19,7 +17,8 @@ import requests
 
 from billing.models import LedgerEntry
 from removal.models import RemovalJob
-from tests.conftest import ROOT, free_port, subprocess_env, wait_for
+from tests.conftest import wait_for
+from tests.e2e.conftest import serve_process
 from tests.images import solid_png
 
 pytestmark = [pytest.mark.e2e]
@@ -29,39 +28,13 @@ QUEUE_WAIT = 4  # REMOVEBG_QUEUE_WAIT_SECONDS for the server under test
 
 @pytest.fixture
 def serve(transactional_db, tmp_path):
-    port = free_port()
-    env = subprocess_env(
-        STATIC_ROOT=str(tmp_path / "static"),
-        HOST="127.0.0.1",
-        PORT=str(port),
+    with serve_process(
+        tmp_path,
+        path="/readyz",
         WEB_CONCURRENCY="1",
         REMOVEBG_QUEUE_WAIT_SECONDS=str(QUEUE_WAIT),
-    )
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", "venv", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert process.poll() is None, log_path.read_text()
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(f"{url}/readyz", timeout=5).status_code == 200
-        return False
-
-    try:
-        wait_for(up, timeout=120, message="make serve never got ready")
-        yield process, url, log_path
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    ) as served:
+        yield served
 
 
 def probe(url: str) -> int | str:
