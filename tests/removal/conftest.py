@@ -2,40 +2,7 @@
 
 import pytest
 
-
-class EventLoopThread:
-    """An event loop on a thread of its own, as a web process's server runs one:
-    tests hand it coroutines (``run`` waits, ``start`` returns a future)."""
-
-    def __init__(self):
-        import asyncio
-        import threading
-
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def start(self, coroutine):
-        import asyncio
-
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-
-    def run(self, coroutine, timeout: float = 60):
-        return self.start(coroutine).result(timeout=timeout)
-
-    def close(self) -> None:
-        import asyncio
-
-        async def cancel_all():
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
+from tests.event_loop import EventLoopThread
 
 
 @pytest.fixture
