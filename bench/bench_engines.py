@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENGINE_NAMES = ("onnxruntime", "openvino", "openvino-bf16")
+ENGINE_NAMES = ("onnxruntime", "openvino", "openvino-bf16", "openvino-mixed")
 SERVICE_ENGINE = "openvino-bf16"
 
 
@@ -133,8 +133,10 @@ def report_section(result: dict, service_rows: list) -> str:
         "",
         "The pipeline in this process on each engine (medians, alternated), and its mask "
         "against `rembg.remove()` on ONNX Runtime (`bench/bench_engines.py`). ONNX Runtime "
-        "is the default; the OpenVINO engines are opt-in. A row whose mask misses the "
-        "parity goal (IoU ≥ 0.99, mean |Δalpha| ≤ 1/255) is why an engine is not the default.",
+        "is the default; the OpenVINO engines are opt-in (`openvino-mixed`: bf16 except the "
+        "layers that move the mask, imaging/mixed.py; u2netp only, other models fp32). A row "
+        "whose mask misses the parity goal (IoU ≥ 0.99, mean |Δalpha| ≤ 1/255) is why an "
+        "engine is not the default.",
         "",
         "| engine | model | image | pipeline | / onnxruntime | mask IoU | mean abs Δalpha |",
         "|---|---|---|---|---|---|---|",
