@@ -3,8 +3,8 @@
 In this process, for each engine, model and photo: the pipeline's median
 time and its mask against ``rembg.remove()`` on ONNX Runtime (the default,
 and the reference), plus the small and thin 12 MP subjects of (f), where
-a less precise model shows first. Then the fastest engine, as a service,
-side by side with `rembg s` (bench/peer.py), as a user waits.
+a less precise model shows first. Then bf16 and mixed precision, each as
+a service, side by side with `rembg s` (bench/peer.py), as a user waits.
 
 ``python bench/bench_engines.py`` runs the in-process part alone and prints it.
 """
@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENGINE_NAMES = ("onnxruntime", "openvino", "openvino-bf16")
-SERVICE_ENGINE = "openvino-bf16"
+ENGINE_NAMES = ("onnxruntime", "openvino", "openvino-bf16", "openvino-mixed")
+# Run as a service against `rembg s`, each in turn (rembg s started once).
+SERVICE_ENGINES = ("openvino-bf16", "openvino-mixed")
 
 
 def _setup_django() -> None:
@@ -105,21 +106,30 @@ def measure(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -
 
 
 def side_by_side(photos: dict[str, bytes], models: tuple[str, ...], runs: int, log) -> list:
-    """``SERVICE_ENGINE`` as a service against `rembg s`: single requests, as in (h)."""
+    """Each of ``SERVICE_ENGINES`` as a service against `rembg s`: single requests, as in (h)."""
     from bench import peer as peers
     from bench.service import Service, free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="revid-bench-engine-"))
-    service = Service(workdir, {"WARM_MODELS": ",".join(models), "MODEL_ENGINE": SERVICE_ENGINE})
     rival = peers.Peer(workdir, free_port(), log=log)
+    rows: list[dict] = []
     try:
-        key = service.start()
-        ours = peers.Ours(service.base, key, workdir / "data" / "db.sqlite3")
         rival.start(models)
-        return peers.single_requests(rival, ours, photos, models, runs, log=log)
+        for engine in SERVICE_ENGINES:
+            log(f"  MODEL_ENGINE={engine} as a service vs rembg s")
+            folder = workdir / engine
+            folder.mkdir()
+            service = Service(folder, {"WARM_MODELS": ",".join(models), "MODEL_ENGINE": engine})
+            try:
+                key = service.start()
+                ours = peers.Ours(service.base, key, folder / "data" / "db.sqlite3")
+                found = peers.single_requests(rival, ours, photos, models, runs, log=log)
+            finally:
+                service.stop()
+            rows += [{**row, "engine": engine} for row in found]
     finally:
         rival.stop()
-        service.stop()
+    return rows
 
 
 def report_section(result: dict, service_rows: list) -> str:
@@ -133,8 +143,10 @@ def report_section(result: dict, service_rows: list) -> str:
         "",
         "The pipeline in this process on each engine (medians, alternated), and its mask "
         "against `rembg.remove()` on ONNX Runtime (`bench/bench_engines.py`). ONNX Runtime "
-        "is the default; the OpenVINO engines are opt-in. A row whose mask misses the "
-        "parity goal (IoU ≥ 0.99, mean |Δalpha| ≤ 1/255) is why an engine is not the default.",
+        "is the default; the OpenVINO engines are opt-in (`openvino-mixed`: bf16 except the "
+        "layers that move the mask, imaging/mixed.py; u2netp only, other models fp32). A row "
+        "whose mask misses the parity goal (IoU ≥ 0.99, mean |Δalpha| ≤ 1/255) is why an "
+        "engine is not the default.",
         "",
         "| engine | model | image | pipeline | / onnxruntime | mask IoU | mean abs Δalpha |",
         "|---|---|---|---|---|---|---|",
@@ -164,20 +176,21 @@ def report_section(result: dict, service_rows: list) -> str:
     if service_rows:
         lines += [
             "",
-            f"`MODEL_ENGINE={SERVICE_ENGINE}` as a service, side by side with `rembg s` "
-            "(single requests as in the section above, medians). `rembg s` runs fp32 (ONNX "
-            "Runtime): these ratios compare our bf16 with its fp32, and the last two columns "
-            "are the mask drift that speed costs (against its fp32 answer):",
+            "Each opt-in engine as a service, side by side with `rembg s` (single requests as "
+            "in the section above, medians; one `rembg s`, each engine's service in turn). "
+            "`rembg s` runs fp32 (ONNX Runtime): these ratios compare our bf16 or mixed "
+            "precision with its fp32, and the last two columns are the mask drift that speed "
+            "costs (against its fp32 answer):",
             "",
-            "| model | image | rembg s (fp32) | ours bf16, POST + ?wait= + download "
-            "| ours bf16, /v1.0/removebg | ?wait= / peer, bf16 vs fp32 "
-            "| sync / peer, bf16 vs fp32 | mask IoU, bf16 vs fp32 "
-            "| mean abs Δalpha, bf16 vs fp32 |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| engine | model | image | rembg s (fp32) | ours, POST + ?wait= + download "
+            "| ours, /v1.0/removebg | ?wait= / peer | sync / peer | mask IoU vs rembg s "
+            "| mean abs Δalpha vs rembg s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in service_rows:
             lines.append(
-                f"| {r['model']} | {r['image']} | {r['peer']:.3f} s | {r['wait']:.3f} s | "
+                f"| {r.get('engine', SERVICE_ENGINES[0])} | {r['model']} | {r['image']} | "
+                f"{r['peer']:.3f} s | {r['wait']:.3f} s | "
                 f"{r['sync']:.3f} s | {r['wait'] / r['peer']:.2f} | {r['sync'] / r['peer']:.2f} "
                 f"| {r['iou']:.4f} | {r['mad']:.3f} |"
             )

@@ -20,12 +20,12 @@ side by side with `rembg s`, rembg's own HTTP server, installed by the
 benchmark into bench/out/rembg-venv (bench/peer.py): single requests as a
 user waits, throughput with 8 clients, peak RSS, PNG bytes, our stage split;
 and (i) the opt-in engines of ``MODEL_ENGINE`` (``bench/bench_engines.py``;
-``--no-engines`` skips it): speed and mask drift, and the fastest one as a
-service against `rembg s`; (j) edges on photos with known answers
-(``bench/bench_edges.py``; ``--no-edges`` skips it): colour in the soft band
-and the alpha's error against the truth, ours against rembg's default, its
-``decontaminate=True`` and alpha matting, and what edge cleaning costs a
-12 MP job.
+``--no-engines`` skips it): speed and mask drift, and bf16 and mixed
+precision as services against `rembg s`; (j) edges on photos with known
+answers (``bench/bench_edges.py``; ``--no-edges`` skips it): colour in the
+soft band and the alpha's error against the truth, ours against rembg's
+default, its ``decontaminate=True`` and alpha matting, and what edge
+cleaning costs a 12 MP job.
 ``--quick`` runs (h) alone on small images with few runs (a few minutes).
 It prints a table with each target PASS/FAIL and writes docs/benchmarks.md
 and docs/benchmarks.png. A benchmark, not a test: it never fails a build.
@@ -329,7 +329,6 @@ def main() -> int:
         print("(i) opt-in engines (MODEL_ENGINE)", flush=True)
         engine_photos = {name: make_photo(photo, size) for name, photo, size in PEER_IMAGES}
         engines_result = bench_engines.measure(engine_photos, MODELS, args.runs, log=_log)
-        print(f"  {bench_engines.SERVICE_ENGINE} as a service vs rembg s", flush=True)
         engine_service_rows = bench_engines.side_by_side(engine_photos, MODELS, args.runs, log=_log)
 
     edge_results = None

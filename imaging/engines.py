@@ -28,6 +28,8 @@ ENGINES: dict[str, str | None] = {
     "onnxruntime": None,
     "openvino": "f32",
     "openvino-bf16": "bf16",
+    # bf16 except the layers that move the mask (imaging/mixed.py).
+    "openvino-mixed": "mixed",
 }
 
 

@@ -204,11 +204,23 @@ def _openvino_session(name: str, precision: str, config: EngineConfig):
     """
     from rembg.sessions import sessions
 
+    from imaging import mixed
+
     session_class = sessions[name]
     session = session_class.__new__(session_class)
     session.model_name = name
+    path = weights_path(name, config.models_dir)
+    if precision == "mixed":
+        # A model whose drift was not measured layer by layer runs in fp32.
+        ranges = mixed.FP32_RANGES.get(name)
+        if ranges is not None:
+            session.inner_session = mixed.MixedPrecisionModel(
+                path, ranges, threads=config.intra_op_threads
+            )
+            return session
+        precision = "f32"
     session.inner_session = engines.OpenVinoModel(
-        weights_path(name, config.models_dir), precision=precision, threads=config.intra_op_threads
+        path, precision=precision, threads=config.intra_op_threads
     )
     return session
 

@@ -330,9 +330,10 @@ ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", True)
 # fp32 (the same masks, 8-16 % faster here) or in bf16 (about 2.2x faster on
 # CPUs with AVX-512 BF16/AMX, but the masks drift: docs/benchmarks.md).
 MODEL_ENGINE = env_str("MODEL_ENGINE", "onnxruntime")
-if MODEL_ENGINE not in ("onnxruntime", "openvino", "openvino-bf16"):
+if MODEL_ENGINE not in ("onnxruntime", "openvino", "openvino-bf16", "openvino-mixed"):
     raise ImproperlyConfigured(
-        f"MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16, got {MODEL_ENGINE!r}"
+        "MODEL_ENGINE must be onnxruntime, openvino, openvino-bf16 or openvino-mixed, "
+        f"got {MODEL_ENGINE!r}"
     )
 if MODEL_ENGINE.startswith("openvino") and find_spec("openvino") is None:
     raise ImproperlyConfigured(

@@ -90,7 +90,7 @@ def test_real_environment_variables_win_over_the_env_file(tmp_path):
 
 def test_an_unknown_model_engine_fails_loudly_at_start():
     stderr = django_start_error({"MODEL_ENGINE": "tensorrt"})
-    assert "MODEL_ENGINE must be onnxruntime, openvino or openvino-bf16" in stderr
+    assert "MODEL_ENGINE must be onnxruntime, openvino, openvino-bf16 or openvino-mixed" in stderr
 
 
 DATABASE_FIELDS = (
