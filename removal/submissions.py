@@ -331,6 +331,11 @@ def build_request(
         origin=origin,
         upload_field=upload_field,
     )
+    return download_and_finish(checked)
+
+
+def download_and_finish(checked: CheckedRequest) -> RemovalRequest:
+    """``checked``'s URLs fetched on this thread, then ``finish_request``."""
     source, background = checked.source, checked.background
     if isinstance(source, str):
         source = download_image(source)
@@ -466,16 +471,14 @@ def seed_request(
     default_webhook_url: str = "",
 ) -> RemovalRequest:
     """A submission to the seed API or the web page (same field names), validated."""
-    return build_request(
-        account=account,
+    checked = check_seed_request(
         fields=fields,
-        door=door,
-        model_name=fields.text("model"),
         idempotency_key=idempotency_key,
-        webhook_url=fields.text("webhook_url"),
-        default_webhook_url=default_webhook_url,
         origin=origin,
+        door=door,
+        default_webhook_url=default_webhook_url,
     )
+    return download_and_finish(checked)
 
 
 def check_seed_request(
