@@ -123,6 +123,11 @@ def make_serve(tmp_path, **extra_env: str):
     at the end that the log has no traceback and no 500."""
     with serve_process(tmp_path, **extra_env) as (_process, url, log_path):
         yield url, log_path
+    assert_clean_log(log_path)
+
+
+def assert_clean_log(log_path) -> None:
+    """A server's log with no traceback and no 500."""
     log = log_path.read_text(errors="replace")
     assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
 

@@ -26,7 +26,7 @@ from billing.services import open_account
 from removal.models import RemovalJob
 from removal.services import fail_job
 from tests.conftest import wait_for
-from tests.e2e.conftest import make_serve
+from tests.e2e.conftest import assert_clean_log, serve_process
 from tests.e2e.load_client import (
     Call,
     LoopThread,
@@ -61,21 +61,11 @@ def waiting_now(url: str) -> float:
     return 0.0
 
 
-def server_pids(port: int) -> list[int]:
-    """The gunicorn master and workers serving ``port``."""
-    from pathlib import Path
-
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_text().replace("\0", " ")
-        except OSError:
-            continue
-        if "revid.asgi" in cmdline and f":{port} " in cmdline:
-            pids.append(int(entry.name))
-    return sorted({pid for root in pids for pid in process_tree(root)})
+def server_pids(make: int) -> list[int]:
+    """The gunicorn master and workers that ``make serve`` (pid ``make``) started."""
+    pids = [pid for pid in process_tree(make) if pid != make]
+    assert pids, "make serve has no server process"
+    return pids
 
 
 def timings(call, count: int, *, spacing: float = 0.0) -> list[float]:
@@ -107,7 +97,7 @@ def test_hundreds_of_waiting_clients_leave_health_and_submissions_prompt(
         "LOG_LEVEL": "WARNING",
     }
     (tmp_path / "metrics").mkdir()
-    with make_serve(tmp_path, **env) as (url, _log):
+    with serve_process(tmp_path, **env) as (make, url, log_path):
         port = int(url.rsplit(":", 1)[1])
 
         def healthz():
@@ -127,7 +117,7 @@ def test_hundreds_of_waiting_clients_leave_health_and_submissions_prompt(
         timings(submit, 3)
         idle_health = timings(healthz, PROBES // 3, spacing=0.005)
         idle_submit = timings(submit, SUBMITS // 2)
-        idle_rss, idle_threads = rss_and_threads(server_pids(port))
+        idle_rss, idle_threads = rss_and_threads(server_pids(make.pid))
 
         jobs = [submitted_job(account) for _ in range(JOBS)]
         body, content_type = multipart(
@@ -164,7 +154,7 @@ def test_hundreds_of_waiting_clients_leave_health_and_submissions_prompt(
 
             during_health = timings(healthz, PROBES, spacing=0.005)
             during_submit = timings(submit, SUBMITS)
-            rss, threads = rss_and_threads(server_pids(port))
+            rss, threads = rss_and_threads(server_pids(make.pid))
             assert not any(future.done() for future in futures)
 
             # A hundred clients close their connections mid-wait.
@@ -191,6 +181,7 @@ def test_hundreds_of_waiting_clients_leave_health_and_submissions_prompt(
             answers = [future.result(timeout=60) for future in futures[HANG_UPS:]]
         finally:
             clients.close()
+    assert_clean_log(log_path)
 
     # Each client's hand-off: from its job's end (committed, announced) to its answer.
     answered_jobs = [str(jobs[i % JOBS].id) for i in range(HANG_UPS, LONG_POLLS)] + [
