@@ -39,7 +39,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
 from imaging.errors import DeadlineExceeded
 from imaging.options import OutputOptions
@@ -294,11 +293,9 @@ class _Runner:
         if time.monotonic() > self.claim_until or self.should_stop() or self._others_waiting():
             return None
         for job_id in self._pending().values_list("pk", flat=True)[:3]:
-            # Claimed for the queue too, so the batch's own hand-off never queues it.
-            RemovalJob.objects.filter(pk=job_id, queued_at__isnull=True).update(
-                queued_at=timezone.now()
-            )
             job = RemovalJob.objects.select_related("account").get(pk=job_id)
-            if job.mark_processing():
+            # Claimed for the batch's queue too (it counts as in flight there),
+            # in the one statement that claims it for this worker.
+            if job.mark_processing(queued=True):
                 return self._item(job, time.monotonic())
         return None

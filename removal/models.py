@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
@@ -158,11 +159,14 @@ class RemovalJob(models.Model):
                     setattr(self, field, value)
         return bool(updated)
 
-    def mark_processing(self, *, stale_before=None) -> bool:
+    def mark_processing(self, *, stale_before=None, queued: bool = False) -> bool:
         """Claims the job for this worker. False if someone else has it.
 
         A job stuck in processing since before ``stale_before`` (its worker
-        died) may be claimed again.
+        died) may be claimed again. ``queued``: the claim also counts as the
+        job's place in its batch's queue (``queued_at``), in the same
+        statement, so a worker killed between the two leaves no item that
+        counts as queued but has no task.
         """
         now = timezone.now()
         changes = dict(
@@ -172,6 +176,8 @@ class RemovalJob(models.Model):
             started_at=now,
             attempts=models.F("attempts") + 1,
         )
+        if queued:
+            changes["queued_at"] = Coalesce(models.F("queued_at"), models.Value(now))
         claimed = RemovalJob.objects.filter(pk=self.pk, status=self.Status.PENDING).update(
             **changes
         )

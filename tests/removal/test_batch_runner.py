@@ -2,16 +2,18 @@
 the same bytes as one job per task, each item ended (and refunded) on its own,
 and nobody else's image left waiting behind the batch."""
 
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from billing.models import LedgerEntry
 from billing.selectors import ledger_sum
 from imaging import pipeline
 from imaging.options import OutputOptions
-from removal import batch_runner, registry
+from removal import batch_runner, registry, services
 from removal.models import Batch, RemovalJob
 from tests.images import photo_bytes
 from tests.job_factory import submitted_batch, submitted_job
@@ -122,3 +124,44 @@ def test_items_are_claimed_only_in_the_first_half_of_the_task_timeout(
     run(items_of(batch)[0].id, django_capture_on_commit_callbacks)
 
     assert [job.status for job in items_of(batch)] == ["completed", "pending"]
+
+
+def test_claiming_an_item_counts_it_as_queued_in_the_same_statement(account):
+    """The runner's claim: processing and in the batch's queue at once, or neither,
+    so a worker killed mid-claim never leaves an item queued without a task."""
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS[:2]])
+    first, second = items_of(batch)
+    assert first.queued_at is None
+
+    assert first.mark_processing(queued=True)
+    first.refresh_from_db()
+    assert first.status == RemovalJob.Status.PROCESSING and first.queued_at is not None
+
+    taken = RemovalJob.objects.get(pk=second.pk)
+    assert taken.mark_processing()  # another worker had it first
+    assert not second.mark_processing(queued=True)
+    second.refresh_from_db()
+    assert second.queued_at is None
+
+
+def test_a_worker_killed_after_claiming_an_item_leaves_the_batch_to_go_on(
+    account, django_capture_on_commit_callbacks
+):
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS])
+    claimed = items_of(batch)[0]
+    assert claimed.mark_processing(queued=True)  # then its worker dies
+    RemovalJob.objects.filter(pk=claimed.pk).update(
+        started_at=timezone.now() - timedelta(seconds=settings.REMOVAL_JOB_TIMEOUT + 3600)
+    )
+
+    with (
+        mock.patch("removal.batches.enqueue_job") as enqueued,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.fail_stale_jobs()
+
+    jobs = items_of(batch)
+    assert [job.status for job in jobs] == ["failed", "pending", "pending"]
+    # The batch's next item is handed to the queue (BATCH_CONCURRENCY in flight).
+    queued = [call.kwargs["job_id"] for call in enqueued.call_args_list]
+    assert queued == [jobs[1].id][: settings.BATCH_CONCURRENCY]
