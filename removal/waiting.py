@@ -52,7 +52,6 @@ import math
 import os
 import uuid
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -190,11 +189,14 @@ async def wait_for_job(
     # the event, and one sent earlier followed a commit the read will see.
     waiter = listener.add(key)
     try:
-        await listener.ensure_started(timeout=min(LISTENER_START_WAIT, timeout))
-        if await sync_to_async(_is_finished)(key):
-            return True
-        # From here on this request needs neither its thread nor a connection.
+        # From here on this request needs neither its thread nor a connection:
+        # both go now, before anything here can take long (a listener that
+        # starts, a busy database), so that a burst of waiters never holds
+        # a connection each. The one read below is on the sweep's threads.
         await serving.release_request_thread()
+        await listener.ensure_started(timeout=min(LISTENER_START_WAIT, timeout))
+        if await wait_listeners.on_db_thread(_is_finished, key):
+            return True
         shutdown = serving.shutdown_event()
         while not waiter.finished:
             remaining = deadline - loop.time()
@@ -210,6 +212,8 @@ async def wait_for_job(
 
 
 def _is_finished(job_id: str) -> bool:
+    for connection in connections.all(initialized_only=True):
+        connection.close_if_unusable_or_obsolete()
     return RemovalJob.objects.filter(pk=job_id, status__in=FINISHED).exists()
 
 
