@@ -57,9 +57,32 @@ def sync_slots() -> asyncio.Semaphore:
 
 
 async def run_sync(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``function`` on the request's thread (as Django runs a sync view), in a slot."""
+    """``function`` on the request's thread (as Django runs a sync view), in a slot.
+
+    Under the ASGI server the request's database connections are closed as
+    the step ends (outside a transaction): a request between two sync steps,
+    or on its way to a wait, holds no connection, so a process never holds
+    more than its ``WEB_THREADS`` slots' worth, however many requests it has.
+    """
+    step = _then_close(function) if _in_server_request() else function
     async with sync_slots():
-        return await sync_to_async(function)(*args, **kwargs)
+        return await sync_to_async(step)(*args, **kwargs)
+
+
+def _in_server_request() -> bool:
+    """Whether this is a request of Django's ASGI handler, on a thread of its own."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    return context is not None and getattr(context, "_executor", None) is None
+
+
+def _then_close(function: Callable[..., T]) -> Callable[..., T]:
+    def step(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_db_connections()
+
+    return step
 
 
 def close_db_connections() -> None:
