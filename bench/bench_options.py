@@ -289,8 +289,16 @@ def add_to_report(path: Path, rows: list[Row], *, model: str = "u2net") -> None:
 
 
 def insert_before_notes(path: Path, section: str) -> None:
-    """Adds a section to ``make bench``'s report, before its notes."""
+    """Puts a section into ``make bench``'s report: in place of the one with
+    the same heading from an earlier run, else before its notes."""
     text = path.read_text()
+    heading = "\n" + section.split("\n", 1)[0] + "\n"
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + len(heading))
+        end = len(text) if end < 0 else end + 1
+        path.write_text(text[: start + 1] + section.rstrip("\n") + "\n\n" + text[end:])
+        return
     notes = text.find("\n## Notes\n")
     if notes < 0:
         text = text.rstrip("\n") + "\n\n" + section

@@ -409,9 +409,9 @@ def main() -> int:
                     print(json.dumps(row.__dict__))
             finally:
                 server.stop()
-    note = (
-        f"Measured on this machine at a load average of {load:.1f} (2 cores, other work "
-        "running): the numbers are indicative."
+    busy = load >= os.cpu_count() / 2
+    note = f"Measured on this machine at a load average of {load:.1f} ({os.cpu_count()} cores, " + (
+        "other work running): the numbers are indicative." if busy else "nothing else running)."
     )
     text = markdown(rows, single, note)
     print(text)

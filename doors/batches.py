@@ -46,7 +46,7 @@ from removal.registry import MODELS
 from removal.submissions import Fields, MultipleSources
 from revid.errors import ApplicationError, ErrorSerializer
 from revid.parsers import JSONObjectParser
-from revid.serving import run_sync
+from revid.serving import release_request_thread, run_sync
 from webhooks.selectors import webhook_url_for
 
 BatchInputSerializer = input_serializer(
@@ -132,7 +132,7 @@ def batch_created_payload(batch: Batch) -> dict:
     }
 
 
-class BatchSubmitApi(APIView):
+class BatchSubmitApi(AsyncAPIView):
     throttle_classes = [SubmissionRateThrottle]
     # A JSON body must be one object (revid.parsers); multipart bodies may
     # reach BATCH_MAX_BYTES (doors.uploads).
@@ -158,24 +158,40 @@ class BatchSubmitApi(APIView):
         f"{settings.REMOVAL_PRICE_CREDITS} credits each in one transaction (402 and nothing "
         "charged if the balance cannot cover them all).",
     )
-    def post(self, request: Request) -> Response:
-        raise_if_upload_refused(request)
-        account = request.auth.account
-        fields = Fields(
-            {k: v for k, v in request.data.items() if k != "items"}
-            if isinstance(request.data, dict)
-            else request.data,
-            {},
-        )
-        batch_request = batch_submissions.build_batch_request(
-            fields=fields,
-            items=read_items(request),
-            door=BATCH,
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            default_webhook_url=webhook_url_for(account=account),
-        )
-        batch = batches.submit_batch(account=account, api_key=request.auth, request=batch_request)
-        return Response(batch_created_payload(batch), status=status.HTTP_202_ACCEPTED)
+    async def post(self, request: Request) -> Response:
+        # The body and the batch-wide fields on the request's thread; the
+        # items' URLs on the event loop with that thread released (slow
+        # remotes hold none); each item's checks and the charge on a thread.
+        def check() -> tuple[batch_submissions.BatchFields, list]:
+            data = request.data
+            raise_if_upload_refused(request)
+            fields = Fields(
+                {k: v for k, v in data.items() if k != "items"} if isinstance(data, dict) else data,
+                {},
+            )
+            items = read_items(request)
+            batch = batch_submissions.check_batch_fields(
+                fields=fields,
+                items=items,
+                door=BATCH,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+                default_webhook_url=webhook_url_for(account=request.auth.account),
+            )
+            return batch, items
+
+        batch_fields, items = await run_sync(check)
+        if any(item.url is not None for item in items):
+            await release_request_thread()
+            items = await batch_submissions.afetch_items(items)
+
+        def submit() -> dict:
+            batch_request = batch_submissions.check_items(batch_fields, items)
+            batch = batches.submit_batch(
+                account=request.auth.account, api_key=request.auth, request=batch_request
+            )
+            return batch_created_payload(batch)
+
+        return Response(await run_sync(submit), status=status.HTTP_202_ACCEPTED)
 
 
 def _find(request: Request, batch_id: str) -> Batch:

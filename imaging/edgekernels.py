@@ -11,6 +11,9 @@ read two grids of fields, interpolated bilinearly at each pixel:
 numba compiles them on first use and caches them on disk next to this file
 (or in NUMBA_CACHE_DIR); workers pay that when they start
 (``sessions.warm_models``). They release the GIL: row bands run on threads.
+
+``harden_rows`` is hard edges' colour pull (``imaging.layers``),
+compiled for the same reason: a loop over a window per edge pixel.
 """
 
 from __future__ import annotations
@@ -196,3 +199,47 @@ def refine_rows(pixels, alpha, grid, scale, gain, band_max, first, stop, out):  
             refined = a8 / np.float32(255.0) + gain * detail
             refined = min(max(refined, np.float32(0.0)), np.float32(1.0))
             out[y, x] = np.uint8(refined * np.float32(255.0) + np.float32(0.5))
+
+
+@njit(**_OPTIONS)
+def harden_rows(src, first, stop, radius, solid, threshold, dst):  # pragma: no cover - compiled
+    """Rows first..stop-1 of hard edges (``layers.harden``) from ``src`` into
+    ``dst`` (H x W x 4): alpha below ``threshold`` clear (colour too), at or
+    above ``solid`` opaque with its colour, between them opaque with its
+    colour moved towards the mean colour of the solid pixels within
+    ``radius``, by its share (1 up to halfway between ``threshold`` and
+    opaque, then less and less)."""
+    height, width = src.shape[0], src.shape[1]
+    span = np.float32(255 - threshold)
+    for y in range(first, stop):
+        for x in range(width):
+            a8 = src[y, x, 3]
+            if a8 < threshold:
+                for c in range(4):
+                    dst[y, x, c] = 0
+                continue
+            dst[y, x, 3] = 255
+            if a8 >= solid:
+                for c in range(3):
+                    dst[y, x, c] = src[y, x, c]
+                continue
+            total0 = total1 = total2 = np.float32(0.0)
+            count = np.float32(0.0)
+            for yy in range(max(0, y - radius), min(height, y + radius + 1)):
+                for xx in range(max(0, x - radius), min(width, x + radius + 1)):
+                    if src[yy, xx, 3] >= solid:
+                        total0 += np.float32(src[yy, xx, 0])
+                        total1 += np.float32(src[yy, xx, 1])
+                        total2 += np.float32(src[yy, xx, 2])
+                        count += np.float32(1.0)
+            if count == 0:
+                for c in range(3):
+                    dst[y, x, c] = src[y, x, c]
+                continue
+            share = np.float32(2.0) * (np.float32(255.0) - np.float32(a8)) / span
+            share = min(max(share, np.float32(0.0)), np.float32(1.0))
+            for c in range(3):
+                total = total0 if c == 0 else (total1 if c == 1 else total2)
+                own = np.float32(src[y, x, c])
+                mixed = own + (total / count - own) * share
+                dst[y, x, c] = np.uint8(mixed + np.float32(0.5))

@@ -22,6 +22,7 @@ from PIL import Image
 
 from imaging import engines
 from imaging.edges import warm_up_edges
+from imaging.layers import warm_up_hard_edges
 from imaging.model import predict_mask
 from imaging.png import warm_up_encoder
 
@@ -238,6 +239,7 @@ def warm_models(names: list[str], config: EngineConfig) -> dict[str, float]:
     logger.info("PNG encoder warm in %.2fs", warm_up_encoder())
     # And the edge kernels every cut-out runs (numba as well).
     logger.info("Edge kernels warm in %.2fs", warm_up_edges())
+    logger.info("Hard edge kernel warm in %.2fs", warm_up_hard_edges())
     timings: dict[str, float] = {}
     for name in names:
         if name not in MODELS or not is_available(name, config.models_dir):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imaging import layers
 from imaging.finishing import finish
 from imaging.formats import FORMATS
 from imaging.layers import HARD_EDGE_THRESHOLD, cover, harden, harden_mask, stack
@@ -62,6 +63,30 @@ def test_hard_edges_are_opaque_or_clear_with_no_halo_of_the_old_background():
     # 60 < threshold: gone, colour and all.
     assert (hard[14, 30] == 0).all()
     assert HARD_EDGE_THRESHOLD == 128
+
+
+def test_hard_edges_take_the_inside_colour_when_no_pixel_is_fully_opaque():
+    """An upscaled mask seldom reaches 255 (most of a 12 MP subject reads
+    250-254): the inside still lends its colour to the edge."""
+    soft = np.array(soft_red_square_on_green())
+    soft[..., 3] = np.where(soft[..., 3] == 255, 252, soft[..., 3])
+    hard = np.asarray(harden(Image.fromarray(soft, "RGBA")))
+    assert hard[15, 30, 3] == 255 and hard[15, 30, 1] < 10 and hard[15, 30, 0] > 245
+    assert tuple(hard[30, 30]) == (255, 0, 0, 255)  # the inside keeps its own colour
+
+
+def test_the_compiled_pass_and_numpy_give_the_same_pixels():
+    img = photo("astronaut").resize((200, 200))
+    alpha = Image.radial_gradient("L").resize(img.size).point(lambda v: 255 - v)
+    rgba = img.convert("RGBA")
+    rgba.putalpha(alpha)
+    assert layers._harden_rows() is not None  # numba builds here
+    compiled = np.asarray(harden(rgba))
+    assert np.array_equal(compiled, layers._harden_numpy(np.asarray(rgba)))
+    levels = np.asarray(alpha)
+    edge = (levels >= HARD_EDGE_THRESHOLD) & (levels < layers.SOLID_ALPHA)
+    assert edge.sum() > 1000  # the pull was exercised, not just the threshold
+    assert (compiled[edge][:, :3] != np.asarray(rgba)[edge][:, :3]).any()
 
 
 def test_a_hard_mask_is_black_or_white():

@@ -5,9 +5,7 @@ through the doors (tests/doors, tests/removal/test_submissions.py)."""
 
 import asyncio
 import base64
-import http.server
 import threading
-import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -15,59 +13,9 @@ from asgiref.sync import async_to_sync
 from imaging.options import SEED
 from removal import image_sources, submissions
 from removal.submissions import Fields
-from tests.images import solid_png
+from tests.removal.conftest import PNG
 
-PNG = solid_png(32, 24)
 PNG_B64 = base64.b64encode(PNG).decode()
-
-
-class Remote:
-    """``/image.png`` answered at once; ``/slow.png`` trickles a byte a second."""
-
-    def __init__(self):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                if self.path == "/image.png":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/png")
-                    self.send_header("Content-Length", str(len(PNG)))
-                    self.end_headers()
-                    self.wfile.write(PNG)
-                    return
-                if self.path != "/slow.png":
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Connection", "close")
-                self.end_headers()
-                try:
-                    for _ in range(30):
-                        self.wfile.write(b"\x89")
-                        self.wfile.flush()
-                        time.sleep(1)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def remote(allow_loopback):
-    server = Remote()
-    yield server
-    server.close()
 
 
 def checked(**fields) -> submissions.CheckedRequest:
