@@ -15,6 +15,7 @@ from PIL import Image, ImageFile
 
 from imaging.errors import (
     DecompressionBomb,
+    PipelineError,
     SideTooLong,
     TooManyPixels,
     UndecodableImage,
@@ -100,14 +101,18 @@ def _open(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, str
         raise
     except Exception as exc:
         raise damaged(fmt, exc) from None
-    width, height = img.size
+    _check_size(img.size, max_pixels, max_side)
+    return img, fmt
+
+
+def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
+    width, height = size
     if width < 1 or height < 1:
         raise UndecodableImage("The image has no pixels.")
     if width * height > max_pixels:
         raise TooManyPixels(width, height, max_pixels)
     if max(width, height) > max_side:
         raise SideTooLong(width, height, max_side)
-    return img, fmt
 
 
 def inspect_image(data: bytes, *, max_pixels: int, max_side: int = DEFAULT_MAX_SIDE) -> ImageInfo:
@@ -134,6 +139,20 @@ def inspect_image(data: bytes, *, max_pixels: int, max_side: int = DEFAULT_MAX_S
     except Exception as exc:
         img.close()
         raise damaged(fmt, exc) from None
+    if fmt != "jpeg":
+        # What the decoder produced, as the worker's decode will: the header
+        # can say otherwise. A HEIC's header size is libheif's, its picture
+        # (ispe) cut to the clean aperture (clap) as declared; the decode
+        # clamps that crop to the picture, so a clap wider or taller than the
+        # picture, or shifted off it, decodes smaller than it declared
+        # (pillow-heif then updates the size on load). JPEGs keep the header's
+        # size: draft() made this decode smaller, the worker's is full size.
+        width, height = img.size
+        try:
+            _check_size((width, height), max_pixels, max_side)
+        except PipelineError:
+            img.close()
+            raise
     orientation = _orientation(img)
     has_alpha = _has_alpha(img)
     img.close()
@@ -158,6 +177,7 @@ def decode_for_model(
         raise
     except Exception as exc:
         raise damaged(fmt, exc) from None
+    _check_size(img.size, max_pixels, max_side)  # as inspect_image, on the decoded size
     turn = _UPRIGHT.get(_orientation(img))
     if turn is not None:
         img = img.transpose(turn)
