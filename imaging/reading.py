@@ -7,6 +7,7 @@ charged; ``decode_for_model`` is the worker's full decode, upright.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -102,7 +103,32 @@ def _open(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, str
     except Exception as exc:
         raise damaged(fmt, exc) from None
     _check_size(img.size, max_pixels, max_side)
+    if fmt in ("heic", "avif"):
+        # The header's size is the picture cut to its clean aperture (clap):
+        # a small crop of a huge picture would pass, and its decode would
+        # still build the whole picture. Every picture it declares counts.
+        for size in declared_pictures(data):
+            _check_size(size, max_pixels, max_side)
     return img, fmt
+
+
+# An ``ispe`` property box (ISO/IEC 23008-12): 4 bytes of size (always 20),
+# "ispe", version 0 and no flags, then the picture's width and height.
+_ISPE_HEADER = b"\0\0\0\x14ispe\0\0\0\0"
+
+
+def declared_pictures(data: bytes) -> list[tuple[int, int]]:
+    """The size of every picture a HEIF/AVIF file declares (its ``ispe``
+    boxes: the image, its tiles, alpha, thumbnails), found by their exact
+    header so that compressed bytes cannot pass for one."""
+    sizes = []
+    at = data.find(_ISPE_HEADER)
+    while at >= 0:
+        body = data[at + len(_ISPE_HEADER) : at + len(_ISPE_HEADER) + 8]
+        if len(body) == 8:
+            sizes.append(struct.unpack(">II", body))
+        at = data.find(_ISPE_HEADER, at + 4)
+    return sizes
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:

@@ -151,3 +151,32 @@ def test_without_the_compiled_filter_it_still_writes_standard_pngs(monkeypatch):
 
     assert np.array_equal(read_png_strictly(encoded)[1], pixels)
     assert np.array_equal(np.asarray(decode(encoded)), pixels)
+
+
+def test_a_large_opaque_image_is_compressed_faster_than_a_cut_out_of_its_size():
+    """A background under the subject makes a whole photo: a faster level
+    past the small sizes; cut-outs and small images keep theirs."""
+    large = 3000 * (2000 * 4 + 1)
+    assert png.png_encoding_for(large, opaque=True)[0] < png.png_encoding_for(large)[0]
+    small = 500 * (500 * 4 + 1)
+    assert png.png_encoding_for(small, opaque=True) == png.png_encoding_for(small)
+
+
+def test_an_opaque_photo_gets_the_faster_level_and_decodes_to_the_same_pixels(monkeypatch):
+    pixels = np.asarray(photo("astronaut").convert("RGBA").resize((1800, 1400)))
+    levels = []
+    encode_band = png._encode_band
+
+    def spy(rows, first, stop, bpp, level, adaptive, last):
+        levels.append(level)
+        return encode_band(rows, first, stop, bpp, level, adaptive, last)
+
+    monkeypatch.setattr(png, "_encode_band", spy)
+    opaque = png.encode_png(pixels)
+    assert set(levels) == {png._OPAQUE_LEVEL}
+    assert np.array_equal(np.asarray(decode(opaque)), pixels)
+    levels.clear()
+    see_through = pixels.copy()
+    see_through[0, 0, 3] = 0
+    png.encode_png(see_through)
+    assert png._OPAQUE_LEVEL not in levels

@@ -194,6 +194,32 @@ def test_a_heic_whose_crop_does_not_fit_its_picture_decodes_at_the_size_promised
     assert img.mode == ("RGBA" if source == "heic-rgba" else "RGB")
 
 
+@pytest.mark.parametrize("fmt", ["heic", "avif"])
+def test_every_picture_a_heif_file_declares_is_found(fmt):
+    data = encode(chelsea(), PILLOW_IDS[fmt])  # 451x300
+    width, height = Image.open(io.BytesIO(data)).size
+    # The coded picture holds the image (HEVC's 4:2:0 pads it to 452 wide).
+    assert any(
+        width <= w <= width + 16 and height <= h <= height + 16
+        for w, h in reading.declared_pictures(data)
+    )
+
+
+def test_a_small_crop_of_a_huge_picture_is_refused_before_it_is_decoded():
+    """The header's size is the crop (clap); the decode builds the picture
+    (ispe): a 72x48 crop of a declared 30000x30000 picture is refused unread."""
+    _, make = SOURCES["heic-rgba"]
+    data = make()
+    at = data.index(b"ispe") + 8
+    huge = data[:at] + struct.pack(">II", 30000, 30000) + data[at + 8 :]
+    assert Image.open(io.BytesIO(huge)).size == (72, 48)  # what the header says
+    with mock.patch.object(ImageFile.ImageFile, "load", side_effect=AssertionError("decoded")):
+        with pytest.raises(errors.TooManyPixels):
+            reading.inspect_image(huge, max_pixels=10**7)
+        with pytest.raises(errors.SideTooLong):
+            reading.inspect_image(huge, max_pixels=10**10, max_side=12000)
+
+
 def test_gif_is_still_refused():
     gif = encode(chelsea(), "GIF")
     with pytest.raises(errors.UnsupportedFormat, match="gif"):
