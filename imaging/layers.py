@@ -177,6 +177,7 @@ def stack(
 
     ``flatten_on_white``: the result cannot keep transparency (JPG), so
     whatever is still see-through lies on white, as with bg_color alone.
+    ``subject`` is the caller's to give up: it may be drawn on.
     """
     size = subject.size
     base = None  # nothing under the subject yet: transparent
@@ -187,8 +188,12 @@ def stack(
     elif bg_color is not None:
         opaque = bg_color[3] == 255
         base = Image.new("RGB" if opaque else "RGBA", size, bg_color[: 3 if opaque else 4])
+    elif flatten_on_white:
+        base = Image.new("RGB", size, (255, 255, 255))
     if base is not None and base.mode == "RGB":
         return _stack_on_opaque(base, subject, shadow, flatten_on_white)
+    if base is None and shadow is not None:
+        return _shadow_under(subject, shadow)
     if base is not None and base.mode != "RGBA":
         base = base.convert("RGBA")
     if shadow is not None:
@@ -213,3 +218,21 @@ def _stack_on_opaque(base: Image.Image, subject: Image.Image, shadow, rgb: bool)
         return base
     base.putalpha(255)
     return base
+
+
+def _shadow_under(subject: Image.Image, shadow: Shadow) -> Image.Image:
+    """``stack`` on a transparent background: the subject over the shadow,
+    composited where the shadow lies only (a contact shadow is a band along
+    the bottom), the rest of the subject untouched."""
+    width, height = subject.size
+    x, y = shadow.origin
+    left, top = max(0, x), max(0, y)
+    right, bottom = min(width, x + shadow.alpha.width), min(height, y + shadow.alpha.height)
+    if left >= right or top >= bottom:
+        return subject
+    dark = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
+    dark.putalpha(shadow.alpha.crop((left - x, top - y, right - x, bottom - y)))
+    piece = Image.alpha_composite(dark, subject.crop((left, top, right, bottom)))
+    out = subject.copy() if subject.readonly else subject
+    out.paste(piece, (left, top))
+    return out

@@ -1,4 +1,5 @@
-"""A batch's items back to back in one task, the work around the model overlapped:
+"""A batch's items back to back in one task, the work around the model overlapped
+where a core is spare:
 the same bytes as one job per task, each item ended (and refunded) on its own,
 and nobody else's image left waiting behind the batch."""
 
@@ -33,14 +34,17 @@ def items_of(batch) -> list[RemovalJob]:
     return list(RemovalJob.objects.filter(batch=batch).order_by("batch_index"))
 
 
+@pytest.mark.parametrize("overlapped", [True, False], ids=["overlapped", "in-turn"])
 @pytest.mark.parametrize(
     "fields",
     [{}, {"format": "webp", "bg_color": "#3366ff", "crop": "true", "max_width": "200"}],
     ids=["default", "options"],
 )
 def test_every_item_runs_in_one_task_with_the_bytes_a_single_job_gives(
-    account, django_capture_on_commit_callbacks, fields
+    account, django_capture_on_commit_callbacks, fields, overlapped, monkeypatch
 ):
+    """With a helper thread (a core to spare) or without, the same bytes."""
+    monkeypatch.setattr(batch_runner, "overlap_pays", lambda: overlapped)
     photos = [photo_bytes(name) for name in PHOTOS]
     batch = submitted_batch(account, photos, **fields)
     first = items_of(batch)[0]
@@ -63,6 +67,18 @@ def test_every_item_runs_in_one_task_with_the_bytes_a_single_job_gives(
         assert job.stage_seconds["model"] > 0 and job.attempts == 1
     enqueued.assert_not_called()  # no queue trip between items
     assert Batch.objects.get(pk=batch.pk).ended_at is not None
+
+
+@pytest.mark.parametrize(
+    "cores, workers, threads, pays",
+    [(2, 1, 0, False), (2, 2, 1, False), (4, 1, 2, True), (8, 2, 0, False), (8, 2, 2, True)],
+)
+def test_the_helper_runs_only_on_a_core_the_models_threads_leave(
+    settings, monkeypatch, cores, workers, threads, pays
+):
+    monkeypatch.setattr(batch_runner.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    settings.Q_WORKERS, settings.ORT_INTRA_OP_THREADS = workers, threads
+    assert batch_runner.overlap_pays() is pays
 
 
 def test_it_hands_over_when_another_customers_image_waits(
