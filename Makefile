@@ -76,6 +76,14 @@ run: .env venv-dev
 	@echo "Serving API, web page and admin on $${PUBLIC_BASE_URL:-$$SITE_URL} with a worker (Ctrl-C stops them)"
 	@HOST=$(HOST) exec $(VENV)/bin/honcho start -e /dev/null -p $(PORT)
 
+# The browser tests (tests/e2e/test_browser*.py) drive Debian's chromium with
+# Playwright: install it once.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	}
+
 # `make test` builds the container image with podman (tests/e2e/test_container.py)
 # on a Debian base made by debootstrap: install them (and runc, the runtime
 # that works under cgroup v1) like chromium, once.

@@ -210,6 +210,18 @@ def test_every_command_the_readme_and_docs_show_is_run_here_or_exempt():
 MAKEFILE = (ROOT / "Makefile").read_text()
 
 
+def test_every_phony_make_target_has_a_rule():
+    """A target named in .PHONY but without a rule does nothing, silently: a
+    merge once dropped `chromium:`, and `make test` stopped installing it."""
+    phony = re.search(r"^\.PHONY:(.*)$", MAKEFILE, flags=re.MULTILINE).group(1).split()
+    missing = [
+        name
+        for name in phony
+        if not re.search(rf"^{re.escape(name)}:(?!=)", MAKEFILE, flags=re.MULTILINE)
+    ]
+    assert not missing, f"named in .PHONY without a rule: {missing}"
+
+
 def runnable_make_commands() -> list[str]:
     """Each make command the docs show whose targets all run here, once."""
     shown = documented_commands()
