@@ -183,7 +183,7 @@ def edge_fields(img: Image.Image, mask: Image.Image) -> tuple[np.ndarray, int, n
             _estimate_grid_numpy(colours, alpha, coarse, float(step), fine, band_max, sums)
         else:
             grid_kernel = kernels[0]
-            _in_bands(
+            parallel.in_row_bands(
                 height,
                 lambda y0, y1, fine=fine, sums=sums, grid_kernel=grid_kernel: grid_kernel(
                     colours,
@@ -203,19 +203,6 @@ def edge_fields(img: Image.Image, mask: Image.Image) -> tuple[np.ndarray, int, n
             )
         fine = _fine_fields(sums, narrow)
     return coarse, coarse_factor, fine, fine_factor * POOL
-
-
-def _in_bands(height: int, work: Callable[[int, int], None], *, multiple: int = 1) -> None:
-    """``work(first_row, stop_row)`` over row bands, on the shared pool when it
-    pays; each band starts on a multiple of ``multiple``."""
-    bands = min(parallel.cpu_threads(), max(1, height // parallel.BAND_MIN_ROWS))
-    edges = [min(height, round(height * i / bands / multiple) * multiple) for i in range(bands)]
-    edges.append(height)
-    if bands == 1:
-        work(0, height)
-        return
-    pool = parallel.shared_pool(bands)
-    list(pool.map(lambda band: work(edges[band], edges[band + 1]), range(bands)))
 
 
 _kernel_state: list = []
@@ -276,7 +263,7 @@ def clean_cutout(
     else:
         params = _params()
         words = out.view(np.uint32)[..., 0]
-        _in_bands(
+        parallel.in_row_bands(
             alpha.shape[0],
             lambda y0, y1: kernels[1](
                 pixels,
@@ -369,7 +356,7 @@ def refine_edges(
     if kernels is None:
         _refine_numpy(pixels, alpha, grid, factor, out)
     else:
-        _in_bands(
+        parallel.in_row_bands(
             alpha.shape[0],
             lambda y0, y1: kernels[2](
                 pixels, alpha, grid, float(factor), np.float32(REFINE_GAIN), REFINE_MAX, y0, y1, out

@@ -84,15 +84,12 @@ def harden(rgba: Image.Image) -> Image.Image:
     if kernel is None:
         return Image.fromarray(_harden_numpy(src), "RGBA")
     dst = np.empty_like(src)
-    height = src.shape[0]
-    args = (EDGE_COLOUR_RADIUS, SOLID_ALPHA, HARD_EDGE_THRESHOLD, dst)
-    bands = min(parallel.cpu_threads(), max(1, height // parallel.BAND_MIN_ROWS))
-    edges = np.linspace(0, height, bands + 1, dtype=int).tolist()
-    if bands == 1:
-        kernel(src, 0, height, *args)
-    else:
-        work = [(edges[i], edges[i + 1]) for i in range(bands)]
-        list(parallel.shared_pool(bands).map(lambda band: kernel(src, *band, *args), work))
+    parallel.in_row_bands(
+        src.shape[0],
+        lambda first, stop: kernel(
+            src, first, stop, EDGE_COLOUR_RADIUS, SOLID_ALPHA, HARD_EDGE_THRESHOLD, dst
+        ),
+    )
     return Image.fromarray(dst, "RGBA")
 
 

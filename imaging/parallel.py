@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 # A band of fewer rows than this is not worth a hand-off to another thread.
@@ -36,3 +37,16 @@ def shared_pool(threads: int) -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(threads, thread_name_prefix="imaging")
             _pool_pid = os.getpid()
         return _pool
+
+
+def in_row_bands(height: int, work: Callable[[int, int], None], *, multiple: int = 1) -> None:
+    """``work(first_row, stop_row)`` over row bands, on the shared pool when it
+    pays; each band starts on a multiple of ``multiple``."""
+    bands = min(cpu_threads(), max(1, height // BAND_MIN_ROWS))
+    edges = [min(height, round(height * i / bands / multiple) * multiple) for i in range(bands)]
+    edges.append(height)
+    if bands == 1:
+        work(0, height)
+        return
+    pool = shared_pool(bands)
+    list(pool.map(lambda band: work(edges[band], edges[band + 1]), range(bands)))
