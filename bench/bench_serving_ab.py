@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,8 +100,6 @@ def one_pass(root: Path, photos: dict[str, bytes], runs: int, jobs: int) -> dict
             sessions: dict[int, requests.Session] = {}
 
             def send(data: bytes) -> None:
-                import threading
-
                 http = sessions.setdefault(threading.get_ident(), ours.session())
                 ours.remove_waiting(data, MODEL, http=http)
 
