@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 # Two locks, both made from pyproject.toml by `make lock`: requirements.txt
 # is the runtime (what `make serve`, `make worker`, `make webhook-worker`
 # and the container install, with pip) and requirements-dev.txt adds the
-# test tools, honcho and OpenVINO (what `make run` and `make test` install,
+# test tools and honcho (what `make run` and `make test` install,
 # with uv: seconds once its cache is warm). Each install is stamped and
 # redone only when its lock changes. uv trusts the system's certificates,
 # as pip does (a TLS proxy's CA in the system store works for both).
@@ -167,15 +167,14 @@ format: venv-dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# Regenerates the three locks from pyproject.toml's ranges with uv (keeping
+# Regenerates the two locks from pyproject.toml's ranges with uv (keeping
 # every pin that still fits; `make lock LOCK_ARGS=--upgrade` moves them to
 # the newest), for Python 3.11 and 3.12 on every platform.
 LOCK_ARGS ?=
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --system-certs --universal $(LOCK_ARGS) pyproject.toml
 lock: venv-dev
 	$(UV_COMPILE) -o requirements.txt
-	$(UV_COMPILE) --extra openvino -c requirements.txt -o requirements-openvino.txt
-	$(UV_COMPILE) --extra dev --extra openvino -c requirements.txt -o requirements-dev.txt
+	$(UV_COMPILE) --extra dev -c requirements.txt -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) var staticfiles

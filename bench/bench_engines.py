@@ -1,10 +1,11 @@
-"""(i) The opt-in engines (``MODEL_ENGINE``): how much faster, how far the masks move.
+"""(i) The engines (``MODEL_ENGINE``): how much faster, how far the masks move.
 
 In this process, for each engine, model and photo: the pipeline's median
-time and its mask against ``rembg.remove()`` on ONNX Runtime (the default,
-and the reference), plus the small and thin 12 MP subjects of (f), where
-a less precise model shows first. Then bf16 and mixed precision, each as
-a service, side by side with `rembg s` (bench/peer.py), as a user waits.
+time and its mask against ``rembg.remove()`` on ONNX Runtime (rembg's own
+engine, the reference), plus the small and thin 12 MP subjects of (f),
+where a less precise model shows first. Then the engines other than the
+default (OpenVINO fp32, which (h) runs), each as a service side by side
+with `rembg s` (bench/peer.py), as a user waits.
 
 ``python bench/bench_engines.py`` runs the in-process part alone and prints it.
 """
@@ -21,9 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENGINE_NAMES = ("onnxruntime", "openvino", "openvino-bf16", "openvino-mixed")
-# Run as a service against `rembg s`, each in turn (rembg s started once).
-SERVICE_ENGINES = ("openvino-bf16", "openvino-mixed")
+ENGINE_NAMES = ("onnxruntime", "openvino", "openvino-bf16")
+# Run as a service against `rembg s`, each in turn (rembg s started once);
+# the default engine's service is (h).
+SERVICE_ENGINES = ("onnxruntime", "openvino-bf16")
 
 
 def _setup_django() -> None:
@@ -139,14 +141,13 @@ def report_section(result: dict, service_rows: list) -> str:
         (r["model"], r["image"]): r["seconds"] for r in rows if r["engine"] == "onnxruntime"
     }
     lines = [
-        "## Opt-in engines (`MODEL_ENGINE`)",
+        "## Engines (`MODEL_ENGINE`)",
         "",
         "The pipeline in this process on each engine (medians, alternated), and its mask "
-        "against `rembg.remove()` on ONNX Runtime (`bench/bench_engines.py`). ONNX Runtime "
-        "is the default; the OpenVINO engines are opt-in (`openvino-mixed`: bf16 except the "
-        "layers that move the mask, imaging/mixed.py; u2netp only, other models fp32). A row "
-        "whose mask misses the parity goal (IoU ≥ 0.99, mean |Δalpha| ≤ 1/255) is why an "
-        "engine is not the default.",
+        "against `rembg.remove()` on ONNX Runtime, rembg's own engine (`bench/bench_engines.py`). "
+        "OpenVINO in fp32 (`openvino`) is the default; `onnxruntime` is one setting away and "
+        "`openvino-bf16` opt-in. A row whose mask misses the parity goal (IoU ≥ 0.99, mean "
+        "|Δalpha| ≤ 1/255) is why an engine is not the default.",
         "",
         "| engine | model | image | pipeline | / onnxruntime | mask IoU | mean abs Δalpha |",
         "|---|---|---|---|---|---|---|",
@@ -176,11 +177,11 @@ def report_section(result: dict, service_rows: list) -> str:
     if service_rows:
         lines += [
             "",
-            "Each opt-in engine as a service, side by side with `rembg s` (single requests as "
-            "in the section above, medians; one `rembg s`, each engine's service in turn). "
-            "`rembg s` runs fp32 (ONNX Runtime): these ratios compare our bf16 or mixed "
-            "precision with its fp32, and the last two columns are the mask drift that speed "
-            "costs (against its fp32 answer):",
+            "Each engine other than the default as a service, side by side with `rembg s` "
+            "(single requests as in (h), medians; one `rembg s`, each engine's service in "
+            "turn). `rembg s` runs fp32 (ONNX Runtime): the bf16 ratios compare our bf16 with "
+            "its fp32, and the last two columns are the mask drift that speed costs (against "
+            "its fp32 answer):",
             "",
             "| engine | model | image | rembg s (fp32) | ours, POST + ?wait= + download "
             "| ours, /v1.0/removebg | ?wait= / peer | sync / peer | mask IoU vs rembg s "

@@ -19,9 +19,9 @@ where a shortcut in the resize to the model's input shows first.
 side by side with `rembg s`, rembg's own HTTP server, installed by the
 benchmark into bench/out/rembg-venv (bench/peer.py): single requests as a
 user waits, throughput with 8 clients, peak RSS, PNG bytes, our stage split;
-and (i) the opt-in engines of ``MODEL_ENGINE`` (``bench/bench_engines.py``;
-``--no-engines`` skips it): speed and mask drift, and bf16 and mixed
-precision as services against `rembg s`; (j) edges on photos with known
+and (i) the engines of ``MODEL_ENGINE`` (``bench/bench_engines.py``;
+``--no-engines`` skips it): speed and mask drift against rembg's own
+engine, and ONNX Runtime and bf16 as services against `rembg s`; (j) edges on photos with known
 answers (``bench/bench_edges.py``; ``--no-edges`` skips it): colour in the
 soft band and the alpha's error against the truth, ours against rembg's
 default, its ``decontaminate=True`` and alpha matting, and what edge
@@ -189,7 +189,7 @@ def main() -> int:
     parser.add_argument(
         "--no-engines",
         action="store_true",
-        help="skip (i), the opt-in MODEL_ENGINE engines against onnxruntime (a few minutes)",
+        help="skip (i), the MODEL_ENGINE engines against onnxruntime (a few minutes)",
     )
     parser.add_argument(
         "--no-edges",
@@ -326,7 +326,7 @@ def main() -> int:
     if not args.no_engines:
         from bench import bench_engines
 
-        print("(i) opt-in engines (MODEL_ENGINE)", flush=True)
+        print("(i) engines (MODEL_ENGINE)", flush=True)
         engine_photos = {name: make_photo(photo, size) for name, photo, size in PEER_IMAGES}
         engines_result = bench_engines.measure(engine_photos, MODELS, args.runs, log=_log)
         engine_service_rows = bench_engines.side_by_side(engine_photos, MODELS, args.runs, log=_log)

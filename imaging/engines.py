@@ -1,4 +1,4 @@
-"""Which runtime runs a model's ONNX file: ONNX Runtime (the default) or OpenVINO.
+"""Which runtime runs a model's ONNX file: OpenVINO (the default) or ONNX Runtime.
 
 rembg's sessions and the pipeline call a small part of
 ``onnxruntime.InferenceSession``: ``run``, ``get_inputs`` and
@@ -6,12 +6,13 @@ rembg's sessions and the pipeline call a small part of
 compiled model, so the same session classes, constants and pipeline run on
 either engine.
 
-Measured on the 2-core development machine (bench/notes.md, docs/benchmarks.md):
-OpenVINO in fp32 gives the same masks as ONNX Runtime (max |Δ| of the raw
-output 2e-7 to 7e-6) 8-16 % faster; in bf16 (``openvino-bf16``, on CPUs
-with AVX-512 BF16 or AMX) about 2.2x faster, but the masks drift (IoU down
-to 0.96 on a thin subject). So ONNX Runtime stays the default and both
-OpenVINO engines are opt-in (``MODEL_ENGINE``).
+Measured on the 2-core development machine, quiet (docs/benchmarks.md,
+"Engines"): OpenVINO in fp32 gives ONNX Runtime's masks (max |Δ| of the
+raw output under 4e-5) with u2net's run about 9 % and u2netp's about 15 %
+faster, so it is the default.
+In bf16 (``openvino-bf16``, on CPUs with AVX-512 BF16 or AMX) a run takes
+0.46-0.52x as long, but the masks drift (IoU down to 0.93 on a thin
+subject): opt-in. ``onnxruntime`` is rembg's own engine, one setting away.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ import numpy as np
 
 # MODEL_ENGINE value -> OpenVINO's INFERENCE_PRECISION_HINT (None: ONNX Runtime).
 ENGINES: dict[str, str | None] = {
-    "onnxruntime": None,
     "openvino": "f32",
     "openvino-bf16": "bf16",
-    # bf16 except the layers that move the mask (imaging/mixed.py).
-    "openvino-mixed": "mixed",
+    "onnxruntime": None,
 }
+DEFAULT_ENGINE = "openvino"
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class EngineConfig:
     """Where the weights are and how a session runs them."""
 
     models_dir: Path
-    engine: str = "onnxruntime"  # a key of engines.ENGINES
+    engine: str = engines.DEFAULT_ENGINE  # a key of engines.ENGINES
     intra_op_threads: int = 0  # 0: ONNX Runtime's choice (one per physical core)
     allow_spinning: bool = True
 
@@ -205,21 +205,10 @@ def _openvino_session(name: str, precision: str, config: EngineConfig):
     """
     from rembg.sessions import sessions
 
-    from imaging import mixed
-
     session_class = sessions[name]
     session = session_class.__new__(session_class)
     session.model_name = name
     path = weights_path(name, config.models_dir)
-    if precision == "mixed":
-        # A model whose drift was not measured layer by layer runs in fp32.
-        ranges = mixed.FP32_RANGES.get(name)
-        if ranges is not None:
-            session.inner_session = mixed.MixedPrecisionModel(
-                path, ranges, threads=config.intra_op_threads
-            )
-            return session
-        precision = "f32"
     session.inner_session = engines.OpenVinoModel(
         path, precision=precision, threads=config.intra_op_threads
     )

@@ -10,7 +10,6 @@ and django-q2's clusters are built in revid/queue_clusters.py.
 import os
 import re
 import sys
-from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
+from imaging import engines as model_engines
 from revid.env import env_bool, env_int, env_list, env_networks, env_str, s3_storage  # noqa: F401
 from revid.framework import (  # noqa: F401 (Django reads them from here)
     API_KEY_CUSTOM_HEADER,
@@ -326,19 +326,14 @@ ORT_INTRA_OP_THREADS = env_int("ORT_INTRA_OP_THREADS", 0, minimum=0)
 # worker, turning that off made u2net 1.3-1.6x slower per image; turn it off
 # only when a worker's threads outnumber the cores it may use.
 ORT_ALLOW_SPINNING = env_bool("ORT_ALLOW_SPINNING", True)
-# What runs the models (imaging/engines.py): ONNX Runtime, or OpenVINO in
-# fp32 (the same masks, 8-16 % faster here) or in bf16 (about 2.2x faster on
-# CPUs with AVX-512 BF16/AMX, but the masks drift: docs/benchmarks.md).
-MODEL_ENGINE = env_str("MODEL_ENGINE", "onnxruntime")
-if MODEL_ENGINE not in ("onnxruntime", "openvino", "openvino-bf16", "openvino-mixed"):
+# What runs the models (imaging/engines.py): OpenVINO in fp32 (rembg's
+# masks, 9-14 % faster per run here), OpenVINO in bf16 (about 2x faster on
+# CPUs with AVX-512 BF16/AMX, but the masks drift: docs/benchmarks.md) or
+# ONNX Runtime (rembg's own engine).
+MODEL_ENGINE = env_str("MODEL_ENGINE", model_engines.DEFAULT_ENGINE)
+if MODEL_ENGINE not in model_engines.ENGINES:
     raise ImproperlyConfigured(
-        "MODEL_ENGINE must be onnxruntime, openvino, openvino-bf16 or openvino-mixed, "
-        f"got {MODEL_ENGINE!r}"
-    )
-if MODEL_ENGINE.startswith("openvino") and find_spec("openvino") is None:
-    raise ImproperlyConfigured(
-        f"MODEL_ENGINE={MODEL_ENGINE} needs OpenVINO, the project's `openvino` extra, which is "
-        "not installed: .venv/bin/pip install -r requirements-openvino.txt"
+        f"MODEL_ENGINE must be {' or '.join(model_engines.ENGINES)}, got {MODEL_ENGINE!r}"
     )
 # Models loaded (and run once) when each worker process starts, so the
 # first job is not slow; empty to load lazily on first use.

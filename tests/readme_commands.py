@@ -149,14 +149,6 @@ EXEMPT = {
         "YOUR_API_KEY and /path/to/image.jpg are placeholders; tests/e2e/test_webhooks_e2e.py "
         "submits with a webhook_url to a receiver on loopback"
     ),
-    ("README.md", ".venv/bin/pip install -r requirements-openvino.txt"): (
-        "installs the opt-in OpenVINO extra; the development lock (make test) already has it and "
-        "tests/imaging/test_engines.py runs the engine"
-    ),
-    ("deploy.md", ".venv/bin/pip install -r requirements-openvino.txt"): (
-        "installs the opt-in OpenVINO extra on a production host; tests/imaging/test_engines.py "
-        "runs the engine"
-    ),
     ("api-contract.md", "curl -X POST \\"): (
         "the contract's example against the original hosted service; the README's copy of the "
         "same request runs against a live server in this file"

@@ -204,6 +204,14 @@ def test_the_image_runs_web_and_worker_as_a_user_and_completes_a_job(containers)
     assert listing.splitlines()[0] == "10001"
     assert "u2net.onnx" in listing and "u2netp.onnx" in listing
     assert "pytest" not in listing.lower() and "playwright" not in listing.lower()
+    # OpenVINO, the default engine, without what a CPU-only ONNX service never loads.
+    openvino_libs = containers.run(
+        "sh", "-c", "ls /opt/venv/lib/python3*/site-packages/openvino/libs"
+    ).split()
+    assert "libopenvino_intel_cpu_plugin.so" in openvino_libs
+    assert any(name.startswith("libopenvino_onnx_frontend") for name in openvino_libs)
+    assert "libopenvino_intel_gpu_plugin.so" not in openvino_libs
+    assert not any("tensorflow" in name or "pytorch" in name for name in openvino_libs)
 
     containers.run("migrate")
     created = containers.run(

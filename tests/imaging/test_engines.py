@@ -1,10 +1,12 @@
-"""MODEL_ENGINE: the same models on OpenVINO, opt-in, with their measured drift.
+"""MODEL_ENGINE: OpenVINO fp32 by default with rembg's masks; bf16 opt-in, with its drift.
 
 Every test runs the real model file on a real photo; the reference is
-``rembg.remove()`` on an ONNX Runtime session, as in test_pipeline.py.
+``rembg.remove()`` on an ONNX Runtime session (rembg's own engine), as in
+test_pipeline.py.
 """
 
 import numpy as np
+import onnxruntime
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -24,6 +26,11 @@ pytestmark = pytest.mark.model
 def rembg_u2netp():
     """rembg's own session, on ONNX Runtime: the reference masks."""
     return new_session("u2netp", providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def rembg_u2net():
+    return new_session("u2net", providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture
@@ -52,10 +59,25 @@ def test_openvino_fp32_gives_rembgs_masks(engine, rembg_u2netp, data):
 
 
 @pytest.mark.parametrize(
+    "data",
+    [photo_bytes("chelsea"), small_subject_jpeg("rocket-1.5pct")],
+    ids=["chelsea", "rocket-1.5pct-12mp"],
+)
+def test_the_default_engine_runs_the_default_model_in_fp32_with_rembgs_masks(rembg_u2net, data):
+    # No MODEL_ENGINE set: what every job runs unless the operator chooses.
+    session = registry.get_session("u2net")
+
+    assert settings.MODEL_ENGINE == engines.DEFAULT_ENGINE == "openvino"
+    assert isinstance(session.inner_session, engines.OpenVinoModel)
+    assert session.inner_session.precision == "f32"
+    assert_same_mask(cut_out(data, session), remove(data, session=rembg_u2net))
+
+
+@pytest.mark.parametrize(
     "data, min_iou, max_mean_diff",
     [
         # A benchmark photo: u2netp on bf16 keeps IoU 0.975-0.998 and mean
-        # |Δalpha| up to 2.4 on them (docs/benchmarks.md, "Opt-in engines";
+        # |Δalpha| up to 2.4 on them (docs/benchmarks.md, "Engines";
         # astronaut at 512x512 measured 0.978 and 2.5 here).
         (photo_bytes("astronaut"), 0.97, 3.0),
         # The thin subject, the worst the docs show: IoU 0.934, mean |Δalpha|
@@ -107,6 +129,14 @@ def test_each_engine_keeps_its_own_session_per_model(engine):
     assert engine("openvino") is on_openvino
     assert engine("onnxruntime") is on_onnxruntime
     assert not isinstance(on_onnxruntime.inner_session, engines.OpenVinoModel)
+
+
+def test_onnxruntime_one_setting_away_is_rembgs_own_session(engine, rembg_u2netp):
+    session = engine("onnxruntime")
+    data = photo_bytes("coffee")
+
+    assert isinstance(session.inner_session, onnxruntime.InferenceSession)
+    assert_same_mask(cut_out(data, session), remove(data, session=rembg_u2netp))
 
 
 def test_a_job_runs_on_the_chosen_engine_end_to_end(engine, api_key, inline_worker):

@@ -34,7 +34,8 @@ def test_sessions_are_reused_within_a_process():
 
 @pytest.mark.weights
 @pytest.mark.parametrize("spinning, entry", [(True, "1"), (False, "0")])
-def test_new_sessions_follow_the_thread_settings(settings, spinning, entry):
+def test_new_onnxruntime_sessions_follow_the_thread_settings(settings, spinning, entry):
+    settings.MODEL_ENGINE = "onnxruntime"
     settings.ORT_ALLOW_SPINNING = spinning
     settings.ORT_INTRA_OP_THREADS = 1
 
@@ -49,9 +50,20 @@ def test_new_sessions_follow_the_thread_settings(settings, spinning, entry):
 
 
 @pytest.mark.weights
-def test_sessions_share_one_arena_that_grows_by_what_is_asked():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_new_openvino_sessions_run_on_the_threads_set(settings, threads):
+    settings.ORT_INTRA_OP_THREADS = threads
+
+    model = sessions._new_session("u2netp", registry.engine_config()).inner_session
+
+    assert model._compiled.get_property("INFERENCE_NUM_THREADS") == threads
+
+
+@pytest.mark.weights
+def test_onnxruntime_sessions_share_one_arena_that_grows_by_what_is_asked(settings):
     # Two arenas, each doubled to its model's largest run, held 0.7 GB more
     # in a worker that ran both models (bench/notes.md).
+    settings.MODEL_ENGINE = "onnxruntime"
     for name in ("u2netp", "u2net"):
         options = sessions._new_session(
             name, registry.engine_config()
