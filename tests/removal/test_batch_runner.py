@@ -73,12 +73,24 @@ def test_every_item_runs_in_one_task_with_the_bytes_a_single_job_gives(
     "cores, workers, threads, pays",
     [(2, 1, 0, False), (2, 2, 1, False), (4, 1, 2, True), (8, 2, 0, False), (8, 2, 2, True)],
 )
-def test_the_helper_runs_only_on_a_core_the_models_threads_leave(
+def test_on_onnxruntime_the_helper_runs_only_on_a_core_the_models_threads_leave(
     settings, monkeypatch, cores, workers, threads, pays
 ):
     monkeypatch.setattr(batch_runner.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    settings.MODEL_ENGINE = "onnxruntime"
     settings.Q_WORKERS, settings.ORT_INTRA_OP_THREADS = workers, threads
     assert batch_runner.overlap_pays() is pays
+
+
+@pytest.mark.parametrize("engine", ["openvino", "openvino-bf16"])
+@pytest.mark.parametrize("cores, workers, threads", [(2, 1, 0), (2, 2, 1), (8, 2, 0)])
+def test_on_openvino_the_helper_runs_beside_the_model_even_on_every_core(
+    settings, monkeypatch, engine, cores, workers, threads
+):
+    monkeypatch.setattr(batch_runner.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    settings.MODEL_ENGINE = engine
+    settings.Q_WORKERS, settings.ORT_INTRA_OP_THREADS = workers, threads
+    assert batch_runner.overlap_pays() is True
 
 
 def test_it_hands_over_when_another_customers_image_waits(
