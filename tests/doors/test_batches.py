@@ -14,7 +14,7 @@ from django.db import connection
 from PIL import Image
 
 from billing.models import LedgerEntry
-from removal import wait_limits
+from removal import wait_limits, waiting
 from removal.models import Batch, RemovalJob
 from removal.services import fail_job, process_job
 from tests.images import grey_png, photo_bytes
@@ -292,6 +292,50 @@ def test_a_batch_status_with_wait_answers_as_soon_as_its_last_item_ends(
     assert response.json()["status"] == "ended"
     assert time.monotonic() - started < 15
     assert "X-Wait-Refused" not in response
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("end_order", [(0, 1, 2), (2, 0, 1)], ids=["in-order", "last-first"])
+def test_a_batch_wait_watches_its_last_unfinished_item_and_answers_when_all_ended(
+    transactional_db, account, post_batch, api_client, monkeypatch, end_order
+):
+    response = post_batch(
+        {"files": [upload(f"{n}.png", grey_png(64, 48)) for n in range(3)], "model": "u2netp"}
+    )
+    assert response.status_code == 202, response.content
+    batch_id = response.json()["batch_id"]
+    jobs = list(RemovalJob.objects.filter(batch_id=batch_id).order_by("batch_index"))
+    watched: list[int] = []
+    wait_then_reload = waiting.wait_then_reload
+
+    def end() -> None:
+        for index in end_order:
+            fail_job(job=jobs[index], error="Stopped")
+            time.sleep(0.2)
+        connection.close()
+
+    ender = threading.Thread(target=end)
+
+    async def watch(job, *, timeout):
+        watched.append(job.batch_index)
+        if not ender.is_alive() and len(watched) == 1:
+            ender.start()  # the items end only once the wait is watching
+        return await wait_then_reload(job, timeout=timeout)
+
+    monkeypatch.setattr(waiting, "wait_then_reload", watch)
+
+    response = api_client.get(f"/api/batch/{batch_id}?wait=30")
+    ender.join()
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ended"
+    # Items ending in order wake the wait once, for the last; one ending out
+    # of order sends it on to the next unfinished one from the end.
+    assert watched[0] == 2
+    if end_order == (0, 1, 2):
+        assert watched == [2]
+    else:
+        assert watched[:2] == [2, 1]
 
 
 @pytest.mark.weights
