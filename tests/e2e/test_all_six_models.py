@@ -29,10 +29,12 @@ URL = "/paid/image/remove/background"
 
 
 @pytest.fixture
-def standin_home(settings, tmp_path):
-    """A U2NET_HOME with the four stand-ins (never var/models)."""
+def standin_home(settings, tmp_path, monkeypatch):
+    """A U2NET_HOME with the four stand-ins (never var/models): ours through the
+    settings, rembg's own reference sessions through the environment."""
     home = write_standins(tmp_path / "models")
     settings.U2NET_HOME = str(home)
+    monkeypatch.setenv("U2NET_HOME", str(home))
     return home
 
 
