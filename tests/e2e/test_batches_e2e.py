@@ -30,11 +30,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 URL = "/paid/image/remove/background/batch"
 ITEMS = 6
+# Seconds each item of the batch that shares the worker takes at least.
+SUBMIT_WITHIN = 0.5
 
 
-def deadline_for(jobs: int) -> float:
+def deadline_for(jobs: int, data: bytes | None = None) -> float:
     """Seconds a worker needs for ``jobs`` jobs on this machine now, with room."""
-    one = job_seconds(photo_bytes("coffee"), model="u2netp")
+    one = job_seconds(data or photo_bytes("coffee"), model="u2netp")
     return 10 * model_load_seconds("u2netp") + 10 * jobs * one + 30
 
 
@@ -48,13 +50,17 @@ def test_a_single_image_is_not_stuck_behind_another_accounts_batch(start_worker)
     single.credentials(
         HTTP_X_API_KEY=create_api_key(account=open_account(name="solo", credits=100))[1]
     )
+    # Each item lasts long enough (measured here, now) that the batch is
+    # still running when the single image comes: the test looks every 0.2 s
+    # and submits in well under the items the batch has left.
+    data, _ = photo_taking_at_least(SUBMIT_WITHIN, model="u2netp")
     start_worker(BATCH_CONCURRENCY="1")
-    files = [SimpleUploadedFile(f"{n}.jpg", photo_bytes("coffee")) for n in range(ITEMS)]
+    files = [SimpleUploadedFile(f"{n}.jpg", data) for n in range(ITEMS)]
     batch_id = batcher.post(URL, {"files": files, "model": "u2netp"}).json()["batch_id"]
     items = RemovalJob.objects.filter(batch_id=batch_id)
     wait_for(
         lambda: items.filter(status="completed").exists(),
-        timeout=deadline_for(1),
+        timeout=deadline_for(1, data),
         message="the batch's first item never completed",
     )
 
@@ -65,7 +71,7 @@ def test_a_single_image_is_not_stuck_behind_another_accounts_batch(start_worker)
     ended_before = items.filter(status__in=["completed", "failed"]).count()
     wait_for(
         lambda: RemovalJob.objects.get(pk=solo.pk).status == "completed",
-        timeout=deadline_for(3),
+        timeout=deadline_for(3, data),
         message="the single image never completed",
     )
     solo.refresh_from_db()
