@@ -71,7 +71,7 @@ class EngineConfig:
 
     models_dir: Path
     engine: str = engines.DEFAULT_ENGINE  # a key of engines.ENGINES
-    intra_op_threads: int = 0  # 0: ONNX Runtime's choice (one per physical core)
+    intra_op_threads: int = 0  # 0: the engine's choice (one per physical core)
     allow_spinning: bool = True
 
 
@@ -218,7 +218,7 @@ def _openvino_session(name: str, precision: str, config: EngineConfig):
 def warm_models(names: list[str], config: EngineConfig) -> dict[str, float]:
     """Loads each model and runs it once, so a worker's first job is not slow.
 
-    The first run of a session allocates ONNX Runtime's memory arena and
+    The first run of a session allocates the engine's working memory and
     costs about as much again as the load; both are paid here, before the
     worker takes a job. Unknown or missing models are skipped with a
     warning: a worker must start even when one model is not installed.
