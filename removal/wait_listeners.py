@@ -27,7 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from removal.models import RemovalJob
 from revid import serving
-from revid.doorbell import Doorbell
+from revid.doorbell import Doorbell, between_looks
 
 logger = logging.getLogger("removal.waiting")
 
@@ -295,9 +295,8 @@ class PollListener(Listener):
                 await self._sweep_once()
                 if self.bell is not None:
                     stretch = 1 + len(self._by_job) // _STRETCH_PER_JOBS
-                    await self.bell.wait_async(
-                        max(self.interval, min(1.0, self.interval * stretch))
-                    )
+                    poll = max(self.interval, min(1.0, self.interval * stretch))
+                    await self.bell.wait_async(between_looks(poll, self.bell))
                 else:
                     await asyncio.sleep(self.interval)
         finally:

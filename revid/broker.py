@@ -9,7 +9,8 @@ Here the cluster's pusher, between looks, waits on its doorbell in
 ``QUEUE_WAKE_DIR`` (``revid.doorbell``), and ``enqueue`` rings every bell
 there once the task's row is committed: a pusher on the same machine
 looks again at once. The poll stays the fallback (an enqueue from another
-machine, a lost ring).
+machine, a lost ring); on SQLite, where no enqueue comes from elsewhere,
+it looks only every LOCAL_WAKE_FALLBACK_MS (``doorbell.between_looks``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db import transaction
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 
-from revid.doorbell import Doorbell, ring_all
+from revid.doorbell import Doorbell, between_looks, ring_all
 
 _doorbell: Doorbell | None = None
 
@@ -56,5 +57,6 @@ class WakingORM(ORM):
             Conf.POLL = poll
         if tasks:
             return tasks
-        doorbell().wait(Conf.POLL)
+        bell = doorbell()
+        bell.wait(between_looks(Conf.POLL, bell))
         return None

@@ -372,6 +372,11 @@ REDIS_URL = env_str("REDIS_URL")
 # (removal/waiting.py). Q_POLL_MS and WAIT_POLL_MS stay as the fallback.
 LOCAL_WAKE = env_bool("LOCAL_WAKE", True)
 LOCAL_WAKE_DIR = Path(env_str("LOCAL_WAKE_DIR", str(DATA_DIR / "wake"))).resolve()
+# On SQLite (every process on this machine, so every enqueue and job end
+# rings) the polls only catch a lost ring: they look this often instead
+# (revid/doorbell.py). On PostgreSQL a web or worker may be on another
+# machine, out of the bells' reach, and Q_POLL_MS and WAIT_POLL_MS stay.
+LOCAL_WAKE_FALLBACK_MS = env_int("LOCAL_WAKE_FALLBACK_MS", 1000, minimum=1)
 QUEUE_WAKE_DIR = LOCAL_WAKE_DIR / "queue"
 WAIT_WAKE_DIR = LOCAL_WAKE_DIR / "wait"
 

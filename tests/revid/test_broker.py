@@ -49,3 +49,22 @@ def test_a_waiting_pusher_takes_a_task_long_before_its_poll_ends(wake_dir, monke
 
 def test_without_a_wake_directory_nobody_is_rung(wake_dir):
     assert waking.wake_pushers() == 0
+
+
+@pytest.mark.django_db
+def test_on_sqlite_an_idle_pusher_looks_again_only_at_the_fallback(
+    wake_dir, settings, monkeypatch
+):
+    """Every enqueue rings on SQLite: the short poll would only cost queries."""
+    monkeypatch.setattr(Conf, "POLL", 0.05)
+    settings.DATABASES = {
+        "default": {**settings.DATABASES["default"], "ENGINE": "django.db.backends.sqlite3"}
+    }
+    settings.LOCAL_WAKE_FALLBACK_MS = 1500
+    waits: list[float] = []
+    monkeypatch.setattr(waking.Doorbell, "wait", lambda self, timeout: waits.append(timeout))
+    pusher = waking.WakingORM(list_key="fallback-test")
+    pusher.purge_queue()
+
+    assert pusher.dequeue() is None
+    assert waits == [1.5]

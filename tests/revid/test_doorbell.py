@@ -3,7 +3,9 @@
 import multiprocessing
 import time
 
-from revid.doorbell import Doorbell, ring_all
+import pytest
+
+from revid.doorbell import Doorbell, between_looks, ring_all
 
 
 def test_a_rung_bell_ends_the_wait_and_an_unrung_one_times_out(tmp_path):
@@ -72,3 +74,36 @@ def test_a_bell_rings_across_processes(tmp_path):
     assert ring_all(tmp_path) == 1
     assert results.get(timeout=15) is True
     child.join(timeout=10)
+
+
+SQLITE = "django.db.backends.sqlite3"
+POSTGRES = "django.db.backends.postgresql"
+
+
+@pytest.mark.parametrize(
+    "engine, local_wake, bell_works, poll, expected",
+    [
+        # Every ringer shares this machine: the poll only catches a lost ring.
+        (SQLITE, True, True, 0.05, 1.0),
+        (SQLITE, True, True, 0.025, 1.0),
+        (SQLITE, True, True, 3600.0, 3600.0),  # a longer poll is kept
+        # A web or worker elsewhere can't ring: the poll is how it is heard.
+        (POSTGRES, True, True, 0.05, 0.05),
+        # No bells, or none that works here: polling is all there is.
+        (SQLITE, False, True, 0.05, 0.05),
+        (SQLITE, True, False, 0.05, 0.05),
+    ],
+)
+def test_between_looks_stretches_the_poll_only_where_every_ringer_reaches_the_bell(
+    settings, tmp_path, engine, local_wake, bell_works, poll, expected
+):
+    settings.DATABASES = {"default": {**settings.DATABASES["default"], "ENGINE": engine}}
+    settings.LOCAL_WAKE = local_wake
+    settings.LOCAL_WAKE_FALLBACK_MS = 1000
+    folder = tmp_path / "wake"
+    if not bell_works:
+        folder.write_text("a file where the bells' folder should be")
+    bell = Doorbell(folder)
+
+    assert between_looks(poll, bell) == expected
+    bell.close()
