@@ -69,6 +69,26 @@ def test_its_resize_to_the_model_input_is_exactly_pillows_lanczos(size):
     assert np.array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.parametrize("name", ["chelsea", "black"])
+def test_its_model_input_is_the_whole_array_float32_normalisation_bit_for_bit(name):
+    """Written plane by plane into the tensor, the same float32 steps as numpy
+    on the whole array, and rembg's float64 ``normalize`` to float32 precision."""
+    img = Image.new("RGB", (640, 480)) if name == "black" else photo(name).convert("RGB")
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    sized = np.asarray(img.resize((320, 320), Image.Resampling.LANCZOS), dtype=np.float32)
+    scaled = sized / max(float(sized.max()), 1e-6)
+    whole = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    want = np.ascontiguousarray(whole.transpose(2, 0, 1)[None])
+
+    got = model.model_input(img, mean, std, 320)
+
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.array_equal(got, want)
+    in_float64 = sized.astype(np.float64) / max(np.max(sized), 1e-6)
+    rembg_like = (in_float64 - np.asarray(mean)) / np.asarray(std)
+    assert np.allclose(got[0].transpose(1, 2, 0), rembg_like, atol=1e-5)
+
+
 def test_its_mask_matches_rembg_on_a_png_with_transparency(u2netp):
     img = photo("chelsea").convert("RGBA")
     data = encode(img, "PNG")
