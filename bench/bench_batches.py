@@ -5,7 +5,8 @@ BENCH_ARGS='--set mixed': one photo set only).
 
 Rows, images per minute on this machine:
 - the model's limit: back-to-back runs of the model alone (the decoded photos
-  resized as rembg does, then the session), in this process;
+  resized as rembg does, then the session), in this process, just before
+  and just after the batch (their mean);
 - our batch door: one POST of every photo, `GET /api/batch/<id>?wait=`, the ZIP;
 - our single-image door: one request per photo (POST, ?wait=, download), 8 client threads;
 - `rembg s`: one request per photo with 8 client threads, and with 2 (the cores).
@@ -159,10 +160,17 @@ def measure(name: str, images: list[bytes], service, key: str, peer) -> dict:
     service_base = service.base
     ours = peers.Ours(service_base, key, Path())
     log(f"[{name}] {len(images)} photos")
-    row = {"photos": len(images), "model_limit": model_limit(images)}
-    log(f"  model alone: {row['model_limit']:.1f}/min")
+    # The machine's speed drifts by several per cent over minutes: the limit
+    # is measured just before and just after the batch, and their mean used.
+    before = model_limit(images)
+    log(f"  model alone, before: {before:.1f}/min")
+    row = {"photos": len(images)}
     row["batch"], outputs, batch_id = batch_door(service_base, key, images)
     log(f"  our batch door: {row['batch']:.1f}/min")
+    after = model_limit(images)
+    row["model_limit"] = (before + after) / 2
+    row["model_limit_before_after"] = [before, after]
+    log(f"  model alone, after: {after:.1f}/min (mean {row['model_limit']:.1f})")
     row["profile"] = profile(service.workdir / "data" / "db.sqlite3", batch_id)
     log(
         "  per item (ms): "

@@ -6,10 +6,13 @@ poll, the task's own rows) and leaves the cores to the model alone while it
 decodes and encodes. Here the task that got one item goes on with the
 batch's next ones. While the model runs on item *k* a helper thread
 finishes item *k-1* (mask, compositing, encoding: Pillow, zlib and numpy
-release the GIL as the engines do) and decodes the item expected next.
-On ONNX Runtime with every core taken by its threads the helper would only
-slow the model down, so there the same steps run in turn
-(``overlap_pays``). Database writes stay on the task's own thread.
+release the GIL as the engines do) and decodes the item expected next;
+it is handed *k* the moment *k*'s model run ends, so it works on the core
+the model left while this thread stores *k-1* and claims *k+1*. On ONNX
+Runtime with every core taken by its threads the helper would only slow
+the model down, so there the same steps run in turn (``overlap_pays``).
+Database reads and writes stay on the task's own thread, one look at the
+pending items per claim.
 
 The same rules as one job per task hold:
 
@@ -36,7 +39,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +78,18 @@ def overlap_pays() -> bool:
         cores = os.cpu_count() or 1
     threads = settings.ORT_INTRA_OP_THREADS or cores
     return cores > settings.Q_WORKERS * threads
+
+
+class _InTurn(Executor):
+    """The helper where it does not pay: each step runs as it is handed over."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 @dataclass
@@ -155,8 +170,10 @@ class _Runner:
         self.task_deadline = now + self.timeout
         self.claim_until = now + self.timeout / 2
         self.first = self._item(first, now)
-        self.helper = (
-            ThreadPoolExecutor(1, thread_name_prefix="batch-item") if overlap_pays() else None
+        # The pending item that followed the last claimed one in the claim's look.
+        self._after_claimed: dict[uuid.UUID, RemovalJob | None] = {}
+        self.helper: Executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="batch-item") if overlap_pays() else _InTurn()
         )
 
     def _item(self, job: RemovalJob, started: float) -> _Item:
@@ -165,29 +182,31 @@ class _Runner:
         )
 
     def run(self) -> None:
-        """Steps per item *k*: decode (already done if it was the one expected), then
-        the model on *k* while the helper finishes *k-1* and decodes the next
-        expected one (without a helper: after the model); then *k-1* is stored
-        and ended, and *k+1* claimed."""
+        """Steps per item *k*: the model on *k*, while the helper finishes *k-1* and
+        decodes *k+1* (the item expected next, read before *k*'s run); then the
+        helper starts finishing *k* at once, on the core the model just left,
+        while this thread stores and ends *k-1*, claims *k+1* and reads the
+        item expected after it. Without a helper the same steps run in turn."""
         current: _Item | None = self.first
         previous: _Item | None = None
+        finishing: Future | None = None
         try:
             self._prepare(current)
+            ahead = self._expected_after(current)
+            preparing = self.helper.submit(self._prepare_ahead, ahead)
             while current is not None:
-                ahead = self._expected_after(current)
-                if self.helper is None:
-                    self._predict(current)
-                    finished = self._finish_and_prepare(previous, ahead)
-                else:
-                    work = self.helper.submit(self._finish_and_prepare, previous, ahead)
-                    self._predict(current)
-                    finished = work.result()
+                self._predict(current)
+                finished_previous = finishing.result() if finishing is not None else None
+                preparing.result()
+                finishing = self.helper.submit(self._finish, current)
                 if previous is not None:
-                    self._end(previous, finished)
+                    self._end(previous, finished_previous)
                 previous, current = current, self._claim_next()
                 if current is not None:
                     self._take_ahead(current, ahead)
-            self._end(previous, self._finish(previous))
+                    ahead = self._expected_after(current)
+                    preparing = self.helper.submit(self._prepare_ahead, ahead)
+            self._end(previous, finishing.result())
         except BaseException as exc:
             for item in (previous, current):
                 if item is not None:
@@ -196,8 +215,7 @@ class _Runner:
                     )
             raise
         finally:
-            if self.helper is not None:
-                self.helper.shutdown(wait=True, cancel_futures=True)
+            self.helper.shutdown(wait=True, cancel_futures=True)
 
     # --- the stages --------------------------------------------------------------
 
@@ -249,22 +267,22 @@ class _Runner:
         finally:
             item.prepared = item.prediction = None
 
-    def _finish_and_prepare(self, previous: _Item | None, ahead: _Ahead | None):
-        finished = self._finish(previous)
-        if ahead is not None and ahead.data is not None:
-            started = time.perf_counter()
-            try:
-                ahead.prepared = prepare(
-                    ahead.data,
-                    self.session,
-                    max_pixels=settings.MAX_IMAGE_PIXELS,
-                    background=ahead.background,
-                )
-            except Exception as exc:
-                ahead.error = exc
-            ahead.seconds = time.perf_counter() - started
-            ahead.data = ahead.background = None
-        return finished
+    def _prepare_ahead(self, ahead: _Ahead | None) -> None:
+        """Decodes the item expected next (on the helper thread, beside a model run)."""
+        if ahead is None or ahead.data is None:
+            return
+        started = time.perf_counter()
+        try:
+            ahead.prepared = prepare(
+                ahead.data,
+                self.session,
+                max_pixels=settings.MAX_IMAGE_PIXELS,
+                background=ahead.background,
+            )
+        except Exception as exc:
+            ahead.error = exc
+        ahead.seconds = time.perf_counter() - started
+        ahead.data = ahead.background = None
 
     def _end(self, item: _Item, finished) -> None:
         """Stores and completes the item, or fails and refunds it; announces either."""
@@ -291,8 +309,12 @@ class _Runner:
         ).order_by("batch_index")
 
     def _expected_after(self, current: _Item) -> _Ahead | None:
-        """The item likely claimed next, its input read here (the helper decodes it)."""
-        job = self._pending().exclude(pk=current.job.pk).first()
+        """The item likely claimed next, its input read here (the helper decodes it):
+        the one after ``current`` in the claim's own look, else looked up."""
+        if current.job.pk in self._after_claimed:
+            job = self._after_claimed.pop(current.job.pk)
+        else:
+            job = self._pending().exclude(pk=current.job.pk).first()
         if job is None:
             return None
         ahead = _Ahead(job_id=job.pk)
@@ -326,10 +348,16 @@ class _Runner:
         """The batch's next pending item, claimed, unless the runner must hand over."""
         if time.monotonic() > self.claim_until or self.should_stop() or self._others_waiting():
             return None
-        for job_id in self._pending().values_list("pk", flat=True)[:3]:
-            job = RemovalJob.objects.select_related("account").get(pk=job_id)
+        looked = 3
+        candidates = list(self._pending().select_related("account")[:looked])
+        self._after_claimed = {}
+        for index, job in enumerate(candidates):
             # Claimed for the batch's queue too (it counts as in flight there),
             # in the one statement that claims it for this worker.
             if job.mark_processing(queued=True):
+                if index + 1 < len(candidates):
+                    self._after_claimed[job.pk] = candidates[index + 1]
+                elif len(candidates) < looked:
+                    self._after_claimed[job.pk] = None  # it was the last pending one
                 return self._item(job, time.monotonic())
         return None

@@ -93,6 +93,64 @@ def test_on_openvino_the_helper_runs_beside_the_model_even_on_every_core(
     assert batch_runner.overlap_pays() is True
 
 
+def test_the_helper_starts_finishing_an_item_before_the_previous_one_is_stored(
+    account, django_capture_on_commit_callbacks, monkeypatch
+):
+    """After the model's run on item k the core it used is free while this thread
+    stores k-1 and claims k+1: k's finishing is handed over first, to use it."""
+    monkeypatch.setattr(batch_runner, "overlap_pays", lambda: True)
+    events: list[tuple[str, int]] = []
+
+    class Recording(batch_runner.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            if fn.__name__ == "_finish":
+                events.append(("finish handed over", args[0].job.batch_index))
+            return super().submit(fn, *args, **kwargs)
+
+    def complete(*, job, **kwargs):
+        events.append(("stored", job.batch_index))
+        return real_complete(job=job, **kwargs)
+
+    real_complete = services.complete_job
+    monkeypatch.setattr(batch_runner, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(batch_runner.services, "complete_job", complete)
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS])
+
+    run(items_of(batch)[0].id, django_capture_on_commit_callbacks)
+
+    assert [job.status for job in items_of(batch)] == ["completed"] * 3
+    assert events == [
+        ("finish handed over", 0),
+        ("finish handed over", 1),
+        ("stored", 0),
+        ("finish handed over", 2),
+        ("stored", 1),
+        ("stored", 2),
+    ]
+
+
+def test_the_item_expected_next_comes_from_the_claims_own_look(
+    account, django_capture_on_commit_callbacks, monkeypatch
+):
+    """One look at the pending items per claim: the next one's input is read from
+    what the claim saw, not looked up again (a query per item on the model's cores)."""
+    looks = []
+    real_pending = batch_runner._Runner._pending
+
+    def pending(self):
+        looks.append(1)
+        return real_pending(self)
+
+    monkeypatch.setattr(batch_runner._Runner, "_pending", pending)
+    batch = submitted_batch(account, [photo_bytes(name) for name in PHOTOS + PHOTOS[:1]])
+
+    run(items_of(batch)[0].id, django_capture_on_commit_callbacks)
+
+    assert [job.status for job in items_of(batch)] == ["completed"] * 4
+    # The first item's next, then one per claim (three items and the empty last look).
+    assert len(looks) == 1 + 4
+
+
 def test_it_hands_over_when_another_customers_image_waits(
     account, other_account, django_capture_on_commit_callbacks
 ):
