@@ -52,9 +52,7 @@ def test_without_a_wake_directory_nobody_is_rung(wake_dir):
 
 
 @pytest.mark.django_db
-def test_on_sqlite_an_idle_pusher_looks_again_only_at_the_fallback(
-    wake_dir, settings, monkeypatch
-):
+def test_on_sqlite_an_idle_pusher_looks_again_only_at_the_fallback(wake_dir, settings, monkeypatch):
     """Every enqueue rings on SQLite: the short poll would only cost queries."""
     monkeypatch.setattr(Conf, "POLL", 0.05)
     settings.DATABASES = {
