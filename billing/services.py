@@ -64,16 +64,7 @@ def _append(
             credit_balance=new_balance, low_balance_notified=notified
         )
         if send_now:
-            # After commit: a rolled-back charge must not email anyone. Robust:
-            # a mail server that is down must not fail the request that charged.
-            # (A closure, not functools.partial: Django logs a robust
-            # callback's failure by its __qualname__.)
-            account_id = locked.pk
-
-            def notify_low_balance() -> None:
-                send_low_balance_email(account_id=account_id, balance=new_balance)
-
-            transaction.on_commit(notify_low_balance, robust=True)
+            _email_low_balance_after_commit(account_id=locked.pk, balance=new_balance)
     account.credit_balance = new_balance
     account.low_balance_notified = notified
     return entry
@@ -82,6 +73,18 @@ def _append(
 def low_balance_threshold() -> int:
     """Credits under which an account is told its balance is low (0: never)."""
     return settings.LOW_BALANCE_REQUESTS * settings.REMOVAL_PRICE_CREDITS
+
+
+def _email_low_balance_after_commit(*, account_id: int, balance: int) -> None:
+    """After commit: a rolled-back charge must not email anyone. Robust: a mail
+    server that is down must not fail the request that charged."""
+
+    # A closure, not functools.partial: Django logs a robust callback's
+    # failure by its __qualname__.
+    def notify_low_balance() -> None:
+        send_low_balance_email(account_id=account_id, balance=balance)
+
+    transaction.on_commit(notify_low_balance, robust=True)
 
 
 def _low_balance_flag(*, notified: bool, kind: str, amount: int, balance: int) -> tuple[bool, bool]:
@@ -187,6 +190,10 @@ def adjust_credits(*, account: Account, amount: int, note: str) -> LedgerEntry:
     return _append(account=account, kind=LedgerEntry.Kind.ADJUST, amount=amount, note=note)
 
 
+def _charge_note(job) -> str:
+    return f"Background removal ({job.model_name})"
+
+
 def charge_for_job(*, job) -> LedgerEntry:
     """Charges the job's account the price of one removal.
 
@@ -199,7 +206,7 @@ def charge_for_job(*, job) -> LedgerEntry:
         kind=LedgerEntry.Kind.CHARGE,
         amount=-price,
         job=job,
-        note=f"Background removal ({job.model_name})",
+        note=_charge_note(job),
     )
 
 
@@ -208,17 +215,48 @@ def charge_for_jobs(*, account: Account, jobs: list) -> list[LedgerEntry]:
 
     Must run inside the transaction that creates them. The account is locked
     once and the balance checked for the whole before any row is written,
-    so a batch the balance cannot cover is refused whole (402).
+    so a batch the balance cannot cover is refused whole (402). The entries
+    are the ones ``charge_for_job`` would write one by one (each with its
+    balance after), written in one statement: a hundred items' charges
+    took 125 ms one by one. A batch that takes the balance under the
+    low-balance threshold sends one email, with the balance it leaves.
     """
     price = settings.REMOVAL_PRICE_CREDITS
     total = price * len(jobs)
-    locked = Account.objects.select_for_update().get(pk=account.pk)
-    if locked.credit_balance < total:
-        raise InsufficientCredits(
-            f"Insufficient credits: these {len(jobs)} images cost {total} credits and the "
-            f"balance is {locked.credit_balance}."
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(pk=account.pk)
+        if locked.credit_balance < total:
+            raise InsufficientCredits(
+                f"Insufficient credits: these {len(jobs)} images cost {total} credits and the "
+                f"balance is {locked.credit_balance}."
+            )
+        balance, notified, email = locked.credit_balance, locked.low_balance_notified, False
+        entries = []
+        for job in jobs:
+            balance -= price
+            notified, send_now = _low_balance_flag(
+                notified=notified, kind=LedgerEntry.Kind.CHARGE, amount=-price, balance=balance
+            )
+            email = email or send_now
+            entries.append(
+                LedgerEntry(
+                    account=locked,
+                    kind=LedgerEntry.Kind.CHARGE,
+                    amount=-price,
+                    balance_after=balance,
+                    job=job,
+                    note=_charge_note(job)[:500],
+                )
+            )
+        LedgerEntry.objects.bulk_create(entries)
+        Account.objects.filter(pk=locked.pk).update(
+            credit_balance=balance, low_balance_notified=notified
         )
-    return [charge_for_job(job=job) for job in jobs]
+        if email:
+            _email_low_balance_after_commit(account_id=locked.pk, balance=balance)
+    account.credit_balance = balance
+    account.low_balance_notified = notified
+    return entries
 
 
 def refund_for_job(*, job, reason: str = "") -> LedgerEntry | None:

@@ -9,6 +9,7 @@ from billing.services import (
     InsufficientCredits,
     adjust_credits,
     charge_for_job,
+    charge_for_jobs,
     grant_credits,
     open_account,
     refund_for_job,
@@ -160,6 +161,45 @@ def test_the_email_goes_to_the_accounts_users_when_a_debit_crosses_the_threshold
     assert "enough for 19 more background removals at 25 credits each" in email.body
     watched.refresh_from_db()
     assert watched.low_balance_notified
+
+
+def test_a_batchs_charges_are_the_rows_one_charge_at_a_time_would_write(account):
+    jobs = [make_job(account) for _ in range(4)]
+
+    entries = charge_for_jobs(account=account, jobs=jobs)
+
+    rows = list(LedgerEntry.objects.filter(account=account, kind="charge").order_by("id"))
+    assert [(row.job_id, row.amount, row.balance_after) for row in rows] == [
+        (job.id, -25, 1000 - 25 * n) for n, job in enumerate(jobs, start=1)
+    ]
+    assert [row.note for row in rows] == ["Background removal (u2net)"] * 4
+    assert [entry.balance_after for entry in entries] == [975, 950, 925, 900]
+    account.refresh_from_db()
+    assert account.credit_balance == 900 == ledger_sum(account=account)
+
+
+def test_a_batch_the_balance_cannot_cover_writes_nothing(account):
+    jobs = [make_job(account) for _ in range(41)]  # 1025 credits against 1000
+
+    with pytest.raises(InsufficientCredits):
+        charge_for_jobs(account=account, jobs=jobs)
+
+    assert not LedgerEntry.objects.filter(account=account, kind="charge").exists()
+    account.refresh_from_db()
+    assert account.credit_balance == 1000
+
+
+def test_a_batch_that_crosses_the_threshold_sends_one_email_with_what_it_leaves(
+    watched, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_credits(account=watched, amount=-480, note="just above the threshold")
+        charge_for_jobs(account=watched, jobs=[make_job(watched) for _ in range(3)])
+
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].subject == "Low balance: 445 credits left in acme"
+    watched.refresh_from_db()
+    assert watched.low_balance_notified and watched.credit_balance == 445
 
 
 def test_it_is_sent_once_per_crossing(watched, django_capture_on_commit_callbacks):
