@@ -63,10 +63,16 @@ def between_looks(poll: float, bell: Doorbell) -> float:
     least LOCAL_WAKE_FALLBACK_MS."""
     from django.conf import settings
 
-    one_machine = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
-    if not (settings.LOCAL_WAKE and one_machine and bell.ready()):
+    if not (settings.LOCAL_WAKE and _every_ringer_is_here() and bell.ready()):
         return poll
     return max(poll, settings.LOCAL_WAKE_FALLBACK_MS / 1000)
+
+
+def _every_ringer_is_here() -> bool:
+    """SQLite: every web and worker shares this machine (and the database file)."""
+    from django.db import connection
+
+    return connection.vendor == "sqlite"
 
 
 class Doorbell:

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 
@@ -55,9 +56,7 @@ def test_without_a_wake_directory_nobody_is_rung(wake_dir):
 def test_on_sqlite_an_idle_pusher_looks_again_only_at_the_fallback(wake_dir, settings, monkeypatch):
     """Every enqueue rings on SQLite: the short poll would only cost queries."""
     monkeypatch.setattr(Conf, "POLL", 0.05)
-    settings.DATABASES = {
-        "default": {**settings.DATABASES["default"], "ENGINE": "django.db.backends.sqlite3"}
-    }
+    monkeypatch.setattr(connection, "vendor", "sqlite")
     settings.LOCAL_WAKE_FALLBACK_MS = 1500
     waits: list[float] = []
     monkeypatch.setattr(waking.Doorbell, "wait", lambda self, timeout: waits.append(timeout))
