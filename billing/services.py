@@ -48,18 +48,17 @@ def _append(
                 f"Insufficient credits: this request costs {-amount} credits and the "
                 f"balance is {locked.credit_balance}."
             )
-        entry = LedgerEntry.objects.create(
+        entry, notified, send_now = _movement(
             account=locked,
             kind=kind,
             amount=amount,
             balance_after=new_balance,
+            notified=locked.low_balance_notified,
             job=job,
-            note=note[:500],
+            note=note,
             external_id=external_id,
         )
-        notified, send_now = _low_balance_flag(
-            notified=locked.low_balance_notified, kind=kind, amount=amount, balance=new_balance
-        )
+        entry.save()
         Account.objects.filter(pk=locked.pk).update(
             credit_balance=new_balance, low_balance_notified=notified
         )
@@ -68,6 +67,34 @@ def _append(
     account.credit_balance = new_balance
     account.low_balance_notified = notified
     return entry
+
+
+def _movement(
+    *,
+    account: Account,
+    kind: str,
+    amount: int,
+    balance_after: int,
+    notified: bool,
+    job=None,
+    note: str = "",
+    external_id: str | None = None,
+) -> tuple[LedgerEntry, bool, bool]:
+    """One ledger row, not yet written, and the account's low-balance flag
+    after it with whether to email now (``_low_balance_flag``)."""
+    entry = LedgerEntry(
+        account=account,
+        kind=kind,
+        amount=amount,
+        balance_after=balance_after,
+        job=job,
+        note=note[:500],
+        external_id=external_id,
+    )
+    notified, send_now = _low_balance_flag(
+        notified=notified, kind=kind, amount=amount, balance=balance_after
+    )
+    return entry, notified, send_now
 
 
 def low_balance_threshold() -> int:
@@ -234,20 +261,17 @@ def charge_for_jobs(*, account: Account, jobs: list) -> list[LedgerEntry]:
         entries = []
         for job in jobs:
             balance -= price
-            notified, send_now = _low_balance_flag(
-                notified=notified, kind=LedgerEntry.Kind.CHARGE, amount=-price, balance=balance
+            entry, notified, send_now = _movement(
+                account=locked,
+                kind=LedgerEntry.Kind.CHARGE,
+                amount=-price,
+                balance_after=balance,
+                notified=notified,
+                job=job,
+                note=_charge_note(job),
             )
             email = email or send_now
-            entries.append(
-                LedgerEntry(
-                    account=locked,
-                    kind=LedgerEntry.Kind.CHARGE,
-                    amount=-price,
-                    balance_after=balance,
-                    job=job,
-                    note=_charge_note(job)[:500],
-                )
-            )
+            entries.append(entry)
         LedgerEntry.objects.bulk_create(entries)
         Account.objects.filter(pk=locked.pk).update(
             credit_balance=balance, low_balance_notified=notified
