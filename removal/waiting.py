@@ -21,7 +21,8 @@ Backends (``WAIT_BACKEND``; ``auto`` picks the first that applies):
   requests wait for have ended; announcing rings the web processes'
   doorbells on this machine (``LOCAL_WAKE``, ``revid.doorbell``), which
   look at once. With the doorbell the poll is only the net for a lost
-  ring, and its interval stretches with the number of jobs waited for.
+  ring: its interval stretches with the number of jobs waited for, and on
+  SQLite (every ringer on this machine) to LOCAL_WAKE_FALLBACK_MS.
 
 Many waiters in one web process:
 
